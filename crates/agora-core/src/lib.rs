@@ -1,0 +1,63 @@
+//! The domain model of Agora, a decentralized package registry.
+//!
+//! This crate defines what a package *is* and which changes to it are legal:
+//! validated [`PackageName`]s, semver [`Version`]s, the signed [`Manifest`] of one
+//! version, the signed [`PackageIndex`] of one name, the rules that connect them
+//! (the owner key owns a name on first sight, versions are immutable, only the owner
+//! yanks, sequences grow), search [`Query`]s, and the [`Registry`] trait every
+//! backend implements.
+//!
+//! It deliberately does no I/O: no files, no sockets, no database, no async runtime.
+//! Storage lives in `agora-store`, caching in `agora-cache`, composition in `agora`.
+//!
+//! # Example
+//!
+//! ```
+//! use agora_core::{ArtifactInfo, PackageMetadata, Publisher, SecretKey};
+//!
+//! let publisher = Publisher::new(SecretKey::generate());
+//! let metadata: PackageMetadata = PackageMetadata::new(
+//!     "hello-world".parse()?,
+//!     agora_core::parse_version("1.0.0")?,
+//!     "prints a greeting",
+//! );
+//! let artifact = ArtifactInfo::compute(b"tarball bytes", ArtifactInfo::DEFAULT_CHUNK_SIZE)?;
+//! let (manifest, index) = publisher.publish(metadata, artifact, None, 1_700_000_000)?;
+//!
+//! // Anyone can check both signatures and the link between them.
+//! manifest.verify()?;
+//! index.verify()?;
+//! assert_eq!(index.index().owner, publisher.public_key());
+//!
+//! // The wire encoding round-trips and is what the signature covers.
+//! let bytes = manifest.to_bytes();
+//! assert_eq!(agora_core::SignedManifest::from_bytes(&bytes)?, manifest);
+//! # Ok::<(), agora_core::Error>(())
+//! ```
+
+mod artifact;
+mod crypto;
+mod encoding;
+mod error;
+mod index;
+mod manifest;
+mod name;
+mod publisher;
+mod query;
+mod registry;
+
+pub use artifact::{ArtifactHasher, ArtifactInfo};
+pub use crypto::{Digest, PublicKey, SecretKey, Signature};
+pub use error::{Error, Result};
+pub use index::{IndexChange, PackageIndex, SignedPackageIndex, VersionEntry};
+pub use manifest::{Manifest, PackageMetadata, SignedManifest};
+pub use name::PackageName;
+pub use publisher::{Publication, Publisher};
+pub use query::{Query, SearchHit, SearchResults, SearchScope};
+pub use registry::{Artifact, ArtifactData, Registry, RegistryMetadata};
+pub use semver::{Version, VersionReq};
+
+/// Parses a semantic version, mapping failures into this crate's [`Error`].
+pub fn parse_version(input: &str) -> Result<Version> {
+    name::parse_version(input)
+}

@@ -1,0 +1,154 @@
+//! Package names and version parsing.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::{Error, Result, Version};
+
+/// The longest package name accepted.
+pub(crate) const MAX_NAME_LEN: usize = 64;
+/// The longest version string accepted.
+pub(crate) const MAX_VERSION_LEN: usize = 64;
+
+/// A validated package name: 1–64 characters of lowercase ASCII letters, digits,
+/// `-` and `_`, starting with a letter. [`PackageName::parse`] is the only way to
+/// build one, so code holding a `PackageName` never re-checks it.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PackageName(String);
+
+impl PackageName {
+    /// Checks `input` against the naming rules.
+    pub fn parse(input: &str) -> Result<Self> {
+        let invalid = |reason| Err(Error::InvalidName { name: input.chars().take(80).collect(), reason });
+        let Some(first) = input.chars().next() else {
+            return invalid("a name cannot be empty");
+        };
+        if input.len() > MAX_NAME_LEN {
+            return invalid("a name is at most 64 characters");
+        }
+        if !first.is_ascii_lowercase() {
+            return invalid("a name starts with a lowercase ASCII letter");
+        }
+        if !input.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_') {
+            return invalid("a name holds only lowercase ASCII letters, digits, `-` and `_`");
+        }
+        Ok(Self(input.to_owned()))
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+pub(crate) fn parse_version(input: &str) -> Result<Version> {
+    if input.len() > MAX_VERSION_LEN {
+        return Err(Error::InvalidVersion {
+            input: input.chars().take(80).collect(),
+            reason: format!("a version is at most {MAX_VERSION_LEN} characters"),
+        });
+    }
+    Version::parse(input)
+        .map_err(|error| Error::InvalidVersion { input: input.to_owned(), reason: error.to_string() })
+}
+
+impl fmt::Display for PackageName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for PackageName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PackageName({})", self.0)
+    }
+}
+
+impl FromStr for PackageName {
+    type Err = Error;
+
+    fn from_str(input: &str) -> Result<Self> {
+        Self::parse(input)
+    }
+}
+
+impl AsRef<str> for PackageName {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Serialize for PackageName {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for PackageName {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Self::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[test]
+    fn accepts_and_rejects_by_the_rules() {
+        for good in ["a", "serde", "hello-world", "x_1", &"a".repeat(64)] {
+            assert!(PackageName::parse(good).is_ok(), "{good}");
+        }
+        for bad in ["", "1abc", "-abc", "Hello", "héllo", "a b", "a.b", "a/b", &"a".repeat(65)] {
+            assert!(PackageName::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn errors_say_what_is_wrong() {
+        let error = PackageName::parse("Hello").unwrap_err().to_string();
+        assert_eq!(error, "invalid package name `Hello`: a name starts with a lowercase ASCII letter");
+    }
+
+    #[test]
+    fn versions_parse_as_semver() {
+        assert!(parse_version("1.2.3").is_ok());
+        assert!(parse_version("1.2.3-beta.1+build.5").is_ok());
+        for bad in ["", "1", "1.2", "01.2.3", "v1.2.3", "1.2.3.4", &format!("1.2.3-{}", "a".repeat(70))] {
+            assert!(parse_version(bad).is_err(), "{bad}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn valid_names_round_trip(name in "[a-z][a-z0-9_-]{0,63}") {
+            let parsed = PackageName::parse(&name).unwrap();
+            prop_assert_eq!(parsed.as_str(), name.as_str());
+            prop_assert_eq!(parsed.to_string().parse::<PackageName>().unwrap(), parsed);
+        }
+
+        #[test]
+        fn any_string_parses_only_if_it_follows_the_rules(input in "\\PC{0,70}") {
+            let follows_rules = !input.is_empty()
+                && input.len() <= 64
+                && input.starts_with(|c: char| c.is_ascii_lowercase())
+                && input.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+            prop_assert_eq!(PackageName::parse(&input).is_ok(), follows_rules);
+        }
+
+        #[test]
+        fn versions_round_trip(major in 0u64..1000, minor in 0u64..1000, patch in 0u64..1000, pre in proptest::option::of("[a-z][a-z0-9]{0,8}")) {
+            let text = match &pre {
+                Some(pre) => format!("{major}.{minor}.{patch}-{pre}"),
+                None => format!("{major}.{minor}.{patch}"),
+            };
+            let version = parse_version(&text).unwrap();
+            prop_assert_eq!(version.to_string(), text);
+        }
+    }
+}
