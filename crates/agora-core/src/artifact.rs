@@ -123,8 +123,12 @@ impl ArtifactHasher {
         if self.in_chunk > 0 {
             self.chunks.push(Digest::finish(self.chunk));
         }
-        let info =
-            ArtifactInfo { digest: Digest::finish(self.whole), size: self.size, chunk_size: self.chunk_size, chunks: self.chunks };
+        let info = ArtifactInfo {
+            digest: Digest::finish(self.whole),
+            size: self.size,
+            chunk_size: self.chunk_size,
+            chunks: self.chunks,
+        };
         info.validate()?;
         Ok(info)
     }
@@ -135,7 +139,9 @@ fn expected_chunks(size: u64, chunk_size: u32) -> usize {
 }
 
 fn check_chunk_size(chunk_size: u32) -> Result<()> {
-    if !(ArtifactInfo::MIN_CHUNK_SIZE..=ArtifactInfo::MAX_CHUNK_SIZE).contains(&chunk_size) || !chunk_size.is_power_of_two() {
+    if !(ArtifactInfo::MIN_CHUNK_SIZE..=ArtifactInfo::MAX_CHUNK_SIZE).contains(&chunk_size)
+        || !chunk_size.is_power_of_two()
+    {
         return Err(Error::InvalidManifest(format!(
             "chunk size {chunk_size} must be a power of two between {} and {}",
             ArtifactInfo::MIN_CHUNK_SIZE,

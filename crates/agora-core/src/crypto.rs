@@ -47,10 +47,9 @@ pub struct PublicKey(ed25519_dalek::VerifyingKey);
 impl PublicKey {
     /// Parses 32 raw bytes.
     pub fn from_bytes(bytes: &[u8; 32]) -> Result<Self> {
-        ed25519_dalek::VerifyingKey::from_bytes(bytes).map(Self).map_err(|_| Error::Decode {
-            what: "public key",
-            reason: "not a valid ed25519 point".into(),
-        })
+        ed25519_dalek::VerifyingKey::from_bytes(bytes)
+            .map(Self)
+            .map_err(|_| Error::Decode { what: "public key", reason: "not a valid ed25519 point".into() })
     }
 
     /// The raw bytes.
@@ -217,10 +216,7 @@ mod tests {
         let signature = key.sign(b"message");
         assert_eq!(signature.to_string().parse::<Signature>().ok(), Some(signature));
         let digest = Digest::of(b"abc");
-        assert_eq!(
-            digest.to_hex(),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
+        assert_eq!(digest.to_hex(), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
         assert_eq!(SecretKey::from_hex(&key.to_hex()).map(|k| k.public_key()).ok(), Some(public));
     }
 

@@ -177,11 +177,7 @@ impl<'a> Decoder<'a> {
     }
 
     pub(crate) fn finish(self) -> Result<()> {
-        if self.input.is_empty() {
-            Ok(())
-        } else {
-            Err(self.error(format!("{} trailing bytes", self.input.len())))
-        }
+        if self.input.is_empty() { Ok(()) } else { Err(self.error(format!("{} trailing bytes", self.input.len()))) }
     }
 }
 

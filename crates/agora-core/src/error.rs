@@ -35,7 +35,9 @@ pub enum Error {
     #[error("package `{name}` is owned by key {owner}, not by {signer}")]
     NotOwner { name: PackageName, owner: String, signer: String },
     /// A published version would change content.
-    #[error("{name}@{version} is already published with digest {existing}; versions are immutable, publish a new version")]
+    #[error(
+        "{name}@{version} is already published with digest {existing}; versions are immutable, publish a new version"
+    )]
     VersionExists { name: PackageName, version: Version, existing: Digest },
     /// An index update does not advance the sequence.
     #[error("stale index for `{name}`: sequence {offered} is not greater than the current {current}")]
@@ -75,10 +77,7 @@ pub enum Error {
 impl Error {
     /// True for errors that mean "the thing asked for does not exist".
     pub fn is_not_found(&self) -> bool {
-        matches!(
-            self,
-            Error::PackageNotFound(_) | Error::VersionNotFound { .. } | Error::ArtifactUnavailable { .. }
-        )
+        matches!(self, Error::PackageNotFound(_) | Error::VersionNotFound { .. } | Error::ArtifactUnavailable { .. })
     }
 
     /// True for errors caused by the caller's input rather than by this side.

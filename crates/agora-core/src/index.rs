@@ -91,7 +91,9 @@ impl PackageIndex {
                 pair[0].version, pair[1].version
             )));
         }
-        if let Some(entry) = self.versions.iter().find(|entry| entry.version.to_string().len() > crate::name::MAX_VERSION_LEN) {
+        if let Some(entry) =
+            self.versions.iter().find(|entry| entry.version.to_string().len() > crate::name::MAX_VERSION_LEN)
+        {
             return Err(Error::InvalidIndex(format!("version {} is too long", entry.version)));
         }
         Ok(())
@@ -104,18 +106,33 @@ impl PackageIndex {
             return illegal(format!("the update is for `{}`", next.name));
         }
         if next.owner != self.owner {
-            return Err(Error::NotOwner { name: self.name.clone(), owner: self.owner.to_hex(), signer: next.owner.to_hex() });
+            return Err(Error::NotOwner {
+                name: self.name.clone(),
+                owner: self.owner.to_hex(),
+                signer: next.owner.to_hex(),
+            });
         }
         if next.sequence <= self.sequence {
-            return Err(Error::StaleSequence { name: self.name.clone(), current: self.sequence, offered: next.sequence });
+            return Err(Error::StaleSequence {
+                name: self.name.clone(),
+                current: self.sequence,
+                offered: next.sequence,
+            });
         }
         let mut change = IndexChange::default();
         for old in &self.versions {
             let Some(new) = next.entry(&old.version) else {
-                return illegal(format!("version {} would be removed; published versions are permanent, yank it instead", old.version));
+                return illegal(format!(
+                    "version {} would be removed; published versions are permanent, yank it instead",
+                    old.version
+                ));
             };
             if new.digest != old.digest || new.size != old.size {
-                return Err(Error::VersionExists { name: self.name.clone(), version: old.version.clone(), existing: old.digest });
+                return Err(Error::VersionExists {
+                    name: self.name.clone(),
+                    version: old.version.clone(),
+                    existing: old.digest,
+                });
             }
             match (old.yanked, new.yanked) {
                 (false, true) => change.yanked.push(old.version.clone()),
@@ -123,8 +140,12 @@ impl PackageIndex {
                 _ => {}
             }
         }
-        change.added =
-            next.versions.iter().filter(|new| self.entry(&new.version).is_none()).map(|new| new.version.clone()).collect();
+        change.added = next
+            .versions
+            .iter()
+            .filter(|new| self.entry(&new.version).is_none())
+            .map(|new| new.version.clone())
+            .collect();
         Ok(change)
     }
 
@@ -149,7 +170,11 @@ impl PackageIndex {
     pub fn sign(self, key: &SecretKey) -> Result<SignedPackageIndex> {
         self.validate()?;
         if key.public_key() != self.owner {
-            return Err(Error::NotOwner { name: self.name.clone(), owner: self.owner.to_hex(), signer: key.public_key().to_hex() });
+            return Err(Error::NotOwner {
+                name: self.name.clone(),
+                owner: self.owner.to_hex(),
+                signer: key.public_key().to_hex(),
+            });
         }
         let signature = key.sign(&self.canonical_bytes());
         Ok(SignedPackageIndex { index: self, signature })

@@ -329,7 +329,13 @@ impl TryFrom<UncheckedSignedManifest> for SignedManifest {
     }
 }
 
-fn check_words(field: &str, words: &[String], max_count: usize, max_len: usize, allowed: fn(char) -> bool) -> Result<()> {
+fn check_words(
+    field: &str,
+    words: &[String],
+    max_count: usize,
+    max_len: usize,
+    allowed: fn(char) -> bool,
+) -> Result<()> {
     if words.len() > max_count {
         return Err(Error::InvalidManifest(format!("at most {max_count} `{field}`, found {}", words.len())));
     }
@@ -394,7 +400,8 @@ pub(crate) mod tests {
     fn metadata_rules() {
         let owner = SecretKey::generate();
         let good = sample_manifest(&owner, "demo", "1.0.0").metadata;
-        let cases: Vec<(&str, Box<dyn Fn(&mut PackageMetadata)>)> = vec![
+        type Mutation = Box<dyn Fn(&mut PackageMetadata)>;
+        let cases: Vec<(&str, Mutation)> = vec![
             ("description", Box::new(|m| m.description = "  ".into())),
             ("description", Box::new(|m| m.description = "x".repeat(1001))),
             ("keywords", Box::new(|m| m.keywords = vec!["UPPER".into()])),
@@ -402,9 +409,12 @@ pub(crate) mod tests {
             ("keywords", Box::new(|m| m.keywords = vec!["a".into(), "a".into()])),
             ("categories", Box::new(|m| m.categories = vec!["has space".into()])),
             ("homepage", Box::new(|m| m.homepage = Some("ftp://x".into()))),
-            ("itself", Box::new(|m| {
-                m.dependencies.insert(m.name.clone(), "1".parse().unwrap());
-            })),
+            (
+                "itself",
+                Box::new(|m| {
+                    m.dependencies.insert(m.name.clone(), "1".parse().unwrap());
+                }),
+            ),
         ];
         for (expected, mutate) in cases {
             let mut metadata = good.clone();

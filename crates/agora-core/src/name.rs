@@ -50,8 +50,7 @@ pub(crate) fn parse_version(input: &str) -> Result<Version> {
             reason: format!("a version is at most {MAX_VERSION_LEN} characters"),
         });
     }
-    Version::parse(input)
-        .map_err(|error| Error::InvalidVersion { input: input.to_owned(), reason: error.to_string() })
+    Version::parse(input).map_err(|error| Error::InvalidVersion { input: input.to_owned(), reason: error.to_string() })
 }
 
 impl fmt::Display for PackageName {

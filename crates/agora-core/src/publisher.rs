@@ -36,10 +36,17 @@ impl Publication {
             });
         }
         if manifest.publisher != index.owner {
-            return Err(Error::NotOwner { name: name.clone(), owner: index.owner.to_hex(), signer: manifest.publisher.to_hex() });
+            return Err(Error::NotOwner {
+                name: name.clone(),
+                owner: index.owner.to_hex(),
+                signer: manifest.publisher.to_hex(),
+            });
         }
         let Some(entry) = index.entry(manifest.version()) else {
-            return Err(Error::IllegalUpdate { name: name.clone(), reason: format!("the index does not list {}", manifest.version()) });
+            return Err(Error::IllegalUpdate {
+                name: name.clone(),
+                reason: format!("the index does not list {}", manifest.version()),
+            });
         };
         if entry.digest != manifest.artifact.digest || entry.size != manifest.artifact.size || entry.yanked {
             return Err(Error::IllegalUpdate {
@@ -50,11 +57,18 @@ impl Publication {
         let added = match current {
             Some(current) => {
                 if let Some(existing) = current.entry(manifest.version()) {
-                    return Err(Error::VersionExists { name: name.clone(), version: manifest.version().clone(), existing: existing.digest });
+                    return Err(Error::VersionExists {
+                        name: name.clone(),
+                        version: manifest.version().clone(),
+                        existing: existing.digest,
+                    });
                 }
                 let change = current.check_successor(index)?;
                 if !change.yanked.is_empty() || !change.unyanked.is_empty() {
-                    return Err(Error::IllegalUpdate { name: name.clone(), reason: "a publish cannot yank or unyank".into() });
+                    return Err(Error::IllegalUpdate {
+                        name: name.clone(),
+                        reason: "a publish cannot yank or unyank".into(),
+                    });
                 }
                 change.added
             }
@@ -107,7 +121,11 @@ impl Publisher {
             Some(current) => {
                 self.check_owner(current)?;
                 if let Some(existing) = current.entry(&entry.version) {
-                    return Err(Error::VersionExists { name: current.name.clone(), version: entry.version, existing: existing.digest });
+                    return Err(Error::VersionExists {
+                        name: current.name.clone(),
+                        version: entry.version,
+                        existing: existing.digest,
+                    });
                 }
                 let mut next = self.successor(current, now);
                 let at = next.versions.partition_point(|other| other.version < entry.version);
@@ -129,7 +147,13 @@ impl Publisher {
 
     /// Signs the successor of `current` with `version` yanked (or unyanked). `None`
     /// when the version is already in that state.
-    pub fn set_yanked(&self, current: &PackageIndex, version: &Version, yanked: bool, now: u64) -> Result<Option<SignedPackageIndex>> {
+    pub fn set_yanked(
+        &self,
+        current: &PackageIndex,
+        version: &Version,
+        yanked: bool,
+        now: u64,
+    ) -> Result<Option<SignedPackageIndex>> {
         self.check_owner(current)?;
         let Some(entry) = current.entry(version) else {
             return Err(Error::VersionNotFound { name: current.name.clone(), version: version.clone() });
@@ -189,8 +213,14 @@ mod tests {
         let owner = Publisher::new(SecretKey::generate());
         let thief = Publisher::new(SecretKey::generate());
         let (_, index) = owner.publish(metadata("1.0.0"), artifact("a"), None, 10).unwrap();
-        assert!(matches!(thief.publish(metadata("1.1.0"), artifact("b"), Some(index.index()), 11), Err(Error::NotOwner { .. })));
-        assert!(matches!(thief.set_yanked(index.index(), &"1.0.0".parse().unwrap(), true, 11), Err(Error::NotOwner { .. })));
+        assert!(matches!(
+            thief.publish(metadata("1.1.0"), artifact("b"), Some(index.index()), 11),
+            Err(Error::NotOwner { .. })
+        ));
+        assert!(matches!(
+            thief.set_yanked(index.index(), &"1.0.0".parse().unwrap(), true, 11),
+            Err(Error::NotOwner { .. })
+        ));
         // A thief's fresh index for the name does not pass as a successor either.
         let (forged_manifest, forged_index) = thief.publish(metadata("1.1.0"), artifact("b"), None, 11).unwrap();
         assert!(matches!(

@@ -92,13 +92,25 @@ impl Query {
     /// Checks bounds.
     pub fn validate(&self) -> Result<()> {
         if self.limit == 0 || self.limit > Self::MAX_LIMIT {
-            return Err(Error::InvalidQuery(format!("limit must be between 1 and {}, found {}", Self::MAX_LIMIT, self.limit)));
+            return Err(Error::InvalidQuery(format!(
+                "limit must be between 1 and {}, found {}",
+                Self::MAX_LIMIT,
+                self.limit
+            )));
         }
         if self.offset > Self::MAX_OFFSET {
-            return Err(Error::InvalidQuery(format!("offset must be at most {}, found {}", Self::MAX_OFFSET, self.offset)));
+            return Err(Error::InvalidQuery(format!(
+                "offset must be at most {}, found {}",
+                Self::MAX_OFFSET,
+                self.offset
+            )));
         }
         if self.text.len() > Self::MAX_TEXT {
-            return Err(Error::InvalidQuery(format!("text must be at most {} bytes, found {}", Self::MAX_TEXT, self.text.len())));
+            return Err(Error::InvalidQuery(format!(
+                "text must be at most {} bytes, found {}",
+                Self::MAX_TEXT,
+                self.text.len()
+            )));
         }
         for (filter, values) in [("category", &self.categories), ("tag", &self.tags)] {
             if values.len() > Self::MAX_FILTER_VALUES {
@@ -131,11 +143,7 @@ impl Query {
     /// The words of the text, lowercased, split on anything that is not a letter
     /// or digit (the same rule the catalog's tokenizer uses).
     pub fn terms(&self) -> Vec<String> {
-        self.text
-            .split(|c: char| !c.is_alphanumeric())
-            .filter(|word| !word.is_empty())
-            .map(str::to_lowercase)
-            .collect()
+        self.text.split(|c: char| !c.is_alphanumeric()).filter(|word| !word.is_empty()).map(str::to_lowercase).collect()
     }
 }
 

@@ -7,7 +7,10 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::{IndexChange, PackageName, Publication, Query, Result, SearchResults, SignedManifest, SignedPackageIndex, Version, VersionEntry};
+use crate::{
+    IndexChange, PackageName, Publication, Query, Result, SearchResults, SignedManifest, SignedPackageIndex, Version,
+    VersionEntry,
+};
 
 /// Where artifact bytes are. Backends choose; large artifacts stay in files.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,0 +1,207 @@
+//! Content-addressed artifact files: `<root>/sha256/<first two hex>/<digest hex>`.
+//!
+//! A file is written to `<root>/tmp` while it is hashed, checked against the
+//! manifest's [`ArtifactInfo`] (digest, size and every chunk digest), flushed to
+//! disk and only then renamed into place, so a reader never sees a partial or
+//! unverified artifact. Reads re-hash the file, so corruption on disk is an error,
+//! not a silent wrong answer.
+
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use agora_core::{ArtifactData, ArtifactHasher, ArtifactInfo, Digest};
+
+use crate::{Error, Result};
+
+const COPY_BUFFER: usize = 64 * 1024;
+
+/// Where artifact files live.
+#[derive(Debug, Clone)]
+pub struct ArtifactStore {
+    root: PathBuf,
+}
+
+/// The outcome of [`ArtifactStore::put`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredArtifact {
+    /// The verified file.
+    pub path: PathBuf,
+    /// False when an identical artifact was already present.
+    pub created: bool,
+}
+
+impl ArtifactStore {
+    /// Opens (creating) the artifact directory and clears temp files left by a crash.
+    pub fn open(root: &Path) -> Result<Self> {
+        let store = Self { root: root.to_owned() };
+        let tmp = store.tmp_dir();
+        if tmp.exists() {
+            fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        }
+        for dir in [store.root.join("sha256"), tmp] {
+            fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        }
+        Ok(store)
+    }
+
+    /// The path an artifact with `digest` has (whether or not it is present).
+    pub fn path_of(&self, digest: &Digest) -> PathBuf {
+        let hex = digest.to_hex();
+        self.root.join("sha256").join(&hex[..2]).join(hex)
+    }
+
+    /// Writes `data` as the artifact `expected` describes, verifying it first.
+    /// On any mismatch nothing is stored.
+    pub fn put(&self, expected: &ArtifactInfo, data: &ArtifactData) -> Result<StoredArtifact> {
+        let tmp = self.tmp_dir();
+        let mut temp = tempfile::NamedTempFile::new_in(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        let mut hasher = ArtifactHasher::new(expected.chunk_size)?;
+        match data {
+            ArtifactData::Bytes(bytes) => {
+                check_not_longer(expected, bytes.len() as u64)?;
+                hasher.update(bytes);
+                temp.write_all(bytes).map_err(|e| Error::io(temp.path(), e))?;
+            }
+            ArtifactData::File(path) => {
+                let mut source = File::open(path).map_err(|e| Error::io(path, e))?;
+                let mut buffer = vec![0u8; COPY_BUFFER];
+                loop {
+                    let read = source.read(&mut buffer).map_err(|e| Error::io(path, e))?;
+                    if read == 0 {
+                        break;
+                    }
+                    check_not_longer(expected, hasher.size() + read as u64)?;
+                    hasher.update(&buffer[..read]);
+                    temp.write_all(&buffer[..read]).map_err(|e| Error::io(temp.path(), e))?;
+                }
+            }
+        }
+        check_matches(expected, hasher.finish()?)?;
+        temp.as_file().sync_all().map_err(|e| Error::io(temp.path(), e))?;
+        let path = self.path_of(&expected.digest);
+        let created = !path.exists();
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+        }
+        temp.persist(&path).map_err(|e| Error::io(&path, e.error))?;
+        Ok(StoredArtifact { path, created })
+    }
+
+    /// The path of the artifact `expected` describes after re-hashing it, or
+    /// `None` when it is not stored. A file whose bytes no longer match is an error.
+    pub fn verified_path(&self, expected: &ArtifactInfo) -> Result<Option<PathBuf>> {
+        let path = self.path_of(&expected.digest);
+        let mut file = match File::open(&path) {
+            Ok(file) => file,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(error) => return Err(Error::io(&path, error)),
+        };
+        let mut hasher = ArtifactHasher::new(expected.chunk_size)?;
+        let mut buffer = vec![0u8; COPY_BUFFER];
+        loop {
+            let read = file.read(&mut buffer).map_err(|e| Error::io(&path, e))?;
+            if read == 0 {
+                break;
+            }
+            hasher.update(&buffer[..read]);
+            if hasher.size() > expected.size {
+                break;
+            }
+        }
+        let actual = hasher.finish()?;
+        if actual != *expected {
+            tracing::error!(path = %path.display(), expected = %expected.digest, actual = %actual.digest, "artifact corrupted on disk");
+        }
+        check_matches(expected, actual)?;
+        Ok(Some(path))
+    }
+
+    /// Deletes the artifact with `digest`, if present.
+    pub fn remove(&self, digest: &Digest) -> Result<()> {
+        let path = self.path_of(digest);
+        match fs::remove_file(&path) {
+            Err(error) if error.kind() != io::ErrorKind::NotFound => Err(Error::io(&path, error)),
+            _ => Ok(()),
+        }
+    }
+
+    fn tmp_dir(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+}
+
+fn check_not_longer(expected: &ArtifactInfo, size: u64) -> Result<()> {
+    if size > expected.size {
+        return Err(agora_core::Error::InvalidManifest(format!(
+            "the artifact is longer than the {} bytes its manifest declares",
+            expected.size
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+fn check_matches(expected: &ArtifactInfo, actual: ArtifactInfo) -> Result<()> {
+    if actual.digest != expected.digest {
+        return Err(agora_core::Error::DigestMismatch { expected: expected.digest, actual: actual.digest }.into());
+    }
+    if actual != *expected {
+        return Err(agora_core::Error::InvalidManifest(
+            "the manifest's size or chunk digests do not match the artifact".into(),
+        )
+        .into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bytes_of(text: &str) -> ArtifactData {
+        ArtifactData::Bytes(text.as_bytes().to_vec().into())
+    }
+
+    #[test]
+    fn put_then_read_back_and_detect_corruption() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ArtifactStore::open(dir.path()).unwrap();
+        let info = ArtifactInfo::compute(b"hello artifact", 4096).unwrap();
+        let stored = store.put(&info, &bytes_of("hello artifact")).unwrap();
+        assert!(stored.created);
+        assert_eq!(fs::read(&stored.path).unwrap(), b"hello artifact");
+        assert!(!store.put(&info, &bytes_of("hello artifact")).unwrap().created);
+        assert_eq!(store.verified_path(&info).unwrap(), Some(stored.path.clone()));
+
+        fs::write(&stored.path, b"hello artifacT").unwrap();
+        let error = store.verified_path(&info).unwrap_err();
+        assert!(error.to_string().contains("digest mismatch"), "{error}");
+    }
+
+    #[test]
+    fn mismatched_content_is_never_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ArtifactStore::open(dir.path()).unwrap();
+        let info = ArtifactInfo::compute(b"promised", 4096).unwrap();
+        assert!(store.put(&info, &bytes_of("delivered")).is_err());
+        assert!(store.put(&info, &bytes_of("promised and more")).is_err());
+        let mut lying_chunks = info.clone();
+        lying_chunks.chunks[0] = Digest::of(b"x");
+        assert!(store.put(&lying_chunks, &bytes_of("promised")).is_err());
+        assert_eq!(store.verified_path(&info).unwrap(), None);
+        assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0, "temp files left behind");
+    }
+
+    #[test]
+    fn files_stream_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ArtifactStore::open(&dir.path().join("store")).unwrap();
+        let content: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let source = dir.path().join("source.bin");
+        fs::write(&source, &content).unwrap();
+        let info = ArtifactInfo::compute(&content, 65_536).unwrap();
+        let stored = store.put(&info, &ArtifactData::File(source)).unwrap();
+        assert_eq!(fs::read(stored.path).unwrap(), content);
+    }
+}

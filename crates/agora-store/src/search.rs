@@ -1,0 +1,178 @@
+//! Search: one document per package (its default version), indexed by FTS5 over
+//! name, description and keywords, ranked by BM25 with an exact-name boost, with
+//! category, tag and publisher filters.
+
+use agora_core::{PackageIndex, PackageName, PublicKey, Query, SearchHit, SearchResults, VersionEntry};
+use rusqlite::types::Value;
+use rusqlite::{Connection, OptionalExtension, Transaction, params, params_from_iter};
+
+use crate::catalog::decode_manifest;
+use crate::{Error, Result};
+
+/// BM25 column weights: a hit in the name counts most, then keywords, then description.
+const NAME_WEIGHT: f64 = 10.0;
+const DESCRIPTION_WEIGHT: f64 = 1.0;
+const KEYWORD_WEIGHT: f64 = 4.0;
+/// Added to the score of the package whose name is exactly the query text.
+const EXACT_NAME_BOOST: f64 = 1000.0;
+
+/// Rebuilds the search document of one package from its index: the newest live
+/// version whose manifest is stored, or no document when there is none.
+pub(crate) fn refresh_document(tx: &Transaction<'_>, package_id: i64, index: &PackageIndex) -> Result<()> {
+    tx.prepare_cached("DELETE FROM search_fts WHERE rowid = ?1")?.execute([package_id])?;
+    tx.prepare_cached("DELETE FROM search_tags WHERE package_id = ?1")?.execute([package_id])?;
+    tx.prepare_cached("DELETE FROM search_categories WHERE package_id = ?1")?.execute([package_id])?;
+    tx.prepare_cached("DELETE FROM search_docs WHERE package_id = ?1")?.execute([package_id])?;
+
+    let mut candidates: Vec<&VersionEntry> = index.versions.iter().rev().filter(|entry| !entry.yanked).collect();
+    candidates.sort_by_key(|entry| !entry.version.pre.is_empty());
+    for entry in candidates {
+        let record: Option<Vec<u8>> = tx
+            .prepare_cached("SELECT record FROM manifests WHERE package_id = ?1 AND version = ?2")?
+            .query_row(params![package_id, entry.version.to_string()], |row| row.get(0))
+            .optional()?;
+        let Some(record) = record else { continue };
+        let signed = decode_manifest(&record)?;
+        let manifest = signed.manifest();
+        let metadata = &manifest.metadata;
+        let to_json = |values: &[String]| serde_json::to_string(values).map_err(|e| Error::Corrupt(e.to_string()));
+        tx.prepare_cached(
+            "INSERT INTO search_docs (package_id, version, description, keywords, categories, publisher, published_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?
+        .execute(params![
+            package_id,
+            entry.version.to_string(),
+            metadata.description,
+            to_json(&metadata.keywords)?,
+            to_json(&metadata.categories)?,
+            manifest.publisher.as_bytes().as_slice(),
+            manifest.published_at as i64
+        ])?;
+        tx.prepare_cached("INSERT INTO search_fts (rowid, name, description, keywords) VALUES (?1, ?2, ?3, ?4)")?
+            .execute(params![package_id, metadata.name.as_str(), metadata.description, metadata.keywords.join(" ")])?;
+        for tag in &metadata.keywords {
+            tx.prepare_cached("INSERT INTO search_tags (tag, package_id) VALUES (?1, ?2)")?
+                .execute(params![tag, package_id])?;
+        }
+        for category in &metadata.categories {
+            tx.prepare_cached("INSERT INTO search_categories (category, package_id) VALUES (?1, ?2)")?
+                .execute(params![category, package_id])?;
+        }
+        return Ok(());
+    }
+    Ok(())
+}
+
+/// Runs a validated query.
+pub(crate) fn run(connection: &Connection, query: &Query) -> Result<SearchResults> {
+    let terms = query.terms();
+    let mut from = String::new();
+    let mut conditions: Vec<String> = Vec::new();
+    let mut args: Vec<Value> = Vec::new();
+    let score = if terms.is_empty() {
+        from.push_str("search_docs d JOIN packages p ON p.id = d.package_id");
+        "0.0".to_owned()
+    } else {
+        from.push_str(
+            "search_fts JOIN search_docs d ON d.package_id = search_fts.rowid JOIN packages p ON p.id = d.package_id",
+        );
+        conditions.push("search_fts MATCH ?".into());
+        args.push(Value::Text(match_expression(&terms)));
+        format!(
+            "(CASE WHEN p.name = ? THEN {EXACT_NAME_BOOST} ELSE 0.0 END) - bm25(search_fts, {NAME_WEIGHT}, {DESCRIPTION_WEIGHT}, {KEYWORD_WEIGHT})"
+        )
+    };
+    if !query.categories.is_empty() {
+        let alternatives =
+            vec!["(c.category = ? OR substr(c.category, 1, length(?) + 1) = ? || '/')"; query.categories.len()];
+        conditions.push(format!(
+            "EXISTS (SELECT 1 FROM search_categories c WHERE c.package_id = d.package_id AND ({}))",
+            alternatives.join(" OR ")
+        ));
+        for category in &query.categories {
+            let category = category.trim().to_lowercase();
+            args.extend([Value::Text(category.clone()), Value::Text(category.clone()), Value::Text(category)]);
+        }
+    }
+    for tag in &query.tags {
+        conditions.push("EXISTS (SELECT 1 FROM search_tags t WHERE t.package_id = d.package_id AND t.tag = ?)".into());
+        args.push(Value::Text(tag.trim().to_lowercase()));
+    }
+    if let Some(publisher) = &query.publisher {
+        conditions.push("d.publisher = ?".into());
+        args.push(Value::Blob(publisher.as_bytes().to_vec()));
+    }
+    let filter = if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) };
+
+    let total: i64 = connection
+        .prepare_cached(&format!("SELECT count(*) FROM {from} {filter}"))?
+        .query_row(params_from_iter(&args), |row| row.get(0))?;
+
+    let mut page_args = Vec::with_capacity(args.len() + 3);
+    if !terms.is_empty() {
+        page_args.push(Value::Text(query.text.trim().to_lowercase()));
+    }
+    page_args.extend(args);
+    page_args.push(Value::Integer(i64::from(query.limit)));
+    page_args.push(Value::Integer(i64::from(query.offset)));
+    let sql = format!(
+        "SELECT p.name, d.version, d.description, d.keywords, d.categories, d.publisher, d.published_at, {score} AS score
+         FROM {from} {filter} ORDER BY score DESC, p.name ASC LIMIT ? OFFSET ?"
+    );
+    let mut statement = connection.prepare_cached(&sql)?;
+    let rows = statement.query_map(params_from_iter(&page_args), |row| {
+        Ok(RawHit {
+            name: row.get(0)?,
+            version: row.get(1)?,
+            description: row.get(2)?,
+            keywords: row.get(3)?,
+            categories: row.get(4)?,
+            publisher: row.get(5)?,
+            published_at: row.get(6)?,
+            score: row.get(7)?,
+        })
+    })?;
+    let hits = rows.map(|row| row?.into_hit()).collect::<Result<Vec<_>>>()?;
+    Ok(SearchResults { hits, total: total as u64, partial: false })
+}
+
+/// Every term must match; the last one also as a prefix (search-as-you-type).
+/// Terms are alphanumeric (see [`Query::terms`]), so quoting them is enough.
+fn match_expression(terms: &[String]) -> String {
+    let last = terms.len() - 1;
+    terms
+        .iter()
+        .enumerate()
+        .map(|(at, term)| if at == last { format!("\"{term}\"*") } else { format!("\"{term}\"") })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+struct RawHit {
+    name: String,
+    version: String,
+    description: String,
+    keywords: String,
+    categories: String,
+    publisher: Vec<u8>,
+    published_at: i64,
+    score: f64,
+}
+
+impl RawHit {
+    fn into_hit(self) -> Result<SearchHit> {
+        let corrupt = |what: &str| Error::Corrupt(format!("search document of `{}`: bad {what}", self.name));
+        let publisher: [u8; 32] = self.publisher.as_slice().try_into().map_err(|_| corrupt("publisher"))?;
+        Ok(SearchHit {
+            name: PackageName::parse(&self.name).map_err(|_| corrupt("name"))?,
+            version: agora_core::parse_version(&self.version).map_err(|_| corrupt("version"))?,
+            keywords: serde_json::from_str(&self.keywords).map_err(|_| corrupt("keywords"))?,
+            categories: serde_json::from_str(&self.categories).map_err(|_| corrupt("categories"))?,
+            publisher: PublicKey::from_bytes(&publisher).map_err(|_| corrupt("publisher"))?,
+            published_at: self.published_at as u64,
+            score: self.score,
+            description: self.description,
+        })
+    }
+}
