@@ -1,1 +1,55 @@
-//! stub
+//! Agora: a decentralized package registry.
+//!
+//! This is the facade crate. It composes the domain model (`agora-core`), the
+//! SQLite store (`agora-store`) and the read cache (`agora-cache`) into a [`Node`],
+//! and offers [`LocalRegistry`] (the store as a [`Registry`]) and the [`archive`]
+//! functions that turn package directories into deterministic archives and back.
+//! The `agora` binary (crate `agora-cli`) is a thin shell around this crate.
+//!
+//! It is not an HTTP server or a CLI; those live in `agora-cli`.
+//!
+//! # Example
+//!
+//! ```
+//! use agora::{archive, ArtifactData, Node, Query, Registry};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! let node = Node::builder().data_dir(dir.path().join("node")).build().await?;
+//!
+//! // Write a package skeleton, pack it, publish it.
+//! let package = dir.path().join("hello");
+//! archive::write_skeleton(&package, &"hello".parse()?)?;
+//! let (_, bytes) = archive::pack(&package, node.config().max_artifact_size)?;
+//! let published = node.publish_archive(ArtifactData::Bytes(bytes.into())).await?;
+//! assert!(published.created);
+//!
+//! let hits = node.search(&Query::new("hello")).await?.hits;
+//! assert_eq!(hits[0].name.as_str(), "hello");
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod archive;
+mod config;
+mod error;
+mod keys;
+mod local;
+mod node;
+
+pub use agora_cache::{CacheConfig, CacheStats, CachedRegistry};
+pub use agora_core::{
+    Artifact, ArtifactData, ArtifactHasher, ArtifactInfo, Digest, IndexChange, PackageIndex, PackageMetadata, PackageName,
+    Publication, Publisher, PublicKey, Query, Registry, RegistryMetadata, SearchHit, SearchResults, SearchScope,
+    SecretKey, SignedManifest, SignedPackageIndex, Version, VersionEntry, VersionReq, parse_version,
+};
+pub use config::{CacheSettings, Config, DEFAULT_API_ADDR, default_data_dir};
+pub use error::{Error, Result};
+pub use local::LocalRegistry;
+pub use node::{api_token_path, CacheCounters, Node, NodeBuilder, NodeStatus, Published};
+
+/// The domain model crate, for what the re-exports above leave out.
+pub use agora_core as core;
+/// The store crate.
+pub use agora_store as store;

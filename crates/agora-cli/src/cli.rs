@@ -1,0 +1,146 @@
+//! Command-line arguments.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Agora: a decentralized package registry.
+#[derive(Debug, Parser)]
+#[command(name = "agora", version, about, long_about = None, propagate_version = true)]
+pub(crate) struct Cli {
+    #[command(flatten)]
+    pub(crate) global: Global,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args)]
+pub(crate) struct Global {
+    /// The node's data directory [default: the user data directory + /agora].
+    #[arg(long, global = true, env = "AGORA_DATA_DIR", value_name = "DIR")]
+    pub(crate) data_dir: Option<PathBuf>,
+    /// Address of the node's HTTP API [default: what the running node recorded in
+    /// its data dir, else 127.0.0.1:7420].
+    #[arg(long, global = true, env = "AGORA_API", value_name = "ADDR")]
+    pub(crate) api: Option<SocketAddr>,
+    /// Print machine-readable JSON instead of tables.
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Run a node: the local catalog, artifact store and HTTP API.
+    Node(NodeArgs),
+    /// Create a new package skeleton with its agora.toml.
+    New {
+        /// Directory to create.
+        dir: PathBuf,
+        /// Package name [default: the directory name].
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Pack, sign and publish a package directory (or an existing .tar.gz).
+    Publish {
+        /// Package directory or archive.
+        #[arg(default_value = ".")]
+        path: PathBuf,
+        /// Validate and pack, but do not upload.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Search the catalog.
+    Search {
+        /// Words to look for in names, descriptions and keywords.
+        #[arg(default_value = "")]
+        text: String,
+        /// Only packages in this category (or its subcategories). Repeatable.
+        #[arg(long)]
+        category: Vec<String>,
+        /// Only packages with this keyword. Repeatable; all must match.
+        #[arg(long)]
+        tag: Vec<String>,
+        /// Only packages owned by this publisher key (hex).
+        #[arg(long)]
+        publisher: Option<String>,
+        /// Results per page (1-100).
+        #[arg(long, default_value_t = 10)]
+        limit: u32,
+        /// Results to skip.
+        #[arg(long, default_value_t = 0)]
+        offset: u32,
+    },
+    /// Show a package, or one version of it: NAME or NAME@VERSION.
+    Info {
+        /// NAME[@VERSION]
+        spec: String,
+    },
+    /// List every version of a package.
+    Versions {
+        /// Package name.
+        name: String,
+    },
+    /// Download, verify and unpack a package: NAME, NAME@VERSION or NAME@REQ (e.g. demo@^1.2).
+    Fetch {
+        /// NAME[@VERSION|@REQ]
+        spec: String,
+        /// Directory to unpack into (must not exist or be empty) [default: ./NAME-VERSION].
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    /// Yank a version (still fetchable by exact version, no longer chosen by default).
+    Yank {
+        /// NAME@VERSION
+        spec: String,
+        /// Undo a yank.
+        #[arg(long)]
+        undo: bool,
+    },
+    /// Show the node's status.
+    Status,
+    /// Manage the node's publisher key.
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct NodeArgs {
+    /// Config file [default: <data dir>/config.toml if present].
+    #[arg(long, value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+    /// Largest artifact accepted, in bytes.
+    #[arg(long, value_name = "BYTES")]
+    pub(crate) max_artifact_size: Option<u64>,
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub(crate) log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum KeyCommand {
+    /// Print the publisher public key.
+    Show,
+    /// Print the publisher secret key (or write it to a file, owner-only).
+    Export {
+        /// File to write instead of standard output.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    /// Replace the publisher key with one from a file ('-' for standard input).
+    Import {
+        /// File holding the hex secret key.
+        file: PathBuf,
+    },
+}

@@ -1,0 +1,437 @@
+//! The client commands. Each talks to a running node over its HTTP API, except
+//! `new` (local files only) and `node` (which is the node).
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use agora::archive;
+use agora::{ArtifactHasher, IndexChange, PackageName, Published, SearchResults, SignedManifest, Version, VersionEntry, VersionReq};
+use anyhow::{Context, anyhow, bail};
+use futures::StreamExt;
+use reqwest::Method;
+use reqwest::header::CONTENT_LENGTH;
+use serde_json::json;
+
+use crate::cli::{Cli, Command, Global, KeyCommand};
+use crate::client::Client;
+use crate::output::{date, progress, size, table};
+use crate::server::{KeyBody, PackageBody};
+
+/// Largest archive `agora publish` will pack; the node applies its own limit.
+const PACK_LIMIT: u64 = 4 << 30;
+/// Largest total size `agora fetch` will unpack.
+const UNPACK_LIMIT: u64 = 16 << 30;
+const UPLOAD_CHUNK: usize = 64 * 1024;
+
+pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
+    let Cli { global, command } = cli;
+    if let Command::Node(args) = &command {
+        return crate::daemon::run(&global, args).await;
+    }
+    init_client_logging();
+    match command {
+        Command::Node(_) => unreachable!("handled above"),
+        Command::New { dir, name } => new(&global, &dir, name),
+        Command::Publish { path, dry_run } => publish(&global, &path, dry_run).await,
+        Command::Search { text, category, tag, publisher, limit, offset } => {
+            search(&global, &text, &category, &tag, publisher, limit, offset).await
+        }
+        Command::Info { spec } => info(&global, &spec).await,
+        Command::Versions { name } => versions(&global, &name).await,
+        Command::Fetch { spec, output } => fetch(&global, &spec, output).await,
+        Command::Yank { spec, undo } => yank(&global, &spec, undo).await,
+        Command::Status => status(&global).await,
+        Command::Key { command } => key(&global, command).await,
+    }
+}
+
+fn init_client_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+fn new(global: &Global, dir: &Path, name: Option<String>) -> anyhow::Result<()> {
+    let name = match name {
+        Some(name) => name,
+        None => dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .map(str::to_owned)
+            .ok_or_else(|| anyhow!("cannot take a package name from {}; pass --name", dir.display()))?,
+    };
+    let name = PackageName::parse(&name).map_err(|error| anyhow!("{error} (pass a valid one with --name)"))?;
+    archive::write_skeleton(dir, &name)?;
+    if global.json {
+        return print_json(&json!({ "name": name, "dir": dir }));
+    }
+    println!("Created package `{name}` in {}", dir.display());
+    println!("Edit {}, then run `agora publish {}`", dir.join(archive::MANIFEST_FILE).display(), dir.display());
+    Ok(())
+}
+
+async fn publish(global: &Global, path: &Path, dry_run: bool) -> anyhow::Result<()> {
+    let (label, bytes) = if path.is_file() {
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let metadata = archive::manifest_from_archive(&bytes[..])?;
+        (format!("{}@{}", metadata.name, metadata.version), bytes)
+    } else {
+        let dir = path.to_owned();
+        let (metadata, bytes) = tokio::task::spawn_blocking(move || archive::pack(&dir, PACK_LIMIT)).await??;
+        (format!("{}@{}", metadata.name, metadata.version), bytes)
+    };
+    if dry_run {
+        let digest = agora::Digest::of(&bytes);
+        if global.json {
+            return print_json(&json!({ "package": label, "size": bytes.len(), "digest": digest }));
+        }
+        println!("Packed {label}: {} (sha256 {digest}); not uploaded (--dry-run)", size(bytes.len() as u64));
+        return Ok(());
+    }
+    let client = Client::new(global)?;
+    let total = bytes.len() as u64;
+    let bar = progress(total, "Uploading");
+    let chunks: Vec<Vec<u8>> = bytes.chunks(UPLOAD_CHUNK).map(<[u8]>::to_vec).collect();
+    let ticker = bar.clone();
+    let stream = futures::stream::iter(chunks).map(move |chunk| {
+        ticker.inc(chunk.len() as u64);
+        Ok::<_, std::io::Error>(chunk)
+    });
+    let request = client
+        .authorized(Method::POST, "/v1/packages")?
+        .header(CONTENT_LENGTH, total)
+        .header(reqwest::header::CONTENT_TYPE, "application/gzip")
+        .body(reqwest::Body::wrap_stream(stream));
+    let result = client.send(request).await;
+    bar.finish_and_clear();
+    let published: Published = result?.json().await.context("reading the node's reply")?;
+    if global.json {
+        return print_json(&published);
+    }
+    let manifest = published.manifest.manifest();
+    if published.created {
+        println!(
+            "Published {}@{} ({}, sha256 {})",
+            manifest.name(),
+            manifest.version(),
+            size(manifest.artifact.size),
+            manifest.artifact.digest
+        );
+    } else {
+        println!("{}@{} is already published with identical content; nothing changed", manifest.name(), manifest.version());
+    }
+    Ok(())
+}
+
+async fn search(
+    global: &Global,
+    text: &str,
+    categories: &[String],
+    tags: &[String],
+    publisher: Option<String>,
+    limit: u32,
+    offset: u32,
+) -> anyhow::Result<()> {
+    let client = Client::new(global)?;
+    let mut params = vec![("q", text.to_owned()), ("limit", limit.to_string()), ("offset", offset.to_string())];
+    if !categories.is_empty() {
+        params.push(("category", categories.join(",")));
+    }
+    if !tags.is_empty() {
+        params.push(("tag", tags.join(",")));
+    }
+    if let Some(publisher) = publisher {
+        params.push(("publisher", publisher));
+    }
+    let request = reqwest::Client::new().get(client.url("/v1/search")).query(&params);
+    let results: SearchResults = client.send(request).await?.json().await.context("reading the node's reply")?;
+    if global.json {
+        return print_json(&results);
+    }
+    if results.hits.is_empty() {
+        println!("no packages match `{text}`");
+        return Ok(());
+    }
+    let mut rows = vec![vec!["NAME".to_owned(), "VERSION".to_owned(), "DESCRIPTION".to_owned()]];
+    for hit in &results.hits {
+        rows.push(vec![hit.name.to_string(), hit.version.to_string(), one_line(&hit.description, 70)]);
+    }
+    print!("{}", table(&rows));
+    let shown = u64::from(offset) + results.hits.len() as u64;
+    if shown < results.total {
+        println!("... and {} more (use --offset {shown} to see them)", results.total - shown);
+    }
+    Ok(())
+}
+
+fn one_line(text: &str, max: usize) -> String {
+    let line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if line.chars().count() <= max { line } else { format!("{}…", line.chars().take(max - 1).collect::<String>()) }
+}
+
+/// `name`, `name@1.2.3` or `name@^1.2`.
+fn parse_spec(spec: &str) -> anyhow::Result<(PackageName, Option<VersionSpec>)> {
+    let (name, version) = match spec.split_once('@') {
+        Some((name, version)) => (name, Some(version)),
+        None => (spec, None),
+    };
+    let name = PackageName::parse(name)?;
+    let version = match version {
+        None => None,
+        Some(text) => match agora::parse_version(text) {
+            Ok(version) => Some(VersionSpec::Exact(version)),
+            Err(_) => Some(VersionSpec::Req(
+                text.parse::<VersionReq>().map_err(|error| anyhow!("invalid version `{text}`: {error}"))?,
+            )),
+        },
+    };
+    Ok((name, version))
+}
+
+enum VersionSpec {
+    Exact(Version),
+    Req(VersionReq),
+}
+
+async fn resolve(client: &Client, spec: &str) -> anyhow::Result<(PackageBody, SignedManifest)> {
+    let (name, version) = parse_spec(spec)?;
+    let package: PackageBody = client.get(&format!("/v1/packages/{name}")).await?;
+    let index = package.index.index();
+    let version = match version {
+        Some(VersionSpec::Exact(version)) => version,
+        Some(VersionSpec::Req(requirement)) => index
+            .matching(&requirement)
+            .map(|entry| entry.version.clone())
+            .ok_or_else(|| anyhow!("no live version of `{name}` matches `{requirement}`; see `agora versions {name}`"))?,
+        None => index
+            .latest()
+            .map(|entry| entry.version.clone())
+            .ok_or_else(|| anyhow!("every version of `{name}` is yanked; name one explicitly (see `agora versions {name}`)"))?,
+    };
+    let manifest: SignedManifest = client.get(&format!("/v1/packages/{name}/{version}")).await?;
+    if manifest.manifest().publisher != index.owner {
+        bail!("the manifest of {name}@{version} is signed by {}, not by the owner {}", manifest.manifest().publisher, index.owner);
+    }
+    Ok((package, manifest))
+}
+
+async fn info(global: &Global, spec: &str) -> anyhow::Result<()> {
+    let client = Client::new(global)?;
+    let (package, signed) = resolve(&client, spec).await?;
+    if global.json {
+        return print_json(&json!({ "manifest": signed, "index": package.index }));
+    }
+    let manifest = signed.manifest();
+    let metadata = &manifest.metadata;
+    let index = package.index.index();
+    let yanked = index.entry(manifest.version()).is_some_and(|entry| entry.yanked);
+    println!("{} {}{}", metadata.name, metadata.version, if yanked { " (yanked)" } else { "" });
+    println!("{}", metadata.description);
+    println!();
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    let mut field = |label: &str, value: String| {
+        if !value.is_empty() {
+            rows.push(vec![format!("{label}:"), value]);
+        }
+    };
+    field("license", metadata.license.clone().unwrap_or_default());
+    field("authors", metadata.authors.join(", "));
+    field("keywords", metadata.keywords.join(", "));
+    field("categories", metadata.categories.join(", "));
+    field("homepage", metadata.homepage.clone().unwrap_or_default());
+    field("repository", metadata.repository.clone().unwrap_or_default());
+    field("dependencies", metadata.dependencies.iter().map(|(name, req)| format!("{name} {req}")).collect::<Vec<_>>().join(", "));
+    field("published", date(manifest.published_at));
+    field("publisher", manifest.publisher.to_string());
+    field(
+        "artifact",
+        format!("{} in {} chunks, sha256 {}", size(manifest.artifact.size), manifest.artifact.chunks.len(), manifest.artifact.digest),
+    );
+    let versions: Vec<String> = index
+        .versions
+        .iter()
+        .rev()
+        .map(|entry| if entry.yanked { format!("{} (yanked)", entry.version) } else { entry.version.to_string() })
+        .collect();
+    field("versions", versions.join(", "));
+    print!("{}", table(&rows));
+    Ok(())
+}
+
+async fn versions(global: &Global, name: &str) -> anyhow::Result<()> {
+    let name = PackageName::parse(name)?;
+    let client = Client::new(global)?;
+    let versions: Vec<VersionEntry> = client.get(&format!("/v1/packages/{name}/versions")).await?;
+    if global.json {
+        return print_json(&versions);
+    }
+    let mut rows = vec![vec!["VERSION".to_owned(), "SIZE".to_owned(), "SHA256".to_owned(), "STATUS".to_owned()]];
+    for entry in versions.iter().rev() {
+        rows.push(vec![
+            entry.version.to_string(),
+            size(entry.size),
+            entry.digest.to_hex()[..16].to_owned(),
+            if entry.yanked { "yanked".to_owned() } else { String::new() },
+        ]);
+    }
+    print!("{}", table(&rows));
+    Ok(())
+}
+
+async fn fetch(global: &Global, spec: &str, output: Option<PathBuf>) -> anyhow::Result<()> {
+    let client = Client::new(global)?;
+    let (_, signed) = resolve(&client, spec).await?;
+    let manifest = signed.manifest();
+    let (name, version) = (manifest.name().clone(), manifest.version().clone());
+    let dest = output.unwrap_or_else(|| PathBuf::from(format!("{name}-{version}")));
+    let parent = match dest.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&parent).with_context(|| format!("creating {}", parent.display()))?;
+
+    // Download into a temp file next to the destination, hashing as we go.
+    let response = client.send(reqwest::Client::new().get(client.url(&format!("/v1/packages/{name}/{version}/artifact")))).await?;
+    let mut temp = tempfile::NamedTempFile::new_in(&parent).with_context(|| format!("creating a temp file in {}", parent.display()))?;
+    let mut hasher = ArtifactHasher::new(manifest.artifact.chunk_size)?;
+    let bar = progress(manifest.artifact.size, "Downloading");
+    let mut body = response.bytes_stream();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.context("download interrupted")?;
+        if hasher.size() + chunk.len() as u64 > manifest.artifact.size {
+            bar.finish_and_clear();
+            bail!("the node sent more than the {} bytes the manifest of {name}@{version} declares", manifest.artifact.size);
+        }
+        hasher.update(&chunk);
+        temp.write_all(&chunk).context("writing the download")?;
+        bar.inc(chunk.len() as u64);
+    }
+    bar.finish_and_clear();
+    let received = hasher.finish()?;
+    if received != manifest.artifact {
+        bail!(
+            "the downloaded artifact of {name}@{version} does not match its signed manifest (expected sha256 {}, got {}); nothing was unpacked",
+            manifest.artifact.digest,
+            received.digest
+        );
+    }
+    let file = temp.reopen().context("reopening the download")?;
+    let target = dest.clone();
+    let summary =
+        tokio::task::spawn_blocking(move || archive::unpack(std::io::BufReader::new(file), &target, UNPACK_LIMIT)).await??;
+    if global.json {
+        return print_json(&json!({
+            "name": name, "version": version, "digest": manifest.artifact.digest, "size": manifest.artifact.size,
+            "dir": dest, "files": summary.files,
+        }));
+    }
+    println!(
+        "Fetched {name}@{version} ({}, sha256 {}) into {} ({} files)",
+        size(manifest.artifact.size),
+        manifest.artifact.digest,
+        dest.display(),
+        summary.files
+    );
+    Ok(())
+}
+
+async fn yank(global: &Global, spec: &str, undo: bool) -> anyhow::Result<()> {
+    let (name, version) = match parse_spec(spec)? {
+        (name, Some(VersionSpec::Exact(version))) => (name, version),
+        _ => bail!("name the exact version to yank: `agora yank NAME@VERSION`"),
+    };
+    let client = Client::new(global)?;
+    let change: IndexChange = client.post(&format!("/v1/packages/{name}/{version}/yank"), &json!({ "yanked": !undo })).await?;
+    if global.json {
+        return print_json(&change);
+    }
+    match (undo, change.is_empty()) {
+        (false, false) => println!("Yanked {name}@{version}"),
+        (true, false) => println!("Unyanked {name}@{version}"),
+        (false, true) => println!("{name}@{version} was already yanked; nothing changed"),
+        (true, true) => println!("{name}@{version} was not yanked; nothing changed"),
+    }
+    Ok(())
+}
+
+async fn status(global: &Global) -> anyhow::Result<()> {
+    let client = Client::new(global)?;
+    let status: serde_json::Value = client.get("/v1/status").await?;
+    if global.json {
+        return print_json(&status);
+    }
+    let text = |pointer: &str| status.pointer(pointer).map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned)).unwrap_or_default();
+    let number = |pointer: &str| status.pointer(pointer).and_then(serde_json::Value::as_u64).unwrap_or(0);
+    let rows = vec![
+        vec!["version:".to_owned(), text("/version")],
+        vec!["api:".to_owned(), format!("http://{}", text("/api"))],
+        vec!["data dir:".to_owned(), text("/data_dir")],
+        vec!["identity:".to_owned(), text("/identity")],
+        vec!["publisher:".to_owned(), text("/publisher")],
+        vec!["packages:".to_owned(), number("/registry/packages").to_string()],
+        vec!["versions:".to_owned(), number("/registry/versions").to_string()],
+        vec!["artifacts:".to_owned(), format!("{} ({})", number("/registry/artifacts"), size(number("/registry/artifact_bytes")))],
+        vec!["cache:".to_owned(), format!("{} hits, {} misses", number("/cache/hits"), number("/cache/misses"))],
+        vec!["max artifact:".to_owned(), size(number("/max_artifact_size"))],
+        vec!["uptime:".to_owned(), format!("{} s", number("/uptime_secs"))],
+    ];
+    print!("{}", table(&rows));
+    Ok(())
+}
+
+async fn key(global: &Global, command: KeyCommand) -> anyhow::Result<()> {
+    let client = Client::new(global)?;
+    match command {
+        KeyCommand::Show => {
+            let key: KeyBody = client.get("/v1/key").await?;
+            if global.json {
+                return print_json(&key);
+            }
+            println!("{}", key.public_key);
+        }
+        KeyCommand::Export { output } => {
+            let key: KeyBody = client.post("/v1/key/export", &json!({})).await?;
+            let secret = key.secret_key.ok_or_else(|| anyhow!("the node did not return a secret key"))?;
+            match output {
+                Some(path) => {
+                    write_owner_only(&path, &format!("{secret}\n"))?;
+                    eprintln!("wrote the publisher secret key ({}) to {}", key.public_key, path.display());
+                }
+                None if global.json => print_json(&json!({ "public_key": key.public_key, "secret_key": secret }))?,
+                None => println!("{secret}"),
+            }
+        }
+        KeyCommand::Import { file } => {
+            let mut text = String::new();
+            if file.as_os_str() == "-" {
+                std::io::stdin().read_to_string(&mut text).context("reading the key from standard input")?;
+            } else {
+                text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+            }
+            let key: KeyBody = client.post("/v1/key/import", &json!({ "secret_key": text.trim() })).await?;
+            if global.json {
+                return print_json(&key);
+            }
+            println!("Imported publisher key {}", key.public_key);
+        }
+    }
+    let _ = client.data_dir();
+    Ok(())
+}
+
+fn write_owner_only(path: &Path, contents: &str) -> anyhow::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path).with_context(|| format!("creating {} (it must not exist yet)", path.display()))?;
+    file.write_all(contents.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}

@@ -1,0 +1,108 @@
+//! `agora node`: open the node, serve the API on loopback, stop cleanly on
+//! Ctrl-C or SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use serde::{Deserialize, Serialize};
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::{Global, LogFormat, NodeArgs};
+use crate::server::{ApiState, router};
+
+/// What a running node records in its data dir so local clients can find it.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct ApiRecord {
+    pub(crate) api: SocketAddr,
+    pub(crate) pid: u32,
+}
+
+/// The file holding the [`ApiRecord`].
+pub(crate) fn api_record_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("api.json")
+}
+
+pub(crate) async fn run(global: &Global, args: &NodeArgs) -> anyhow::Result<()> {
+    init_logging(args.log_format);
+    let data_dir = global.data_dir.clone().unwrap_or_else(agora::default_data_dir);
+    let mut builder = agora::Node::builder().data_dir(&data_dir).env(std::env::vars());
+    if let Some(path) = &args.config {
+        builder = builder.config_file(path);
+    }
+    if let Some(addr) = global.api {
+        builder = builder.api(addr);
+    }
+    if let Some(bytes) = args.max_artifact_size {
+        builder = builder.max_artifact_size(bytes);
+    }
+    let node = builder.build().await.with_context(|| format!("cannot open the node in {}", data_dir.display()))?;
+    let requested = node.config().api;
+    if !requested.ip().is_loopback() {
+        bail!("the API serves only the local machine; use a 127.0.0.1 address instead of {requested}");
+    }
+    let listener = tokio::net::TcpListener::bind(requested).await.map_err(|error| {
+        if error.kind() == std::io::ErrorKind::AddrInUse {
+            anyhow::anyhow!("{requested} is already in use — is another node running? Pick another address with --api 127.0.0.1:PORT")
+        } else {
+            anyhow::anyhow!("cannot listen on {requested}: {error}")
+        }
+    })?;
+    let addr = listener.local_addr().context("reading the bound address")?;
+    let token = node.issue_api_token().await?;
+    let record_path = api_record_path(&data_dir);
+    let record = serde_json::to_string(&ApiRecord { api: addr, pid: std::process::id() })?;
+    tokio::fs::write(&record_path, record).await.with_context(|| format!("writing {}", record_path.display()))?;
+
+    let state = Arc::new(ApiState { node: node.clone(), token, addr, upload_dir: data_dir.join("tmp").join("uploads") });
+    tracing::info!(api = %addr, data_dir = %data_dir.display(), publisher = %node.publisher_key(), "agora node is running");
+    eprintln!("agora node {} running", env!("CARGO_PKG_VERSION"));
+    eprintln!("  api:        http://{addr}");
+    eprintln!("  data dir:   {}", data_dir.display());
+    eprintln!("  publisher:  {}", node.publisher_key());
+    eprintln!("press Ctrl-C to stop");
+
+    let served = axum::serve(listener, router(state)).with_graceful_shutdown(shutdown_signal()).await;
+    let _ = tokio::fs::remove_file(&record_path).await;
+    served.context("serving the API")?;
+    tracing::info!("agora node stopped");
+    eprintln!("agora node stopped");
+    Ok(())
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down");
+}

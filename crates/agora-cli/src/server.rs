@@ -1,0 +1,351 @@
+//! The node's local HTTP/JSON API, served on 127.0.0.1.
+//!
+//! Reads are open to local callers; writes (publish, yank, key export/import) need
+//! the bearer token the node writes to `<data dir>/api-token` at start. Every error
+//! is a JSON body `{"error": {"code": "...", "message": "..."}}` with a 4xx/5xx status.
+//! See `docs/ARCHITECTURE.md` for the route table.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use agora::archive::ArchiveError;
+use agora::{ArtifactData, Node, PackageName, Query, Registry, SecretKey, Version};
+use axum::body::Body;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncWriteExt;
+
+/// Shared state of the API handlers.
+#[derive(Debug)]
+pub(crate) struct ApiState {
+    pub(crate) node: Node,
+    pub(crate) token: String,
+    pub(crate) addr: SocketAddr,
+    pub(crate) upload_dir: PathBuf,
+}
+
+/// The routes.
+pub(crate) fn router(state: Arc<ApiState>) -> Router {
+    Router::new()
+        .route("/v1/status", get(status))
+        .route("/v1/search", get(search))
+        .route("/v1/packages", post(publish))
+        .route("/v1/packages/{name}", get(package))
+        .route("/v1/packages/{name}/versions", get(versions))
+        .route("/v1/packages/{name}/{version}", get(manifest))
+        .route("/v1/packages/{name}/{version}/artifact", get(artifact))
+        .route("/v1/packages/{name}/{version}/yank", post(yank))
+        .route("/v1/key", get(key))
+        .route("/v1/key/export", post(export_key))
+        .route("/v1/key/import", post(import_key))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such API route; see `agora --help`") })
+        // Uploads are streamed to disk under our own limit, not buffered by axum.
+        .layer(DefaultBodyLimit::disable())
+        .with_state(state)
+}
+
+/// An API error: status, stable code, human message.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+#[derive(Serialize, Deserialize)]
+pub(crate) struct ErrorBody {
+    pub(crate) error: ErrorDetail,
+}
+
+#[derive(Serialize, Deserialize)]
+pub(crate) struct ErrorDetail {
+    pub(crate) code: String,
+    pub(crate) message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self { status, code, message: message.into() }
+    }
+
+    fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if self.status.is_server_error() {
+            tracing::error!(status = %self.status, code = self.code, message = %self.message, "request failed");
+        } else {
+            tracing::debug!(status = %self.status, code = self.code, message = %self.message, "request refused");
+        }
+        let body = ErrorBody { error: ErrorDetail { code: self.code.to_owned(), message: self.message } };
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<agora::core::Error> for ApiError {
+    fn from(error: agora::core::Error) -> Self {
+        use agora::core::Error as E;
+        let (status, code) = match &error {
+            E::PackageNotFound(_) | E::VersionNotFound { .. } | E::ArtifactUnavailable { .. } => {
+                (StatusCode::NOT_FOUND, "not_found")
+            }
+            E::ArtifactTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+            E::NotOwner { .. } => (StatusCode::FORBIDDEN, "not_owner"),
+            E::VersionExists { .. } | E::StaleSequence { .. } => (StatusCode::CONFLICT, "conflict"),
+            E::Storage(_) | E::Network(_) | E::Io(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            _ if error.is_invalid_input() => (StatusCode::BAD_REQUEST, "invalid"),
+            _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        };
+        Self::new(status, code, error.to_string())
+    }
+}
+
+impl From<agora::Error> for ApiError {
+    fn from(error: agora::Error) -> Self {
+        match error {
+            agora::Error::Archive(ArchiveError::TooLarge { .. }) => {
+                Self::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", error.to_string())
+            }
+            agora::Error::Archive(ArchiveError::Io { .. }) => {
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", error.to_string())
+            }
+            agora::Error::Archive(_) => Self::new(StatusCode::BAD_REQUEST, "invalid_archive", error.to_string()),
+            other => match other.as_registry_error() {
+                Some(registry) => registry.into(),
+                None => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", other.to_string()),
+            },
+        }
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+fn authorize(state: &ApiState, headers: &HeaderMap) -> ApiResult<()> {
+    let unauthorized = |message: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message);
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Err(unauthorized("this operation needs the node's API token (Authorization: Bearer <token from <data dir>/api-token>)"));
+    };
+    let presented = value.to_str().ok().and_then(|text| text.strip_prefix("Bearer ")).unwrap_or_default();
+    if !constant_time_eq(presented.trim().as_bytes(), state.token.as_bytes()) {
+        return Err(unauthorized("invalid API token; the node writes a new one to <data dir>/api-token at every start"));
+    }
+    Ok(())
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn parse_name(name: &str) -> ApiResult<PackageName> {
+    PackageName::parse(name).map_err(|error| ApiError::bad_request(error.to_string()))
+}
+
+fn parse_version(version: &str) -> ApiResult<Version> {
+    agora::parse_version(version).map_err(|error| ApiError::bad_request(error.to_string()))
+}
+
+#[derive(Serialize)]
+struct StatusBody {
+    #[serde(flatten)]
+    status: agora::NodeStatus,
+    api: SocketAddr,
+}
+
+async fn status(State(state): State<Arc<ApiState>>) -> ApiResult<Json<StatusBody>> {
+    Ok(Json(StatusBody { status: state.node.status().await?, api: state.addr }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SearchParams {
+    #[serde(default)]
+    q: String,
+    /// Comma-separated.
+    category: Option<String>,
+    /// Comma-separated.
+    tag: Option<String>,
+    publisher: Option<String>,
+    limit: Option<u32>,
+    offset: Option<u32>,
+}
+
+async fn search(
+    State(state): State<Arc<ApiState>>,
+    params: Result<axum::extract::Query<SearchParams>, QueryRejection>,
+) -> ApiResult<Json<agora::SearchResults>> {
+    let axum::extract::Query(params) = params.map_err(|rejection| ApiError::bad_request(rejection.body_text()))?;
+    let split = |value: Option<String>| -> Vec<String> {
+        value.map(|text| text.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()).unwrap_or_default()
+    };
+    let mut query = Query::new(params.q);
+    query.categories = split(params.category);
+    query.tags = split(params.tag);
+    if let Some(publisher) = params.publisher {
+        query.publisher = Some(publisher.parse().map_err(|error: agora::core::Error| ApiError::bad_request(error.to_string()))?);
+    }
+    query.limit = params.limit.unwrap_or(Query::DEFAULT_LIMIT);
+    query.offset = params.offset.unwrap_or(0);
+    Ok(Json(state.node.search(&query).await?))
+}
+
+/// A package as `GET /v1/packages/{name}` returns it.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct PackageBody {
+    pub(crate) index: agora::SignedPackageIndex,
+    /// The manifest of the default version, if any version is live.
+    pub(crate) latest: Option<agora::SignedManifest>,
+}
+
+async fn package(State(state): State<Arc<ApiState>>, Path(name): Path<String>) -> ApiResult<Json<PackageBody>> {
+    let name = parse_name(&name)?;
+    let index = state.node.get_package(&name).await?;
+    let latest = match index.index().latest() {
+        Some(entry) => Some(state.node.get_version(&name, &entry.version).await?),
+        None => None,
+    };
+    Ok(Json(PackageBody { index, latest }))
+}
+
+async fn versions(State(state): State<Arc<ApiState>>, Path(name): Path<String>) -> ApiResult<Json<Vec<agora::VersionEntry>>> {
+    let name = parse_name(&name)?;
+    Ok(Json(state.node.list_versions(&name).await?))
+}
+
+async fn manifest(
+    State(state): State<Arc<ApiState>>,
+    Path((name, version)): Path<(String, String)>,
+) -> ApiResult<Json<agora::SignedManifest>> {
+    let (name, version) = (parse_name(&name)?, parse_version(&version)?);
+    Ok(Json(state.node.get_version(&name, &version).await?))
+}
+
+async fn artifact(State(state): State<Arc<ApiState>>, Path((name, version)): Path<(String, String)>) -> ApiResult<Response> {
+    let (name, version) = (parse_name(&name)?, parse_version(&version)?);
+    let artifact = state.node.fetch_artifact(&name, &version).await.map_err(|error| match error {
+        agora::core::Error::DigestMismatch { .. } => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "corrupt_artifact",
+            format!("the node's copy of {name}@{version} is corrupted on disk ({error}); it will not be served"),
+        ),
+        other => other.into(),
+    })?;
+    let info = &artifact.manifest.manifest().artifact;
+    let body = match artifact.data {
+        ArtifactData::Bytes(bytes) => Body::from(bytes),
+        ArtifactData::File(path) => {
+            let file = tokio::fs::File::open(&path)
+                .await
+                .map_err(|error| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("opening {}: {error}", path.display())))?;
+            Body::from_stream(tokio_util::io::ReaderStream::with_capacity(file, 64 * 1024))
+        }
+    };
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/gzip".to_owned()),
+            (header::CONTENT_LENGTH, info.size.to_string()),
+            (header::HeaderName::from_static("x-agora-digest"), info.digest.to_hex()),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+async fn publish(State(state): State<Arc<ApiState>>, headers: HeaderMap, body: Body) -> ApiResult<Json<agora::Published>> {
+    authorize(&state, &headers)?;
+    let limit = state.node.config().max_artifact_size;
+    let too_large = |size: u64| ApiError::from(agora::core::Error::ArtifactTooLarge { size, limit });
+    if let Some(length) = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok())
+        && length > limit
+    {
+        return Err(too_large(length));
+    }
+    // Stream the upload into a temp file, never holding it whole in memory.
+    let internal = |error: std::io::Error| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("upload: {error}"));
+    tokio::fs::create_dir_all(&state.upload_dir).await.map_err(internal)?;
+    let temp = tempfile::NamedTempFile::new_in(&state.upload_dir).map_err(internal)?;
+    let (file, path) = temp.into_parts();
+    let mut file = tokio::fs::File::from_std(file);
+    let mut received: u64 = 0;
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|error| ApiError::bad_request(format!("upload interrupted: {error}")))?;
+        received += chunk.len() as u64;
+        if received > limit {
+            return Err(too_large(received));
+        }
+        file.write_all(&chunk).await.map_err(internal)?;
+    }
+    if received == 0 {
+        return Err(ApiError::bad_request("empty upload; send the package's .tar.gz as the request body"));
+    }
+    file.flush().await.map_err(internal)?;
+    drop(file);
+    let published = state.node.publish_archive(ArtifactData::File(path.to_path_buf())).await?;
+    drop(path);
+    Ok(Json(published))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct YankBody {
+    yanked: bool,
+}
+
+async fn yank(
+    State(state): State<Arc<ApiState>>,
+    headers: HeaderMap,
+    Path((name, version)): Path<(String, String)>,
+    body: Result<Json<YankBody>, JsonRejection>,
+) -> ApiResult<Json<agora::IndexChange>> {
+    authorize(&state, &headers)?;
+    let Json(body) = body.map_err(|rejection| ApiError::bad_request(rejection.body_text()))?;
+    let (name, version) = (parse_name(&name)?, parse_version(&version)?);
+    Ok(Json(state.node.set_yanked(&name, &version, body.yanked).await?))
+}
+
+/// Body of the key routes.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct KeyBody {
+    pub(crate) public_key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) secret_key: Option<String>,
+}
+
+async fn key(State(state): State<Arc<ApiState>>) -> Json<KeyBody> {
+    Json(KeyBody { public_key: state.node.publisher_key().to_hex(), secret_key: None })
+}
+
+async fn export_key(State(state): State<Arc<ApiState>>, headers: HeaderMap) -> ApiResult<Json<KeyBody>> {
+    authorize(&state, &headers)?;
+    let secret = state.node.export_publisher_key();
+    Ok(Json(KeyBody { public_key: secret.public_key().to_hex(), secret_key: Some(secret.to_hex()) }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ImportBody {
+    secret_key: String,
+}
+
+async fn import_key(
+    State(state): State<Arc<ApiState>>,
+    headers: HeaderMap,
+    body: Result<Json<ImportBody>, JsonRejection>,
+) -> ApiResult<Json<KeyBody>> {
+    authorize(&state, &headers)?;
+    let Json(body) = body.map_err(|rejection| ApiError::bad_request(rejection.body_text()))?;
+    let secret = SecretKey::from_hex(&body.secret_key).map_err(|error| ApiError::bad_request(error.to_string()))?;
+    let public_key = secret.public_key().to_hex();
+    state.node.import_publisher_key(secret).await?;
+    Ok(Json(KeyBody { public_key, secret_key: None }))
+}

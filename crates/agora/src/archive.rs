@@ -1,0 +1,1493 @@
+//! Package directories and package archives: `agora.toml`, `agora new`, `agora publish`
+//! and `agora fetch` on disk.
+//!
+//! A package is a directory holding an [`agora.toml`](MANIFEST_FILE) whose `[package]`
+//! and `[dependencies]` tables describe it. This module
+//!
+//! - parses and validates that file ([`parse_manifest`], [`read_manifest`]),
+//! - writes a fresh package skeleton ([`write_skeleton`]),
+//! - packs a package directory into a deterministic `.tar.gz` whose entries all live
+//!   under `<name>-<version>/` ([`pack`]): the same content always gives the same
+//!   bytes, whatever the file times, owners, non-exec permissions or directory order,
+//! - reads the manifest back out of an archive, as a node does on upload
+//!   ([`manifest_from_archive`]),
+//! - unpacks an archive into a fresh directory ([`unpack`]).
+//!
+//! Archives are untrusted input. Reading one never panics, never allocates or writes
+//! without bound, and refuses anything that is not a plain file or directory at a
+//! plain relative path: absolute paths, `..`, symbolic and hard links, devices and
+//! duplicate entries are errors. Extraction goes through a temporary directory next to
+//! the destination, so a failed [`unpack`] leaves nothing behind.
+//!
+//! What this module is not: it does no networking, signing or hashing (the digest of
+//! the packed bytes is computed by whoever publishes them), it knows nothing about the
+//! registry or the store, and it does not resolve dependencies. It is synchronous; call
+//! it from `spawn_blocking` in async code.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::path::{Component, Path, PathBuf};
+use std::rc::Rc;
+
+use agora_core::{PackageMetadata, PackageName, VersionReq};
+use flate2::read::GzDecoder;
+use flate2::write::GzEncoder;
+use flate2::{Compression, GzBuilder};
+use serde::Deserialize;
+use tar::{EntryType, Header};
+
+/// The name of the manifest file at the root of every package.
+pub const MANIFEST_FILE: &str = "agora.toml";
+
+/// The largest `agora.toml` accepted, in bytes.
+const MAX_MANIFEST_SIZE: u64 = 64 * 1024;
+
+/// How much uncompressed tar [`manifest_from_archive`] reads before giving up.
+const MANIFEST_SCAN_LIMIT: u64 = 1 << 30;
+
+/// Directories left out of a package wherever they appear.
+const SKIPPED_EVERYWHERE: &[&str] = &[".git"];
+
+/// Entries left out of a package at its top level only.
+const SKIPPED_AT_ROOT: &[&str] = &["target"];
+
+/// The gzip compression level of [`pack`]. Part of the archive format: changing it
+/// changes every archive's bytes.
+const COMPRESSION_LEVEL: u32 = 6;
+
+/// The gzip "operating system" header byte of [`pack`]: 255, "unknown".
+const GZIP_OS_UNKNOWN: u8 = 255;
+
+/// Buffer size for copying entry contents.
+const COPY_BUFFER: usize = 64 * 1024;
+
+/// Everything that can go wrong reading a manifest, packing or unpacking.
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    /// The package directory has no `agora.toml`.
+    #[error(
+        "no {MANIFEST_FILE} in {}: create a package with `agora new <name>`, or run this from a package directory",
+        .dir.display()
+    )]
+    MissingManifest {
+        /// The directory that was searched.
+        dir: PathBuf,
+    },
+    /// `agora.toml` is not TOML of the expected shape.
+    #[error("could not parse {origin}: {message}")]
+    MalformedManifest {
+        /// Where the text came from: a file path or a place in an archive.
+        origin: String,
+        /// What is wrong; for syntax and shape errors, TOML's own message with line
+        /// and column.
+        message: String,
+    },
+    /// `agora.toml` parsed but breaks the package rules (name, version, description,
+    /// keywords, dependency requirements, ...).
+    #[error("{MANIFEST_FILE} breaks the package rules: {0}")]
+    InvalidManifest(agora_core::Error),
+    /// A file operation failed.
+    #[error("i/o error on {}: {source}", .path.display())]
+    Io {
+        /// The file or directory being worked on.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// Reading the archive stream itself failed (not its content).
+    #[error("could not read the archive: {source}")]
+    ReadArchive {
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// The archive, packed or unpacked, would be larger than allowed.
+    #[error(
+        "the package is larger than the limit of {limit} bytes (when publishing, leave out \
+         build output and large assets; `.git` and `target` are skipped already)"
+    )]
+    TooLarge {
+        /// The limit, in bytes.
+        limit: u64,
+    },
+    /// An entry is not a plain file or directory at a plain relative path.
+    #[error(
+        "unsafe path in package: {0}; packages hold only plain files and directories at \
+         relative paths"
+    )]
+    UnsafePath(String),
+    /// The bytes are not a package archive.
+    #[error("not a package archive: {0}")]
+    NotAnArchive(String),
+    /// The destination exists and is not an empty directory.
+    #[error(
+        "{} already exists and is not an empty directory; choose another destination or remove it first",
+        .0.display()
+    )]
+    DestinationNotEmpty(PathBuf),
+    /// The archive's top directory is not `<name>-<version>/` of its own manifest.
+    #[error(
+        "the archive's top directory is `{found}/`, but its {MANIFEST_FILE} describes \
+         `{expected}`, so it should be `{expected}/`"
+    )]
+    ManifestMismatch {
+        /// `<name>-<version>` from the manifest.
+        expected: String,
+        /// The top directory found in the archive.
+        found: String,
+    },
+}
+
+/// What [`unpack`] wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct UnpackSummary {
+    /// Regular files written.
+    pub files: usize,
+    /// Bytes of file content written.
+    pub bytes: u64,
+}
+
+// ---------------------------------------------------------------------------------------
+// agora.toml
+// ---------------------------------------------------------------------------------------
+
+/// The file as written, before any rule is applied.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ManifestFile {
+    package: PackageTable,
+    #[serde(default)]
+    dependencies: BTreeMap<String, String>,
+}
+
+/// The `[package]` table as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PackageTable {
+    name: String,
+    version: String,
+    description: String,
+    #[serde(default)]
+    keywords: Vec<String>,
+    #[serde(default)]
+    categories: Vec<String>,
+    #[serde(default)]
+    license: Option<String>,
+    #[serde(default)]
+    authors: Vec<String>,
+    #[serde(default)]
+    homepage: Option<String>,
+    #[serde(default)]
+    repository: Option<String>,
+}
+
+/// Parses the text of an `agora.toml` and checks it against the package rules.
+///
+/// The file has a `[package]` table (`name`, `version` and `description` required;
+/// `keywords`, `categories`, `license`, `authors`, `homepage` and `repository`
+/// optional) and an optional `[dependencies]` table mapping package names to semver
+/// requirements (`other = "^1.2"`). Unknown tables and keys are errors, so typos do
+/// not pass silently.
+///
+/// # Errors
+///
+/// [`ArchiveError::MalformedManifest`] for bad TOML, missing or unknown keys and
+/// wrong types; [`ArchiveError::InvalidManifest`] for values that break the rules.
+pub fn parse_manifest(text: &str) -> Result<PackageMetadata, ArchiveError> {
+    parse_manifest_from(text, MANIFEST_FILE)
+}
+
+fn parse_manifest_from(text: &str, origin: &str) -> Result<PackageMetadata, ArchiveError> {
+    let file: ManifestFile = toml::from_str(text).map_err(|error| ArchiveError::MalformedManifest {
+        origin: origin.to_owned(),
+        message: error.to_string().trim_end().to_owned(),
+    })?;
+    let package = file.package;
+    let name = PackageName::parse(&package.name).map_err(ArchiveError::InvalidManifest)?;
+    let version = agora_core::parse_version(&package.version).map_err(ArchiveError::InvalidManifest)?;
+    let mut dependencies = BTreeMap::new();
+    for (dependency, requirement) in file.dependencies {
+        let dependency = PackageName::parse(&dependency).map_err(ArchiveError::InvalidManifest)?;
+        let parsed = VersionReq::parse(&requirement).map_err(|error| {
+            ArchiveError::InvalidManifest(agora_core::Error::InvalidManifest(format!(
+                "dependency `{dependency}` has an invalid version requirement `{requirement}`: {error}"
+            )))
+        })?;
+        dependencies.insert(dependency, parsed);
+    }
+    let metadata = PackageMetadata {
+        name,
+        version,
+        description: package.description,
+        keywords: package.keywords,
+        categories: package.categories,
+        license: package.license,
+        authors: package.authors,
+        homepage: package.homepage,
+        repository: package.repository,
+        dependencies,
+    };
+    metadata.validate().map_err(ArchiveError::InvalidManifest)?;
+    Ok(metadata)
+}
+
+/// Reads and validates `dir/agora.toml`.
+///
+/// # Errors
+///
+/// [`ArchiveError::MissingManifest`] if there is no such file, [`ArchiveError::Io`] if
+/// it cannot be read, and the errors of [`parse_manifest`]. A file over 64 KiB or not
+/// in UTF-8 is [`ArchiveError::MalformedManifest`].
+pub fn read_manifest(dir: &Path) -> Result<PackageMetadata, ArchiveError> {
+    let path = dir.join(MANIFEST_FILE);
+    let file = match File::open(&path) {
+        Ok(file) => file,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => {
+            return Err(ArchiveError::MissingManifest { dir: dir.to_owned() });
+        }
+        Err(source) => return Err(ArchiveError::Io { path, source }),
+    };
+    let origin = path.display().to_string();
+    let mut bytes = Vec::new();
+    file.take(MAX_MANIFEST_SIZE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|source| ArchiveError::Io { path: path.clone(), source })?;
+    let text = manifest_text(bytes, &origin)?;
+    parse_manifest_from(&text, &origin)
+}
+
+/// Checks the size and encoding of manifest bytes.
+fn manifest_text(bytes: Vec<u8>, origin: &str) -> Result<String, ArchiveError> {
+    if bytes.len() as u64 > MAX_MANIFEST_SIZE {
+        return Err(ArchiveError::MalformedManifest {
+            origin: origin.to_owned(),
+            message: format!("the file is over the limit of {MAX_MANIFEST_SIZE} bytes"),
+        });
+    }
+    String::from_utf8(bytes).map_err(|error| ArchiveError::MalformedManifest {
+        origin: origin.to_owned(),
+        message: format!("the file is not UTF-8 text ({error})"),
+    })
+}
+
+/// Creates a new package directory `dir` for `name`, as `agora new` does.
+///
+/// It holds an `agora.toml` (version 0.1.0, a placeholder description, license
+/// `MIT OR Apache-2.0`), a `README.md` and a hello-world `src/main.rs`. The result
+/// passes [`read_manifest`] and [`pack`].
+///
+/// # Errors
+///
+/// [`ArchiveError::DestinationNotEmpty`] if `dir` exists and is not an empty directory
+/// (nothing is overwritten); [`ArchiveError::Io`] if writing fails.
+pub fn write_skeleton(dir: &Path, name: &PackageName) -> Result<(), ArchiveError> {
+    check_destination(dir)?;
+    let manifest = format!(
+        "[package]\n\
+         name = \"{name}\"\n\
+         version = \"0.1.0\"\n\
+         description = \"TODO: one paragraph saying what {name} is for\"\n\
+         keywords = []\n\
+         license = \"MIT OR Apache-2.0\"\n\
+         # authors = [\"Your Name <you@example.org>\"]\n\
+         # repository = \"https://example.org/{name}\"\n\
+         \n\
+         [dependencies]\n\
+         # other-package = \"^1.2\"\n"
+    );
+    let readme = format!("# {name}\n\nTODO: describe {name}.\n\nPublish it with `agora publish`.\n");
+    let main = format!("fn main() {{\n    println!(\"Hello from {name}!\");\n}}\n");
+    let src = dir.join("src");
+    fs::create_dir_all(&src).map_err(|source| ArchiveError::Io { path: src.clone(), source })?;
+    for (path, text) in
+        [(dir.join(MANIFEST_FILE), manifest), (dir.join("README.md"), readme), (src.join("main.rs"), main)]
+    {
+        let mut file = File::create_new(&path).map_err(|source| ArchiveError::Io { path: path.clone(), source })?;
+        file.write_all(text.as_bytes()).map_err(|source| ArchiveError::Io { path: path.clone(), source })?;
+    }
+    read_manifest(dir).map(|_| ())
+}
+
+/// Fails unless `dest` is missing or an empty directory; returns whether it exists.
+fn check_destination(dest: &Path) -> Result<bool, ArchiveError> {
+    match fs::symlink_metadata(dest) {
+        Ok(metadata) if metadata.is_dir() => {
+            let mut entries =
+                fs::read_dir(dest).map_err(|source| ArchiveError::Io { path: dest.to_owned(), source })?;
+            match entries.next() {
+                None => Ok(true),
+                Some(Ok(_)) => Err(ArchiveError::DestinationNotEmpty(dest.to_owned())),
+                Some(Err(source)) => Err(ArchiveError::Io { path: dest.to_owned(), source }),
+            }
+        }
+        Ok(_) => Err(ArchiveError::DestinationNotEmpty(dest.to_owned())),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(source) => Err(ArchiveError::Io { path: dest.to_owned(), source }),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Paths
+// ---------------------------------------------------------------------------------------
+
+/// True if `name` is a single plain path component on every platform: not empty, not
+/// `.` or `..`, no separators, no NUL, no drive prefix.
+fn is_plain_component(name: &str) -> bool {
+    if name.is_empty() || name.contains(['/', '\\', '\0']) {
+        return false;
+    }
+    let mut components = Path::new(name).components();
+    matches!(components.next(), Some(Component::Normal(_))) && components.next().is_none()
+}
+
+/// A relative path inside a package, as components.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+struct RelPath(Vec<String>);
+
+impl RelPath {
+    fn to_path(&self, base: &Path) -> PathBuf {
+        let mut path = base.to_owned();
+        path.extend(&self.0);
+        path
+    }
+}
+
+impl fmt::Display for RelPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.join("/"))
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Packing
+// ---------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Dir,
+    File { executable: bool },
+}
+
+/// One thing to put in the archive.
+#[derive(Debug)]
+struct Item {
+    rel: RelPath,
+    source: PathBuf,
+    kind: Kind,
+}
+
+/// An in-memory sink that refuses to grow past `limit` bytes.
+#[derive(Debug)]
+struct LimitedVec {
+    bytes: Vec<u8>,
+    limit: u64,
+    exceeded: bool,
+}
+
+impl Write for LimitedVec {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if self.bytes.len() as u64 + data.len() as u64 > self.limit {
+            self.exceeded = true;
+            return Err(io::Error::other("archive size limit reached"));
+        }
+        self.bytes.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Reads exactly `remaining` bytes from a file, failing if it got shorter meanwhile.
+struct ExactReader<R> {
+    inner: R,
+    remaining: u64,
+}
+
+impl<R: Read> Read for ExactReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.remaining == 0 || buf.is_empty() {
+            return Ok(0);
+        }
+        let max = usize::try_from(self.remaining).unwrap_or(usize::MAX).min(buf.len());
+        let read = self.inner.read(&mut buf[..max])?;
+        if read == 0 {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the file got shorter while it was being packed"));
+        }
+        self.remaining -= read as u64;
+        Ok(read)
+    }
+}
+
+/// Packs the package in `dir` into a deterministic `.tar.gz`, returning its validated
+/// metadata and the archive bytes.
+///
+/// Every entry lives under `<name>-<version>/`; entries are sorted by path; only
+/// regular files and directories are stored, with mtime 0, uid/gid 0, empty owner
+/// names and mode 0o755 for directories and owner-executable files, 0o644 for other
+/// files (GNU tar format; GNU long-name records for paths over 100 bytes). The gzip
+/// header carries no file name, mtime 0 and OS byte 255, at compression level 6. So
+/// the same content gives the same bytes whatever the mtimes, owners, non-exec
+/// permissions or directory iteration order.
+///
+/// `.git` (anywhere) and `target` (at the top) are left out; everything else, hidden
+/// files included, goes in.
+///
+/// # Errors
+///
+/// The errors of [`read_manifest`]; [`ArchiveError::UnsafePath`] for a symbolic link,
+/// a special file or a file name that is not portable UTF-8;
+/// [`ArchiveError::TooLarge`] as soon as the compressed output would exceed `limit`
+/// bytes; [`ArchiveError::Io`] if reading fails.
+pub fn pack(dir: &Path, limit: u64) -> Result<(PackageMetadata, Vec<u8>), ArchiveError> {
+    let metadata = read_manifest(dir)?;
+    let top = format!("{}-{}", metadata.name, metadata.version);
+    let items = collect_items(dir)?;
+
+    let sink = LimitedVec { bytes: Vec::new(), limit, exceeded: false };
+    let encoder =
+        GzBuilder::new().mtime(0).operating_system(GZIP_OS_UNKNOWN).write(sink, Compression::new(COMPRESSION_LEVEL));
+    let mut builder = tar::Builder::new(encoder);
+
+    let write_error = |builder: &tar::Builder<GzEncoder<LimitedVec>>, path: &Path, source| {
+        if builder.get_ref().get_ref().exceeded {
+            ArchiveError::TooLarge { limit }
+        } else {
+            ArchiveError::Io { path: path.to_owned(), source }
+        }
+    };
+
+    let mut header = entry_header(Kind::Dir, 0);
+    builder
+        .append_data(&mut header, format!("{top}/"), io::empty())
+        .map_err(|source| write_error(&builder, dir, source))?;
+    let mut files = 0usize;
+    for item in &items {
+        match item.kind {
+            Kind::Dir => {
+                let mut header = entry_header(item.kind, 0);
+                builder
+                    .append_data(&mut header, format!("{top}/{}/", item.rel), io::empty())
+                    .map_err(|source| write_error(&builder, &item.source, source))?;
+            }
+            Kind::File { .. } => {
+                let io_error = |source| ArchiveError::Io { path: item.source.clone(), source };
+                let file = File::open(&item.source).map_err(io_error)?;
+                let size = file.metadata().map_err(io_error)?.len();
+                let mut header = entry_header(item.kind, size);
+                let data = ExactReader { inner: file, remaining: size };
+                builder
+                    .append_data(&mut header, format!("{top}/{}", item.rel), data)
+                    .map_err(|source| write_error(&builder, &item.source, source))?;
+                files += 1;
+            }
+        }
+    }
+    builder.finish().map_err(|source| write_error(&builder, dir, source))?;
+    let mut encoder = builder.into_inner().map_err(|source| ArchiveError::Io { path: dir.to_owned(), source })?;
+    let sink_error = |encoder: &GzEncoder<LimitedVec>, source| {
+        if encoder.get_ref().exceeded {
+            ArchiveError::TooLarge { limit }
+        } else {
+            ArchiveError::Io { path: dir.to_owned(), source }
+        }
+    };
+    encoder.try_finish().map_err(|source| sink_error(&encoder, source))?;
+    // After `try_finish` there is nothing left to write.
+    let sink = encoder.finish().map_err(|source| ArchiveError::Io { path: dir.to_owned(), source })?;
+    tracing::debug!(package = %top, files, bytes = sink.bytes.len(), "packed");
+    Ok((metadata, sink.bytes))
+}
+
+/// A normalised header for one entry; the path is set by `append_data`.
+fn entry_header(kind: Kind, size: u64) -> Header {
+    let mut header = Header::new_gnu();
+    let (entry_type, mode) = match kind {
+        Kind::Dir => (EntryType::Directory, 0o755),
+        Kind::File { executable: true } => (EntryType::Regular, 0o755),
+        Kind::File { executable: false } => (EntryType::Regular, 0o644),
+    };
+    header.set_entry_type(entry_type);
+    header.set_mode(mode);
+    header.set_size(size);
+    header.set_mtime(0);
+    header.set_uid(0);
+    header.set_gid(0);
+    header
+}
+
+/// Walks `dir` without following links and returns what to pack, sorted by path.
+fn collect_items(dir: &Path) -> Result<Vec<Item>, ArchiveError> {
+    let mut items = Vec::new();
+    let mut pending = vec![(dir.to_owned(), RelPath(Vec::new()))];
+    while let Some((source_dir, rel_dir)) = pending.pop() {
+        let entries =
+            fs::read_dir(&source_dir).map_err(|source| ArchiveError::Io { path: source_dir.clone(), source })?;
+        for entry in entries {
+            let entry = entry.map_err(|source| ArchiveError::Io { path: source_dir.clone(), source })?;
+            let source = entry.path();
+            let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+                return Err(ArchiveError::UnsafePath(format!("`{}` has a name that is not UTF-8", source.display())));
+            };
+            if SKIPPED_EVERYWHERE.contains(&name.as_str())
+                || (rel_dir.0.is_empty() && SKIPPED_AT_ROOT.contains(&name.as_str()))
+            {
+                continue;
+            }
+            if !is_plain_component(&name) {
+                return Err(ArchiveError::UnsafePath(format!(
+                    "`{}` has a name that cannot be unpacked on every platform",
+                    source.display()
+                )));
+            }
+            let mut rel = rel_dir.clone();
+            rel.0.push(name);
+            let metadata = fs::symlink_metadata(&source)
+                .map_err(|error| ArchiveError::Io { path: source.clone(), source: error })?;
+            let file_type = metadata.file_type();
+            if file_type.is_symlink() {
+                return Err(ArchiveError::UnsafePath(format!(
+                    "`{}` is a symbolic link; replace it with the file it points to",
+                    source.display()
+                )));
+            } else if file_type.is_dir() {
+                pending.push((source.clone(), rel.clone()));
+                items.push(Item { rel, source, kind: Kind::Dir });
+            } else if file_type.is_file() {
+                let executable = is_executable(&metadata);
+                items.push(Item { rel, source, kind: Kind::File { executable } });
+            } else {
+                return Err(ArchiveError::UnsafePath(format!(
+                    "`{}` is neither a regular file nor a directory",
+                    source.display()
+                )));
+            }
+        }
+    }
+    items.sort_by(|a, b| a.rel.cmp(&b.rel));
+    Ok(items)
+}
+
+#[cfg(unix)]
+fn is_executable(metadata: &fs::Metadata) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    metadata.permissions().mode() & 0o100 != 0
+}
+
+#[cfg(not(unix))]
+fn is_executable(_metadata: &fs::Metadata) -> bool {
+    false
+}
+
+// ---------------------------------------------------------------------------------------
+// Reading archives
+// ---------------------------------------------------------------------------------------
+
+/// What went wrong below the tar reader, recorded so that its `io::Error`s can be told
+/// apart: a failing source, a size limit, or (neither) corrupt data.
+#[derive(Debug, Default)]
+struct Fault {
+    source: Option<io::Error>,
+    over_limit: bool,
+}
+
+/// Classifies `io::Error`s that come out of the archive reader.
+#[derive(Debug, Clone)]
+struct Faults {
+    shared: Rc<RefCell<Fault>>,
+    limit: u64,
+}
+
+impl Faults {
+    fn classify(&self, error: &io::Error) -> ArchiveError {
+        let mut fault = self.shared.borrow_mut();
+        if fault.over_limit {
+            ArchiveError::TooLarge { limit: self.limit }
+        } else if let Some(source) = fault.source.take() {
+            ArchiveError::ReadArchive { source }
+        } else {
+            ArchiveError::NotAnArchive(format!("the archive is corrupt or truncated ({error})"))
+        }
+    }
+}
+
+/// Wraps the caller's reader and records its errors.
+struct SourceReader<R> {
+    inner: R,
+    shared: Rc<RefCell<Fault>>,
+}
+
+impl<R: Read> Read for SourceReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self.inner.read(buf) {
+            Err(error) if error.kind() != io::ErrorKind::Interrupted => {
+                let kind = error.kind();
+                self.shared.borrow_mut().source = Some(error);
+                Err(io::Error::new(kind, "reading the archive failed"))
+            }
+            result => result,
+        }
+    }
+}
+
+/// Yields at most `remaining` bytes of the uncompressed stream, then fails if there is
+/// more.
+struct BoundedReader<R> {
+    inner: R,
+    remaining: u64,
+    shared: Rc<RefCell<Fault>>,
+}
+
+impl<R: Read> Read for BoundedReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        if self.remaining == 0 {
+            let mut probe = [0u8; 1];
+            if self.inner.read(&mut probe)? == 0 {
+                return Ok(0);
+            }
+            self.shared.borrow_mut().over_limit = true;
+            return Err(io::Error::other("archive size limit reached"));
+        }
+        let max = usize::try_from(self.remaining).unwrap_or(usize::MAX).min(buf.len());
+        let read = self.inner.read(&mut buf[..max])?;
+        self.remaining -= read as u64;
+        Ok(read)
+    }
+}
+
+type ArchiveReader<R> = BoundedReader<GzDecoder<io::Chain<io::Cursor<Vec<u8>>, SourceReader<R>>>>;
+
+/// The first two bytes of every gzip stream.
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
+/// Reads up to the two magic bytes; fewer only at end of input.
+fn read_magic(reader: &mut impl Read) -> io::Result<Vec<u8>> {
+    let mut magic = Vec::with_capacity(GZIP_MAGIC.len());
+    reader.take(GZIP_MAGIC.len() as u64).read_to_end(&mut magic)?;
+    Ok(magic)
+}
+
+/// An entry that passed the path and type checks.
+#[derive(Debug)]
+struct CheckedEntry {
+    /// The path below the top directory; empty for the top directory itself.
+    rel: RelPath,
+    kind: Kind,
+    size: u64,
+}
+
+/// Opens a gzip tar stream, bounded to `limit` uncompressed bytes.
+fn open_archive<R: Read>(reader: R, limit: u64) -> Result<(tar::Archive<ArchiveReader<R>>, Faults), ArchiveError> {
+    let shared = Rc::new(RefCell::new(Fault::default()));
+    let faults = Faults { shared: Rc::clone(&shared), limit };
+    let mut source = SourceReader { inner: reader, shared: Rc::clone(&shared) };
+    let magic = read_magic(&mut source).map_err(|error| faults.classify(&error))?;
+    if magic.is_empty() {
+        return Err(ArchiveError::NotAnArchive("the data is empty".into()));
+    }
+    if magic != GZIP_MAGIC {
+        return Err(ArchiveError::NotAnArchive(
+            "the data is not gzip-compressed; expected a .tar.gz made by `agora publish`".into(),
+        ));
+    }
+    let stream =
+        BoundedReader { inner: GzDecoder::new(io::Cursor::new(magic).chain(source)), remaining: limit, shared };
+    Ok((tar::Archive::new(stream), faults))
+}
+
+/// What the entries seen so far look like.
+#[derive(Debug, Default)]
+struct Layout {
+    top: Option<String>,
+    seen: HashSet<RelPath>,
+    files: HashSet<RelPath>,
+}
+
+impl Layout {
+    /// Checks that an entry fits: under the one top directory, not seen before, not
+    /// below a file. Returns false for the top directory's own entry.
+    fn admit(&mut self, entry_top: String, entry: &CheckedEntry) -> Result<bool, ArchiveError> {
+        let top = match &self.top {
+            None => self.top.insert(entry_top),
+            Some(top) if *top != entry_top => {
+                return Err(ArchiveError::NotAnArchive(format!(
+                    "entries under both `{top}/` and `{entry_top}/`; a package archive has one \
+                     top directory"
+                )));
+            }
+            Some(top) => top,
+        };
+        if entry.rel.0.is_empty() {
+            return match entry.kind {
+                Kind::Dir => Ok(false),
+                Kind::File { .. } => Err(ArchiveError::NotAnArchive(format!(
+                    "`{top}` is a file; a package archive keeps everything under \
+                     `<name>-<version>/`"
+                ))),
+            };
+        }
+        for depth in 1..entry.rel.0.len() {
+            let ancestor = RelPath(entry.rel.0[..depth].to_vec());
+            if self.files.contains(&ancestor) {
+                return Err(ArchiveError::UnsafePath(format!(
+                    "`{top}/{}` is inside `{top}/{ancestor}`, which is a file",
+                    entry.rel
+                )));
+            }
+        }
+        if !self.seen.insert(entry.rel.clone()) {
+            return Err(ArchiveError::UnsafePath(format!("`{top}/{}` appears more than once", entry.rel)));
+        }
+        if matches!(entry.kind, Kind::File { .. }) {
+            self.files.insert(entry.rel.clone());
+        }
+        Ok(true)
+    }
+}
+
+/// Reads the archive's `agora.toml` entry into memory, at most 64 KiB.
+fn read_manifest_entry(
+    entry: &mut dyn Read,
+    checked: &CheckedEntry,
+    origin: &str,
+    faults: &Faults,
+) -> Result<Vec<u8>, ArchiveError> {
+    let malformed = |message: String| ArchiveError::MalformedManifest { origin: origin.to_owned(), message };
+    if checked.kind == Kind::Dir {
+        return Err(malformed("it is a directory, not a file".into()));
+    }
+    if checked.size > MAX_MANIFEST_SIZE {
+        return Err(malformed(format!(
+            "the file is {} bytes, over the limit of {MAX_MANIFEST_SIZE} bytes",
+            checked.size
+        )));
+    }
+    let mut bytes = Vec::new();
+    entry.take(MAX_MANIFEST_SIZE + 1).read_to_end(&mut bytes).map_err(|error| faults.classify(&error))?;
+    Ok(bytes)
+}
+
+/// Reads every entry of a gzip tar, checking paths and types, that all entries share
+/// one top directory, that nothing appears twice or below a file, and finally that the
+/// top directory's `agora.toml` describes `<top>`; returns that manifest. `visit` is
+/// called for every entry below the top directory, with its contents.
+fn scan_archive<R: Read>(
+    reader: R,
+    limit: u64,
+    mut visit: impl FnMut(&CheckedEntry, &mut dyn Read, &Faults) -> Result<(), ArchiveError>,
+) -> Result<PackageMetadata, ArchiveError> {
+    let (mut archive, faults) = open_archive(reader, limit)?;
+    let mut layout = Layout::default();
+    let mut manifest: Option<String> = None;
+    let entries = archive.entries().map_err(|error| faults.classify(&error))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|error| faults.classify(&error))?;
+        let (entry_top, checked) = check_entry(&entry)?;
+        if !layout.admit(entry_top, &checked)? {
+            continue;
+        }
+        if checked.rel.0.len() == 1 && checked.rel.0[0] == MANIFEST_FILE {
+            let top = layout.top.as_deref().unwrap_or_default();
+            let origin = format!("`{top}/{MANIFEST_FILE}` in the archive");
+            let bytes = read_manifest_entry(&mut entry, &checked, &origin, &faults)?;
+            visit(&checked, &mut bytes.as_slice(), &faults)?;
+            manifest = Some(manifest_text(bytes, &origin)?);
+        } else {
+            visit(&checked, &mut entry, &faults)?;
+        }
+    }
+    // Read to the end of the gzip stream so that its checksum is verified.
+    io::copy(&mut archive.into_inner(), &mut io::sink()).map_err(|error| faults.classify(&error))?;
+
+    let Some(top) = layout.top else {
+        return Err(ArchiveError::NotAnArchive("the archive is empty".into()));
+    };
+    let Some(text) = manifest else {
+        return Err(ArchiveError::NotAnArchive(format!("there is no `{top}/{MANIFEST_FILE}`")));
+    };
+    let metadata = parse_manifest_from(&text, &format!("`{top}/{MANIFEST_FILE}` in the archive"))?;
+    let expected = format!("{}-{}", metadata.name, metadata.version);
+    if top != expected {
+        return Err(ArchiveError::ManifestMismatch { expected, found: top });
+    }
+    Ok(metadata)
+}
+
+/// Checks one entry's path and type; returns its top directory and the rest.
+fn check_entry<R: Read>(entry: &tar::Entry<'_, R>) -> Result<(String, CheckedEntry), ArchiveError> {
+    let raw = entry.path_bytes();
+    let shown = String::from_utf8_lossy(&raw).chars().take(200).collect::<String>();
+    let Ok(path) = std::str::from_utf8(&raw) else {
+        return Err(ArchiveError::UnsafePath(format!("`{shown}` is not UTF-8")));
+    };
+    if path.starts_with('/') {
+        return Err(ArchiveError::UnsafePath(format!("`{shown}` is absolute")));
+    }
+    let trimmed = path.strip_suffix('/').unwrap_or(path);
+    let mut components = Vec::new();
+    for component in trimmed.split('/') {
+        if component == ".." {
+            return Err(ArchiveError::UnsafePath(format!("`{shown}` contains `..`")));
+        }
+        if !is_plain_component(component) {
+            return Err(ArchiveError::UnsafePath(format!("`{shown}` is not a plain relative path")));
+        }
+        components.push(component.to_owned());
+    }
+    let header = entry.header();
+    let kind = match header.entry_type() {
+        EntryType::Regular => {
+            let mode = header
+                .mode()
+                .map_err(|error| ArchiveError::NotAnArchive(format!("`{shown}` has a corrupt mode: {error}")))?;
+            Kind::File { executable: mode & 0o100 != 0 }
+        }
+        EntryType::Directory => Kind::Dir,
+        EntryType::Symlink => {
+            return Err(ArchiveError::UnsafePath(format!("`{shown}` is a symbolic link")));
+        }
+        EntryType::Link => return Err(ArchiveError::UnsafePath(format!("`{shown}` is a hard link"))),
+        EntryType::Char | EntryType::Block => {
+            return Err(ArchiveError::UnsafePath(format!("`{shown}` is a device")));
+        }
+        EntryType::Fifo => return Err(ArchiveError::UnsafePath(format!("`{shown}` is a FIFO"))),
+        other => {
+            return Err(ArchiveError::NotAnArchive(format!(
+                "`{shown}` has the unsupported entry type {:?}",
+                other.as_byte() as char
+            )));
+        }
+    };
+    let mut components = components.into_iter();
+    let top = components.next().unwrap_or_default();
+    let size = if kind == Kind::Dir { 0 } else { entry.size() };
+    Ok((top, CheckedEntry { rel: RelPath(components.collect()), kind, size }))
+}
+
+/// Reads the `agora.toml` of a package archive, checking the whole archive on the way.
+///
+/// This is what a node does with an upload: every entry must be a plain file or
+/// directory at a safe relative path under one top directory, and that directory must
+/// be `<name>-<version>/` of the `agora.toml` inside it. At most 1 GiB of uncompressed
+/// tar is read.
+///
+/// # Errors
+///
+/// [`ArchiveError::NotAnArchive`] for anything that is not a well-formed gzip tar of
+/// one package (never a panic); [`ArchiveError::UnsafePath`] for unsafe entries;
+/// [`ArchiveError::ManifestMismatch`] if the top directory does not match; the errors
+/// of [`parse_manifest`]; [`ArchiveError::ReadArchive`] if `reader` fails;
+/// [`ArchiveError::TooLarge`] past the read bound.
+pub fn manifest_from_archive(reader: impl Read) -> Result<PackageMetadata, ArchiveError> {
+    scan_archive(reader, MANIFEST_SCAN_LIMIT, |_, _, _| Ok(()))
+}
+
+/// Unpacks a package archive into `dest`, without its `<name>-<version>/` top
+/// directory.
+///
+/// `dest` must not exist or be an empty directory. Entries are written into a
+/// temporary directory next to `dest`, which is renamed into place only once the whole
+/// archive has been checked (the same checks as [`manifest_from_archive`]), so on any
+/// error nothing is left at `dest`. Owner-executable files get their exec bits on
+/// Unix; times and owners are not restored.
+///
+/// `limit` bounds the uncompressed archive: file contents plus tar headers and padding
+/// (512 bytes or more per entry), so floods of empty entries are refused as well.
+///
+/// # Errors
+///
+/// [`ArchiveError::DestinationNotEmpty`], [`ArchiveError::TooLarge`], the errors of
+/// [`manifest_from_archive`], and [`ArchiveError::Io`] if writing fails.
+pub fn unpack(reader: impl Read, dest: &Path, limit: u64) -> Result<UnpackSummary, ArchiveError> {
+    let existed = check_destination(dest)?;
+    let parent = match dest.parent() {
+        Some(parent) if parent.as_os_str().is_empty() => Path::new("."),
+        Some(parent) => parent,
+        None => return Err(ArchiveError::DestinationNotEmpty(dest.to_owned())),
+    };
+    fs::create_dir_all(parent).map_err(|source| ArchiveError::Io { path: parent.to_owned(), source })?;
+    let staging = tempfile::Builder::new()
+        .prefix(".agora-unpack-")
+        .tempdir_in(parent)
+        .map_err(|source| ArchiveError::Io { path: parent.to_owned(), source })?;
+    let root = staging.path().join("package");
+    fs::create_dir(&root).map_err(|source| ArchiveError::Io { path: dest.to_owned(), source })?;
+
+    let mut summary = UnpackSummary::default();
+    let mut buffer = vec![0u8; COPY_BUFFER];
+    let metadata = scan_archive(reader, limit, |entry, data, faults| {
+        let target = entry.rel.to_path(&root);
+        let shown = entry.rel.to_path(dest);
+        let io_error = |source| ArchiveError::Io { path: shown.clone(), source };
+        let Kind::File { executable } = entry.kind else {
+            return fs::create_dir_all(&target).map_err(io_error);
+        };
+        if summary.bytes.saturating_add(entry.size) > limit {
+            return Err(ArchiveError::TooLarge { limit });
+        }
+        if let Some(dir) = target.parent() {
+            fs::create_dir_all(dir).map_err(io_error)?;
+        }
+        let mut file = match File::create_new(&target) {
+            Ok(file) => file,
+            Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {
+                return Err(ArchiveError::UnsafePath(format!(
+                    "`{}` collides with another entry (names may differ only in case)",
+                    entry.rel
+                )));
+            }
+            Err(source) => return Err(io_error(source)),
+        };
+        let mut written = 0u64;
+        loop {
+            let read = match data.read(&mut buffer) {
+                Ok(0) => break,
+                Ok(read) => read,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+                Err(error) => return Err(faults.classify(&error)),
+            };
+            written += read as u64;
+            if written > entry.size {
+                return Err(ArchiveError::NotAnArchive(format!(
+                    "`{}` holds more data than its header says",
+                    entry.rel
+                )));
+            }
+            file.write_all(&buffer[..read]).map_err(io_error)?;
+        }
+        if written != entry.size {
+            return Err(ArchiveError::NotAnArchive(format!("`{}` is truncated", entry.rel)));
+        }
+        if executable {
+            make_executable(&file).map_err(io_error)?;
+        }
+        summary.files += 1;
+        summary.bytes += written;
+        Ok(())
+    })?;
+
+    if existed {
+        fs::remove_dir(dest).map_err(|source| ArchiveError::Io { path: dest.to_owned(), source })?;
+    }
+    fs::rename(&root, dest).map_err(|source| ArchiveError::Io { path: dest.to_owned(), source })?;
+    drop(staging);
+    tracing::debug!(
+        package = %metadata.name,
+        version = %metadata.version,
+        dest = %dest.display(),
+        files = summary.files,
+        bytes = summary.bytes,
+        "unpacked"
+    );
+    Ok(summary)
+}
+
+/// Adds exec bits wherever the file has read bits (so the umask is respected).
+#[cfg(unix)]
+fn make_executable(file: &File) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut permissions = file.metadata()?.permissions();
+    let mode = permissions.mode();
+    permissions.set_mode(mode | ((mode & 0o444) >> 2));
+    file.set_permissions(permissions)
+}
+
+#[cfg(not(unix))]
+fn make_executable(_file: &File) -> io::Result<()> {
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    const LIMIT: u64 = 10 * 1024 * 1024;
+
+    /// Path, type, contents and link target of one hand-built tar entry.
+    type RawEntry<'a> = (&'a str, EntryType, &'a [u8], Option<&'a str>);
+
+    const MANIFEST: &str = r#"
+[package]
+name = "demo"
+version = "1.2.3"
+description = "a demo package"
+keywords = ["demo", "test"]
+categories = ["templates/rust"]
+license = "MIT"
+authors = ["Ada <ada@example.org>"]
+homepage = "https://example.org"
+repository = "https://example.org/demo.git"
+
+[dependencies]
+other = "^1.2"
+"#;
+
+    fn write(path: &Path, content: &[u8]) {
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, content).unwrap();
+    }
+
+    /// A package with nested, empty, hidden, long-named and skipped content.
+    fn sample_package(dir: &Path) {
+        write(&dir.join(MANIFEST_FILE), MANIFEST.as_bytes());
+        write(&dir.join("README.md"), b"# demo\n");
+        write(&dir.join("src/main.rs"), b"fn main() {}\n");
+        write(&dir.join("src/lib/deep/mod.rs"), b"pub fn f() {}\n");
+        write(&dir.join(".hidden"), b"kept\n");
+        write(&dir.join("data.bin"), &(0..=255u8).cycle().take(100_000).collect::<Vec<_>>());
+        let long = format!("{}/{}.txt", "d".repeat(60), "f".repeat(80));
+        write(&dir.join(long), b"long path\n");
+        fs::create_dir_all(dir.join("empty")).unwrap();
+        write(&dir.join(".git/HEAD"), b"ref: refs/heads/main\n");
+        write(&dir.join("target/debug/demo"), b"binary");
+        write(&dir.join("src/target/kept.rs"), b"// only the top-level target is skipped\n");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let script = dir.join("run.sh");
+            write(&script, b"#!/bin/sh\necho hi\n");
+            fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+        }
+    }
+
+    /// Every file and directory under `dir`, relative, with contents for files.
+    fn tree(dir: &Path) -> BTreeMap<String, Option<Vec<u8>>> {
+        let mut out = BTreeMap::new();
+        let mut pending = vec![dir.to_owned()];
+        while let Some(current) = pending.pop() {
+            for entry in fs::read_dir(&current).unwrap() {
+                let path = entry.unwrap().path();
+                let rel = path.strip_prefix(dir).unwrap().to_string_lossy().replace('\\', "/");
+                if path.is_dir() {
+                    out.insert(rel, None);
+                    pending.push(path);
+                } else {
+                    out.insert(rel, Some(fs::read(&path).unwrap()));
+                }
+            }
+        }
+        out
+    }
+
+    /// Builds a gzip tar by hand, writing raw path bytes so unsafe paths get through.
+    fn raw_archive(entries: &[RawEntry<'_>]) -> Vec<u8> {
+        let mut builder = tar::Builder::new(GzEncoder::new(Vec::new(), Compression::fast()));
+        for (path, entry_type, data, link) in entries {
+            let mut header = Header::new_gnu();
+            let name = &mut header.as_gnu_mut().unwrap().name;
+            name[..path.len()].copy_from_slice(path.as_bytes());
+            header.set_entry_type(*entry_type);
+            header.set_mode(0o644);
+            header.set_size(data.len() as u64);
+            if let Some(link) = link {
+                header.set_link_name(link).unwrap();
+            }
+            header.set_cksum();
+            builder.append(&header, *data).unwrap();
+        }
+        builder.into_inner().unwrap().finish().unwrap()
+    }
+
+    fn demo_manifest_entry() -> RawEntry<'static> {
+        ("demo-1.2.3/agora.toml", EntryType::Regular, MANIFEST.as_bytes(), None)
+    }
+
+    /// Names in `dir`, to check nothing was left behind.
+    fn names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> =
+            fs::read_dir(dir).unwrap().map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn parses_every_field() {
+        let metadata = parse_manifest(MANIFEST).unwrap();
+        assert_eq!(metadata.name.as_str(), "demo");
+        assert_eq!(metadata.version.to_string(), "1.2.3");
+        assert_eq!(metadata.keywords, ["demo", "test"]);
+        assert_eq!(metadata.license.as_deref(), Some("MIT"));
+        assert_eq!(metadata.authors.len(), 1);
+        let other: PackageName = "other".parse().unwrap();
+        assert_eq!(metadata.dependencies[&other].to_string(), "^1.2");
+        let minimal = "[package]\nname = \"x\"\nversion = \"0.1.0\"\ndescription = \"d\"\n";
+        assert!(parse_manifest(minimal).unwrap().dependencies.is_empty());
+    }
+
+    #[test]
+    fn skeleton_round_trips() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("hello-world");
+        let name: PackageName = "hello-world".parse().unwrap();
+        write_skeleton(&dir, &name).unwrap();
+        let metadata = read_manifest(&dir).unwrap();
+        assert_eq!(metadata.name, name);
+        assert_eq!(metadata.version.to_string(), "0.1.0");
+        assert_eq!(metadata.license.as_deref(), Some("MIT OR Apache-2.0"));
+        assert!(metadata.keywords.is_empty());
+        assert!(fs::read_to_string(dir.join("src/main.rs")).unwrap().contains("fn main()"));
+        assert!(dir.join("README.md").is_file());
+        let (packed, bytes) = pack(&dir, LIMIT).unwrap();
+        assert_eq!(manifest_from_archive(bytes.as_slice()).unwrap(), packed);
+
+        // An existing empty directory is fine, a non-empty one is refused untouched.
+        let empty = tmp.path().join("empty");
+        fs::create_dir(&empty).unwrap();
+        write_skeleton(&empty, &name).unwrap();
+        let error = write_skeleton(&dir, &name).unwrap_err();
+        assert!(matches!(error, ArchiveError::DestinationNotEmpty(_)), "{error}");
+    }
+
+    #[test]
+    fn pack_read_unpack_round_trip() {
+        let tmp = tempfile::tempdir().unwrap();
+        let source = tmp.path().join("source");
+        sample_package(&source);
+        let (metadata, bytes) = pack(&source, LIMIT).unwrap();
+        assert_eq!(metadata, parse_manifest(MANIFEST).unwrap());
+        assert_eq!(manifest_from_archive(bytes.as_slice()).unwrap(), metadata);
+
+        let dest = tmp.path().join("out/demo");
+        let summary = unpack(bytes.as_slice(), &dest, LIMIT).unwrap();
+        let mut expected = tree(&source);
+        expected.retain(|path, _| !path.starts_with(".git") && !path.starts_with("target"));
+        let unpacked = tree(&dest);
+        assert_eq!(unpacked, expected);
+        assert!(unpacked.contains_key("empty"));
+        assert!(unpacked.contains_key("src/target/kept.rs"));
+        let files = expected.values().filter(|v| v.is_some()).count();
+        let bytes_total: u64 = expected.values().flatten().map(|v| v.len() as u64).sum();
+        assert_eq!(summary, UnpackSummary { files, bytes: bytes_total });
+        assert_eq!(names(&tmp.path().join("out")), ["demo"], "no staging directory left");
+
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = |p: &str| fs::metadata(dest.join(p)).unwrap().permissions().mode();
+            assert_ne!(mode("run.sh") & 0o100, 0);
+            assert_eq!(mode("README.md") & 0o111, 0);
+        }
+
+        // The archive layout: sorted, under the top directory, normalised headers.
+        let mut archive = tar::Archive::new(GzDecoder::new(bytes.as_slice()));
+        let mut paths = Vec::new();
+        for entry in archive.entries().unwrap() {
+            let entry = entry.unwrap();
+            let header = entry.header();
+            assert_eq!(header.mtime().unwrap(), 0);
+            assert_eq!(header.uid().unwrap(), 0);
+            assert_eq!(header.gid().unwrap(), 0);
+            assert!(matches!(header.mode().unwrap(), 0o644 | 0o755));
+            assert_eq!(header.username_bytes(), Some(&b""[..]));
+            paths.push(String::from_utf8(entry.path_bytes().into_owned()).unwrap());
+        }
+        assert_eq!(paths[0], "demo-1.2.3/");
+        assert!(paths.iter().all(|p| p.starts_with("demo-1.2.3/")));
+        assert!(paths.contains(&"demo-1.2.3/agora.toml".to_owned()));
+        assert!(!paths.iter().any(|p| p.contains(".git/") || p.starts_with("demo-1.2.3/target")));
+        let mut sorted = paths.clone();
+        sorted.sort_by_key(|p| p.trim_end_matches('/').split('/').map(str::to_owned).collect::<Vec<_>>());
+        assert_eq!(paths, sorted);
+    }
+
+    #[test]
+    fn unpack_into_an_existing_empty_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let source = tmp.path().join("source");
+        sample_package(&source);
+        let (_, bytes) = pack(&source, LIMIT).unwrap();
+        let dest = tmp.path().join("dest");
+        fs::create_dir(&dest).unwrap();
+        unpack(bytes.as_slice(), &dest, LIMIT).unwrap();
+        assert!(dest.join(MANIFEST_FILE).is_file());
+    }
+
+    #[test]
+    fn packing_is_deterministic() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("pkg");
+        sample_package(&dir);
+        let (_, first) = pack(&dir, LIMIT).unwrap();
+
+        let old = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
+        for file in ["README.md", "src/main.rs", MANIFEST_FILE] {
+            File::options().write(true).open(dir.join(file)).unwrap().set_modified(old).unwrap();
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(dir.join("README.md"), fs::Permissions::from_mode(0o600)).unwrap();
+            fs::set_permissions(dir.join("src"), fs::Permissions::from_mode(0o700)).unwrap();
+        }
+        let (_, second) = pack(&dir, LIMIT).unwrap();
+        assert_eq!(first, second, "mtimes and non-exec permissions must not matter");
+
+        // The same content elsewhere, created in another order, packs the same.
+        let other = tmp.path().join("elsewhere");
+        let mut files: Vec<_> = tree(&dir).into_iter().collect();
+        files.reverse();
+        for (path, content) in files {
+            match content {
+                Some(content) => write(&other.join(&path), &content),
+                None => fs::create_dir_all(other.join(&path)).unwrap(),
+            }
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(other.join("run.sh"), fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        assert_eq!(pack(&other, LIMIT).unwrap().1, first);
+
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(dir.join("run.sh"), fs::Permissions::from_mode(0o644)).unwrap();
+            assert_ne!(pack(&dir, LIMIT).unwrap().1, first, "the exec bit is content");
+            fs::set_permissions(dir.join("run.sh"), fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        write(&dir.join("README.md"), b"# demo!\n");
+        assert_ne!(pack(&dir, LIMIT).unwrap().1, first);
+    }
+
+    #[test]
+    fn missing_manifest() {
+        let tmp = tempfile::tempdir().unwrap();
+        let error = read_manifest(tmp.path()).unwrap_err();
+        assert!(matches!(error, ArchiveError::MissingManifest { .. }), "{error}");
+        assert!(error.to_string().contains("agora new"), "{error}");
+        let error = pack(tmp.path(), LIMIT).unwrap_err();
+        assert!(matches!(error, ArchiveError::MissingManifest { .. }), "{error}");
+    }
+
+    #[test]
+    fn malformed_manifest_names_the_line() {
+        let tmp = tempfile::tempdir().unwrap();
+        write(&tmp.path().join(MANIFEST_FILE), b"[package]\nname = \"demo\"\nversion = 1.0\n");
+        let error = read_manifest(tmp.path()).unwrap_err();
+        assert!(matches!(error, ArchiveError::MalformedManifest { .. }), "{error}");
+        let message = error.to_string();
+        assert!(message.contains("line 3"), "{message}");
+        assert!(message.contains(MANIFEST_FILE), "{message}");
+
+        let error = parse_manifest("[package\nname = \"demo\"").unwrap_err();
+        assert!(error.to_string().contains("line 1"), "{error}");
+        let error = parse_manifest("").unwrap_err();
+        assert!(error.to_string().contains("package"), "{error}");
+
+        write(&tmp.path().join(MANIFEST_FILE), &[0xff, 0xfe, b'[']);
+        let error = read_manifest(tmp.path()).unwrap_err();
+        assert!(error.to_string().contains("UTF-8"), "{error}");
+    }
+
+    #[test]
+    fn unknown_fields_are_errors() {
+        let typo = MANIFEST.replace("description", "descripton");
+        let error = parse_manifest(&typo).unwrap_err();
+        assert!(matches!(error, ArchiveError::MalformedManifest { .. }), "{error}");
+        assert!(error.to_string().contains("descripton"), "{error}");
+        let extra_table = format!("{MANIFEST}\n[dev-dependencies]\nx = \"1\"\n");
+        let error = parse_manifest(&extra_table).unwrap_err();
+        assert!(error.to_string().contains("dev-dependencies"), "{error}");
+    }
+
+    #[test]
+    fn rule_breaking_values_are_invalid() {
+        for (from, to, expected) in [
+            ("name = \"demo\"", "name = \"Bad Name\"", "Bad Name"),
+            ("version = \"1.2.3\"", "version = \"1.2\"", "1.2"),
+            ("description = \"a demo package\"", "description = \"  \"", "description"),
+            ("keywords = [\"demo\", \"test\"]", "keywords = [\"UPPER\"]", "keywords"),
+            ("other = \"^1.2\"", "other = \"not a req\"", "other"),
+            ("other = \"^1.2\"", "Other = \"1\"", "Other"),
+            ("other = \"^1.2\"", "demo = \"1\"", "itself"),
+        ] {
+            let text = MANIFEST.replace(from, to);
+            let error = parse_manifest(&text).unwrap_err();
+            assert!(matches!(error, ArchiveError::InvalidManifest(_)), "{to}: {error}");
+            assert!(error.to_string().contains(expected), "{to}: {error}");
+        }
+    }
+
+    #[test]
+    fn pack_over_the_limit() {
+        let tmp = tempfile::tempdir().unwrap();
+        sample_package(tmp.path());
+        let error = pack(tmp.path(), 200).unwrap_err();
+        assert!(matches!(error, ArchiveError::TooLarge { limit: 200 }), "{error}");
+        // Just at the size of the archive is fine, one byte less is not.
+        let (_, bytes) = pack(tmp.path(), LIMIT).unwrap();
+        let size = bytes.len() as u64;
+        assert_eq!(pack(tmp.path(), size).unwrap().1, bytes);
+        let error = pack(tmp.path(), size - 1).unwrap_err();
+        assert!(matches!(error, ArchiveError::TooLarge { .. }), "{error}");
+    }
+
+    #[test]
+    fn unpack_over_the_limit_leaves_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let source = tmp.path().join("source");
+        sample_package(&source);
+        let (_, bytes) = pack(&source, LIMIT).unwrap();
+        let dest = tmp.path().join("dest");
+        let error = unpack(bytes.as_slice(), &dest, 50_000).unwrap_err();
+        assert!(matches!(error, ArchiveError::TooLarge { limit: 50_000 }), "{error}");
+        assert!(!dest.exists());
+        assert_eq!(names(tmp.path()), ["source"]);
+
+        // A gzip bomb of zeros behind a valid header is cut off by the stream bound.
+        let zeros = vec![0u8; 4 * 1024 * 1024];
+        let bomb =
+            raw_archive(&[demo_manifest_entry(), ("demo-1.2.3/zeros", EntryType::Regular, zeros.as_slice(), None)]);
+        let error = unpack(bomb.as_slice(), &dest, 1024 * 1024).unwrap_err();
+        assert!(matches!(error, ArchiveError::TooLarge { .. }), "{error}");
+        assert!(!dest.exists());
+    }
+
+    #[test]
+    fn garbage_is_not_an_archive() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dest = tmp.path().join("dest");
+        let mut valid = {
+            let source = tmp.path().join("source");
+            sample_package(&source);
+            pack(&source, LIMIT).unwrap().1
+        };
+        let half = valid.len() / 2;
+        let mut gzip_of_garbage = GzEncoder::new(Vec::new(), Compression::fast());
+        gzip_of_garbage.write_all(&[0x5a; 3000]).unwrap();
+        let gzip_of_garbage = gzip_of_garbage.finish().unwrap();
+        let empty_tar = GzEncoder::new(Vec::new(), Compression::fast()).finish().unwrap();
+        let inputs: Vec<Vec<u8>> = vec![
+            Vec::new(),
+            b"definitely not gzip".to_vec(),
+            (0..10_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect(),
+            valid[..half].to_vec(),
+            gzip_of_garbage,
+            empty_tar,
+            {
+                let last = valid.len() - 5;
+                valid[last] ^= 0xff; // the gzip trailer's CRC or length
+                valid.clone()
+            },
+        ];
+        for input in &inputs {
+            let error = manifest_from_archive(input.as_slice()).unwrap_err();
+            assert!(matches!(error, ArchiveError::NotAnArchive(_)), "{error}");
+            let error = unpack(input.as_slice(), &dest, LIMIT).unwrap_err();
+            assert!(matches!(error, ArchiveError::NotAnArchive(_)), "{error}");
+            assert!(!dest.exists());
+        }
+        assert_eq!(names(tmp.path()), ["source"]);
+    }
+
+    #[test]
+    fn a_failing_reader_is_a_read_error() {
+        struct Failing;
+        impl Read for Failing {
+            fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+                Err(io::Error::new(io::ErrorKind::ConnectionReset, "peer went away"))
+            }
+        }
+        let error = manifest_from_archive(Failing).unwrap_err();
+        assert!(matches!(error, ArchiveError::ReadArchive { .. }), "{error}");
+        assert!(error.to_string().contains("peer went away"), "{error}");
+    }
+
+    #[test]
+    fn unsafe_entries_are_refused_and_nothing_is_written() {
+        let cases: Vec<Vec<RawEntry<'_>>> = vec![
+            vec![demo_manifest_entry(), ("../evil", EntryType::Regular, b"x", None)],
+            vec![demo_manifest_entry(), ("demo-1.2.3/../evil", EntryType::Regular, b"x", None)],
+            vec![demo_manifest_entry(), ("demo-1.2.3/../../evil", EntryType::Regular, b"x", None)],
+            vec![demo_manifest_entry(), ("/tmp/evil", EntryType::Regular, b"x", None)],
+            vec![demo_manifest_entry(), ("demo-1.2.3/./x", EntryType::Regular, b"x", None)],
+            vec![demo_manifest_entry(), ("demo-1.2.3/evil", EntryType::Symlink, b"", Some("/etc/passwd"))],
+            vec![demo_manifest_entry(), ("demo-1.2.3/evil", EntryType::Symlink, b"", Some("../.."))],
+            vec![demo_manifest_entry(), ("demo-1.2.3/evil", EntryType::Link, b"", Some("demo-1.2.3/agora.toml"))],
+            vec![demo_manifest_entry(), ("demo-1.2.3/evil", EntryType::Char, b"", None)],
+            vec![demo_manifest_entry(), ("demo-1.2.3/evil", EntryType::Fifo, b"", None)],
+            vec![demo_manifest_entry(), demo_manifest_entry()],
+            vec![
+                demo_manifest_entry(),
+                ("demo-1.2.3/a", EntryType::Regular, b"file", None),
+                ("demo-1.2.3/a/b", EntryType::Regular, b"below a file", None),
+            ],
+        ];
+        for entries in cases {
+            let tmp = tempfile::tempdir().unwrap();
+            let work = tmp.path().join("work");
+            fs::create_dir(&work).unwrap();
+            let bytes = raw_archive(&entries);
+            let shown = entries.last().unwrap().0;
+            let error = manifest_from_archive(bytes.as_slice()).unwrap_err();
+            assert!(matches!(error, ArchiveError::UnsafePath(_)), "{shown}: {error}");
+            let dest = work.join("dest");
+            let error = unpack(bytes.as_slice(), &dest, LIMIT).unwrap_err();
+            assert!(matches!(error, ArchiveError::UnsafePath(_)), "{shown}: {error}");
+            assert!(!dest.exists(), "{shown}");
+            assert!(names(&work).is_empty(), "{shown}: {:?}", names(&work));
+            assert_eq!(names(tmp.path()), ["work"], "{shown}");
+        }
+    }
+
+    #[test]
+    fn top_directory_must_match_the_manifest() {
+        let bytes = raw_archive(&[("other-1.0.0/agora.toml", EntryType::Regular, MANIFEST.as_bytes(), None)]);
+        let error = manifest_from_archive(bytes.as_slice()).unwrap_err();
+        assert!(matches!(error, ArchiveError::ManifestMismatch { .. }), "{error}");
+        assert!(error.to_string().contains("demo-1.2.3"), "{error}");
+        let tmp = tempfile::tempdir().unwrap();
+        let dest = tmp.path().join("dest");
+        let error = unpack(bytes.as_slice(), &dest, LIMIT).unwrap_err();
+        assert!(matches!(error, ArchiveError::ManifestMismatch { .. }), "{error}");
+        assert!(names(tmp.path()).is_empty());
+
+        let two_tops = raw_archive(&[demo_manifest_entry(), ("demo-1.2.4/x", EntryType::Regular, b"x", None)]);
+        let error = manifest_from_archive(two_tops.as_slice()).unwrap_err();
+        assert!(matches!(error, ArchiveError::NotAnArchive(_)), "{error}");
+
+        let no_manifest = raw_archive(&[("demo-1.2.3/x", EntryType::Regular, b"x", None)]);
+        let error = manifest_from_archive(no_manifest.as_slice()).unwrap_err();
+        assert!(error.to_string().contains("agora.toml"), "{error}");
+    }
+
+    #[test]
+    fn unpack_into_a_non_empty_destination() {
+        let tmp = tempfile::tempdir().unwrap();
+        let source = tmp.path().join("source");
+        sample_package(&source);
+        let (_, bytes) = pack(&source, LIMIT).unwrap();
+        let dest = tmp.path().join("dest");
+        write(&dest.join("keep.txt"), b"mine");
+        let error = unpack(bytes.as_slice(), &dest, LIMIT).unwrap_err();
+        assert!(matches!(error, ArchiveError::DestinationNotEmpty(_)), "{error}");
+        assert_eq!(names(&dest), ["keep.txt"]);
+        let file = tmp.path().join("file");
+        write(&file, b"x");
+        let error = unpack(bytes.as_slice(), &file, LIMIT).unwrap_err();
+        assert!(matches!(error, ArchiveError::DestinationNotEmpty(_)), "{error}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn pack_refuses_symlinks() {
+        let tmp = tempfile::tempdir().unwrap();
+        sample_package(tmp.path());
+        std::os::unix::fs::symlink("/etc/passwd", tmp.path().join("src/passwd")).unwrap();
+        let error = pack(tmp.path(), LIMIT).unwrap_err();
+        assert!(matches!(error, ArchiveError::UnsafePath(_)), "{error}");
+        assert!(error.to_string().contains("src/passwd"), "{error}");
+    }
+}

@@ -1,0 +1,149 @@
+//! Node configuration: embedded defaults, overridden by `<data dir>/config.toml`
+//! (or an explicit file), then by `AGORA_*` environment variables, then by flags.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// The local HTTP API's default address.
+pub const DEFAULT_API_ADDR: &str = "127.0.0.1:7420";
+
+/// Everything a node can be configured with. Every field has a default, so an
+/// empty file (or none) is a valid configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address of the local HTTP API. Env: `AGORA_API`.
+    pub api: SocketAddr,
+    /// Largest artifact accepted for publishing or fetching, in bytes.
+    /// Env: `AGORA_MAX_ARTIFACT_SIZE`.
+    pub max_artifact_size: u64,
+    /// Chunk size used when publishing, in bytes (a power of two, 4 KiB to 16 MiB).
+    pub chunk_size: u32,
+    /// Read cache settings.
+    pub cache: CacheSettings,
+}
+
+/// The read cache in front of the catalog.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CacheSettings {
+    /// Most entries per cache.
+    pub max_entries: u64,
+    /// Lifetime of cached indexes and manifests, in seconds.
+    pub ttl_secs: u64,
+    /// Lifetime of cached search results, in seconds.
+    pub search_ttl_secs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            // A literal that always parses.
+            api: SocketAddr::from(([127, 0, 0, 1], 7420)),
+            max_artifact_size: 256 * 1024 * 1024,
+            chunk_size: agora_core::ArtifactInfo::DEFAULT_CHUNK_SIZE,
+            cache: CacheSettings::default(),
+        }
+    }
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        Self { max_entries: 10_000, ttl_secs: 600, search_ttl_secs: 30 }
+    }
+}
+
+impl CacheSettings {
+    pub(crate) fn to_cache_config(&self) -> agora_cache::CacheConfig {
+        agora_cache::CacheConfig {
+            max_entries: self.max_entries,
+            entry_ttl: Duration::from_secs(self.ttl_secs),
+            search_ttl: Duration::from_secs(self.search_ttl_secs),
+        }
+    }
+}
+
+impl Config {
+    /// Parses a TOML configuration.
+    pub fn from_toml(text: &str, origin: &str) -> Result<Self> {
+        let config: Config = toml::from_str(text).map_err(|error| Error::Config { origin: origin.to_owned(), message: error.to_string() })?;
+        config.validate(origin)?;
+        Ok(config)
+    }
+
+    /// Reads a TOML configuration file.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|error| Error::io(path, error))?;
+        Self::from_toml(&text, &path.display().to_string())
+    }
+
+    /// Applies `AGORA_*` variables from `vars` (pass `std::env::vars()`).
+    pub fn apply_env(&mut self, vars: impl IntoIterator<Item = (String, String)>) -> Result<()> {
+        for (key, value) in vars {
+            let invalid = |message: String| Error::Config { origin: format!("environment variable {key}"), message };
+            match key.as_str() {
+                "AGORA_API" => self.api = value.parse().map_err(|_| invalid(format!("expected host:port, found `{value}`")))?,
+                "AGORA_MAX_ARTIFACT_SIZE" => {
+                    self.max_artifact_size =
+                        value.parse().map_err(|_| invalid(format!("expected a number of bytes, found `{value}`")))?
+                }
+                _ => {}
+            }
+        }
+        self.validate("the environment")
+    }
+
+    /// Checks value ranges.
+    pub fn validate(&self, origin: &str) -> Result<()> {
+        let invalid = |message: String| Err(Error::Config { origin: origin.to_owned(), message });
+        if self.max_artifact_size == 0 {
+            return invalid("max_artifact_size must be greater than 0".into());
+        }
+        if let Err(error) = agora_core::ArtifactHasher::new(self.chunk_size) {
+            return invalid(error.to_string());
+        }
+        if self.cache.max_entries == 0 {
+            return invalid("cache.max_entries must be greater than 0".into());
+        }
+        Ok(())
+    }
+}
+
+/// The default data directory: the platform's user data directory plus `agora`
+/// (`~/.local/share/agora` on Linux), or `./.agora` when there is none.
+pub fn default_data_dir() -> PathBuf {
+    dirs::data_dir().map_or_else(|| PathBuf::from(".agora"), |dir| dir.join("agora"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_file_then_env() {
+        let config = Config::from_toml("max_artifact_size = 1000\n[cache]\nmax_entries = 5\n", "test").unwrap();
+        assert_eq!(config.max_artifact_size, 1000);
+        assert_eq!(config.cache.max_entries, 5);
+        assert_eq!(config.api.to_string(), DEFAULT_API_ADDR);
+        let mut config = config;
+        config
+            .apply_env([("AGORA_API".to_owned(), "127.0.0.1:9999".to_owned()), ("OTHER".to_owned(), "x".to_owned())])
+            .unwrap();
+        assert_eq!(config.api.port(), 9999);
+        assert_eq!(config.max_artifact_size, 1000);
+    }
+
+    #[test]
+    fn bad_configuration_is_a_clear_error() {
+        let error = Config::from_toml("max_artifact_sise = 1", "agora.conf").unwrap_err().to_string();
+        assert!(error.contains("agora.conf") && error.contains("max_artifact_sise"), "{error}");
+        assert!(Config::from_toml("chunk_size = 1000", "x").is_err());
+        let error = Config::default().apply_env([("AGORA_API".to_owned(), "nope".to_owned())]).unwrap_err();
+        assert!(error.to_string().contains("AGORA_API"), "{error}");
+    }
+}

@@ -1,0 +1,60 @@
+//! The facade's error: the errors of the crates it composes, plus configuration,
+//! key and file errors of its own.
+
+use std::path::PathBuf;
+
+use crate::archive::ArchiveError;
+
+/// Result alias for this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What can go wrong running a node.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A registry operation failed (validation, not found, storage…).
+    #[error(transparent)]
+    Registry(#[from] agora_core::Error),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] agora_store::Error),
+    /// A package directory or archive was unusable.
+    #[error(transparent)]
+    Archive(#[from] ArchiveError),
+    /// The configuration was unusable.
+    #[error("configuration error in {origin}: {message}")]
+    Config { origin: String, message: String },
+    /// A key file was unusable.
+    #[error("key file {path}: {message}")]
+    Key { path: PathBuf, message: String },
+    /// A file operation failed.
+    #[error("i/o error on {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+}
+
+impl Error {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Self::Io { path: path.into(), source }
+    }
+
+    /// The registry error inside, if this is one (also through the store).
+    pub fn as_registry_error(&self) -> Option<agora_core::Error> {
+        match self {
+            Error::Registry(error) => Some(error.clone()),
+            Error::Store(agora_store::Error::Core(error)) => Some(error.clone()),
+            _ => None,
+        }
+    }
+}
+
+impl From<Error> for agora_core::Error {
+    fn from(error: Error) -> Self {
+        match error {
+            Error::Registry(error) => error,
+            Error::Store(error) => error.into(),
+            Error::Archive(error) => agora_core::Error::InvalidManifest(error.to_string()),
+            Error::Io { .. } => agora_core::Error::Io(error.to_string()),
+            other => agora_core::Error::Storage(other.to_string()),
+        }
+    }
+}

@@ -1,0 +1,407 @@
+//! [`Node`] and [`NodeBuilder`]: a data directory, persisted keys, the store, the
+//! read cache, and the publishing operations that need the node's publisher key.
+//!
+//! In this release a node is offline: its registry is the local store behind the
+//! cache. The network layer plugs in behind the same `Registry` seam.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use agora_cache::{CacheStats, CachedRegistry};
+use agora_core::{
+    Artifact, ArtifactData, ArtifactHasher, Error as CoreError, IndexChange, PackageIndex, PackageName, Publication,
+    Publisher, PublicKey, Query, Registry, RegistryMetadata, Result as CoreResult, SearchResults, SecretKey,
+    SignedManifest, SignedPackageIndex, Version, VersionEntry,
+};
+use agora_store::Store;
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::local::unix_now;
+use crate::{Config, Error, LocalRegistry, Result, archive, keys};
+
+const CONFIG_FILE: &str = "config.toml";
+const IDENTITY_KEY: &str = "keys/identity.key";
+const PUBLISHER_KEY: &str = "keys/publisher.key";
+
+/// Builds a [`Node`]. Settings are applied in order: embedded defaults, the config
+/// file, the environment, then the builder's explicit overrides (the CLI's flags).
+#[derive(Debug, Default)]
+pub struct NodeBuilder {
+    data_dir: Option<PathBuf>,
+    config_file: Option<PathBuf>,
+    env: Option<Vec<(String, String)>>,
+    overrides: Vec<Override>,
+}
+
+#[derive(Debug)]
+enum Override {
+    Api(std::net::SocketAddr),
+    MaxArtifactSize(u64),
+}
+
+impl NodeBuilder {
+    /// The data directory (default: [`crate::default_data_dir`]).
+    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.data_dir = Some(dir.into());
+        self
+    }
+
+    /// A config file to read instead of `<data dir>/config.toml`. It must exist.
+    pub fn config_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.config_file = Some(path.into());
+        self
+    }
+
+    /// Environment variables to apply (pass `std::env::vars()`); none by default.
+    pub fn env(mut self, vars: impl IntoIterator<Item = (String, String)>) -> Self {
+        self.env = Some(vars.into_iter().collect());
+        self
+    }
+
+    /// Overrides the API address.
+    pub fn api(mut self, addr: std::net::SocketAddr) -> Self {
+        self.overrides.push(Override::Api(addr));
+        self
+    }
+
+    /// Overrides the artifact size limit.
+    pub fn max_artifact_size(mut self, bytes: u64) -> Self {
+        self.overrides.push(Override::MaxArtifactSize(bytes));
+        self
+    }
+
+    /// Resolves the configuration without opening anything.
+    pub fn resolve_config(&self) -> Result<Config> {
+        let data_dir = self.data_dir.clone().unwrap_or_else(crate::default_data_dir);
+        let mut config = match &self.config_file {
+            Some(path) => Config::from_file(path)?,
+            None => {
+                let path = data_dir.join(CONFIG_FILE);
+                if path.exists() { Config::from_file(&path)? } else { Config::default() }
+            }
+        };
+        if let Some(vars) = &self.env {
+            config.apply_env(vars.iter().cloned())?;
+        }
+        for value in &self.overrides {
+            match value {
+                Override::Api(addr) => config.api = *addr,
+                Override::MaxArtifactSize(bytes) => config.max_artifact_size = *bytes,
+            }
+        }
+        config.validate("the command line")?;
+        Ok(config)
+    }
+
+    /// Creates the data directory (owner-only), loads or creates the keys, opens
+    /// the store. Blocking file work runs off the async workers.
+    pub async fn build(self) -> Result<Node> {
+        let config = self.resolve_config()?;
+        let data_dir = self.data_dir.unwrap_or_else(crate::default_data_dir);
+        let opened = {
+            let data_dir = data_dir.clone();
+            tokio::task::spawn_blocking(move || -> Result<(SecretKey, SecretKey, Store)> {
+                keys::create_private_dir(&data_dir)?;
+                let identity = keys::load_or_create(&data_dir.join(IDENTITY_KEY))?;
+                let publisher = keys::load_or_create(&data_dir.join(PUBLISHER_KEY))?;
+                let store = Store::open(&data_dir.join("store"))?;
+                Ok((identity, publisher, store))
+            })
+            .await
+            .map_err(|error| Error::Config { origin: "node start".into(), message: error.to_string() })??
+        };
+        let (identity, publisher, store) = opened;
+        let registry = CachedRegistry::new(LocalRegistry::new(store, config.max_artifact_size), config.cache.to_cache_config());
+        tracing::info!(data_dir = %data_dir.display(), publisher = %publisher.public_key(), "node opened");
+        Ok(Node {
+            inner: Arc::new(NodeInner {
+                data_dir,
+                config,
+                registry,
+                identity,
+                publisher: RwLock::new(publisher),
+                publish_lock: tokio::sync::Mutex::new(()),
+                started: Instant::now(),
+            }),
+        })
+    }
+}
+
+/// A running node. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Node {
+    inner: Arc<NodeInner>,
+}
+
+#[derive(Debug)]
+struct NodeInner {
+    data_dir: PathBuf,
+    config: Config,
+    registry: CachedRegistry<LocalRegistry>,
+    identity: SecretKey,
+    publisher: RwLock<SecretKey>,
+    /// Serialises this node's own publishes and yanks, which read the current
+    /// index and sign its successor.
+    publish_lock: tokio::sync::Mutex<()>,
+    started: Instant,
+}
+
+/// What a node reports about itself.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeStatus {
+    /// Agora version.
+    pub version: String,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// The node's identity key (its peer identity on the network).
+    pub identity: PublicKey,
+    /// The key this node signs publications with.
+    pub publisher: PublicKey,
+    /// Counts from the registry.
+    pub registry: RegistryMetadata,
+    /// Read-cache counters.
+    pub cache: CacheCounters,
+    /// Largest artifact accepted.
+    pub max_artifact_size: u64,
+    /// Seconds since start.
+    pub uptime_secs: u64,
+}
+
+/// Read-cache hits and misses.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct CacheCounters {
+    /// Lookups answered from the cache.
+    pub hits: u64,
+    /// Lookups that went to the store.
+    pub misses: u64,
+}
+
+/// The result of publishing an archive.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Published {
+    /// The signed manifest now in the registry.
+    pub manifest: SignedManifest,
+    /// False when this exact version and content was already published, in which
+    /// case nothing changed.
+    pub created: bool,
+}
+
+impl Node {
+    /// A builder with defaults.
+    pub fn builder() -> NodeBuilder {
+        NodeBuilder::default()
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.inner.data_dir
+    }
+
+    /// The resolved configuration.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The identity key's public half.
+    pub fn identity(&self) -> PublicKey {
+        self.inner.identity.public_key()
+    }
+
+    /// The publisher key's public half.
+    pub fn publisher_key(&self) -> PublicKey {
+        self.publisher().public_key()
+    }
+
+    /// The publisher secret key, for `agora key export`.
+    pub fn export_publisher_key(&self) -> SecretKey {
+        self.inner.publisher.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// Replaces the publisher key (persisted first, then swapped in). Packages
+    /// owned by the old key can only be updated with the old key.
+    pub async fn import_publisher_key(&self, key: SecretKey) -> Result<()> {
+        let _guard = self.inner.publish_lock.lock().await;
+        let path = self.inner.data_dir.join(PUBLISHER_KEY);
+        let to_store = key.clone();
+        tokio::task::spawn_blocking(move || keys::store(&path, &to_store))
+            .await
+            .map_err(|error| Error::Config { origin: "key import".into(), message: error.to_string() })??;
+        *self.inner.publisher.write().unwrap_or_else(std::sync::PoisonError::into_inner) = key;
+        Ok(())
+    }
+
+    /// Writes a fresh random API token to `<data dir>/api-token` (owner-only) and
+    /// returns it. Local clients read it from there to authorise writes.
+    pub async fn issue_api_token(&self) -> Result<String> {
+        let token = SecretKey::generate().to_hex();
+        let path = self.api_token_path();
+        let contents = token.clone();
+        tokio::task::spawn_blocking(move || keys::write_private(&path, &contents))
+            .await
+            .map_err(|error| Error::Config { origin: "api token".into(), message: error.to_string() })??;
+        Ok(token)
+    }
+
+    /// Where the API token lives.
+    pub fn api_token_path(&self) -> PathBuf {
+        api_token_path(&self.inner.data_dir)
+    }
+
+    /// Read-cache counters.
+    pub fn cache_stats(&self) -> CacheStats {
+        self.inner.registry.stats()
+    }
+
+    /// The registry this node serves from.
+    pub fn registry(&self) -> &CachedRegistry<LocalRegistry> {
+        &self.inner.registry
+    }
+
+    /// Publishes a packed archive (`.tar.gz` with `<name>-<version>/agora.toml`):
+    /// reads and validates its manifest, hashes it, signs the manifest and the
+    /// successor index with the publisher key, and stores it. Publishing the same
+    /// version with the same bytes again is a no-op; with other bytes, an error.
+    pub async fn publish_archive(&self, archive_data: ArtifactData) -> Result<Published> {
+        let limit = self.inner.config.max_artifact_size;
+        let chunk_size = self.inner.config.chunk_size;
+        let (metadata, info) = {
+            let data = archive_data.clone();
+            tokio::task::spawn_blocking(move || inspect_archive(&data, limit, chunk_size))
+                .await
+                .map_err(|error| Error::Config { origin: "publish".into(), message: error.to_string() })??
+        };
+        let _guard = self.inner.publish_lock.lock().await;
+        let current = self.current_index(&metadata.name).await?;
+        if let Some(existing) = current.as_ref().and_then(|index| index.entry(&metadata.version)) {
+            if existing.digest == info.digest {
+                let manifest = self.inner.registry.get_version(&metadata.name, &metadata.version).await?;
+                return Ok(Published { manifest, created: false });
+            }
+            return Err(CoreError::VersionExists { name: metadata.name, version: metadata.version, existing: existing.digest }.into());
+        }
+        let (manifest, index) = self.publisher().publish(metadata, info, current.as_ref(), unix_now())?;
+        self.inner.registry.publish(Publication { manifest: manifest.clone(), index, artifact: archive_data }).await?;
+        Ok(Published { manifest, created: true })
+    }
+
+    /// Yanks (or with `yanked = false`, restores) a version, signed with the
+    /// publisher key. Returns what changed (nothing if it already was so).
+    pub async fn set_yanked(&self, name: &PackageName, version: &Version, yanked: bool) -> Result<IndexChange> {
+        let _guard = self.inner.publish_lock.lock().await;
+        let Some(current) = self.current_index(name).await? else {
+            return Err(CoreError::PackageNotFound(name.clone()).into());
+        };
+        match self.publisher().set_yanked(&current, version, yanked, unix_now())? {
+            Some(next) => Ok(self.inner.registry.yank(next).await?),
+            None => Ok(IndexChange::default()),
+        }
+    }
+
+    /// What the node reports about itself.
+    pub async fn status(&self) -> Result<NodeStatus> {
+        let total = self.cache_stats().total();
+        Ok(NodeStatus {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            data_dir: self.inner.data_dir.clone(),
+            identity: self.identity(),
+            publisher: self.publisher_key(),
+            registry: self.inner.registry.metadata().await?,
+            cache: CacheCounters { hits: total.hits, misses: total.misses },
+            max_artifact_size: self.inner.config.max_artifact_size,
+            uptime_secs: self.inner.started.elapsed().as_secs(),
+        })
+    }
+
+    async fn current_index(&self, name: &PackageName) -> Result<Option<PackageIndex>> {
+        match self.inner.registry.get_package(name).await {
+            Ok(index) => Ok(Some(index.into_index())),
+            Err(CoreError::PackageNotFound(_)) => Ok(None),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    fn publisher(&self) -> Publisher {
+        Publisher::new(self.export_publisher_key())
+    }
+}
+
+/// Where a node with data directory `data_dir` writes its API token.
+pub fn api_token_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("api-token")
+}
+
+/// Reads the manifest out of an archive and hashes it, within `limit` bytes.
+fn inspect_archive(
+    data: &ArtifactData,
+    limit: u64,
+    chunk_size: u32,
+) -> Result<(agora_core::PackageMetadata, agora_core::ArtifactInfo)> {
+    use std::io::Read;
+    let mut hasher = ArtifactHasher::new(chunk_size)?;
+    let metadata = match data {
+        ArtifactData::Bytes(bytes) => {
+            if bytes.len() as u64 > limit {
+                return Err(CoreError::ArtifactTooLarge { size: bytes.len() as u64, limit }.into());
+            }
+            hasher.update(bytes);
+            archive::manifest_from_archive(&bytes[..])?
+        }
+        ArtifactData::File(path) => {
+            let size = std::fs::metadata(path).map_err(|error| Error::io(path, error))?.len();
+            if size > limit {
+                return Err(CoreError::ArtifactTooLarge { size, limit }.into());
+            }
+            let mut file = std::fs::File::open(path).map_err(|error| Error::io(path, error))?;
+            let mut buffer = vec![0u8; 64 * 1024];
+            loop {
+                let read = file.read(&mut buffer).map_err(|error| Error::io(path, error))?;
+                if read == 0 {
+                    break;
+                }
+                hasher.update(&buffer[..read]);
+            }
+            let file = std::fs::File::open(path).map_err(|error| Error::io(path, error))?;
+            archive::manifest_from_archive(std::io::BufReader::new(file))?
+        }
+    };
+    Ok((metadata, hasher.finish()?))
+}
+
+#[async_trait]
+impl Registry for Node {
+    async fn publish(&self, publication: Publication) -> CoreResult<()> {
+        self.inner.registry.publish(publication).await
+    }
+
+    async fn get_package(&self, name: &PackageName) -> CoreResult<SignedPackageIndex> {
+        self.inner.registry.get_package(name).await
+    }
+
+    async fn get_version(&self, name: &PackageName, version: &Version) -> CoreResult<SignedManifest> {
+        self.inner.registry.get_version(name, version).await
+    }
+
+    async fn list_versions(&self, name: &PackageName) -> CoreResult<Vec<VersionEntry>> {
+        self.inner.registry.list_versions(name).await
+    }
+
+    async fn search(&self, query: &Query) -> CoreResult<SearchResults> {
+        self.inner.registry.search(query).await
+    }
+
+    async fn fetch_artifact(&self, name: &PackageName, version: &Version) -> CoreResult<Artifact> {
+        self.inner.registry.fetch_artifact(name, version).await
+    }
+
+    async fn yank(&self, index: SignedPackageIndex) -> CoreResult<IndexChange> {
+        self.inner.registry.yank(index).await
+    }
+
+    async fn metadata(&self) -> CoreResult<RegistryMetadata> {
+        let mut metadata = self.inner.registry.metadata().await?;
+        metadata.backend = "node".into();
+        Ok(metadata)
+    }
+}
