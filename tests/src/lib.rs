@@ -1,1 +1,280 @@
-//! stub
+//! Test harness for Agora's workspace-level integration tests.
+//!
+//! [`TestNode`] runs the real `agora` binary as a node on `127.0.0.1:0` in a
+//! temporary data directory, finds its API address from the file the node writes,
+//! runs CLI commands against it, and stops it on drop. Nothing here sleeps for a
+//! fixed time: waits poll a condition until a deadline.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long a node may take to start.
+pub const START_DEADLINE: Duration = Duration::from_secs(30);
+
+/// The `agora` binary under test: `$AGORA_BIN`, else the one cargo built next to
+/// this test executable (`cargo test --workspace` builds it).
+pub fn agora_bin() -> PathBuf {
+    if let Some(path) = std::env::var_os("AGORA_BIN") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> -> target/<profile>/agora
+    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile> directory");
+    let bin = profile_dir.join(format!("agora{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.exists(),
+        "{} does not exist: run the tests with `cargo test --workspace` (which builds the binary) or set AGORA_BIN",
+        bin.display()
+    );
+    bin
+}
+
+/// Polls `condition` until it holds or `deadline` passes; returns whether it held.
+pub fn wait_until(deadline: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + deadline;
+    loop {
+        if condition() {
+            return true;
+        }
+        if Instant::now() >= end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A running `agora node` in a temp dir.
+#[derive(Debug)]
+pub struct TestNode {
+    child: Option<Child>,
+    root: tempfile::TempDir,
+    api: SocketAddr,
+}
+
+impl TestNode {
+    /// Starts a node with default settings.
+    pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Starts a node with extra `agora node` arguments.
+    pub fn start_with(extra: &[&str]) -> Self {
+        let root = tempfile::tempdir().expect("temp dir");
+        let mut node = Self { child: None, root, api: "127.0.0.1:0".parse().unwrap() };
+        node.launch(extra);
+        node
+    }
+
+    /// (Re)starts the node process on the same data dir.
+    pub fn launch(&mut self, extra: &[&str]) {
+        assert!(self.child.is_none(), "node already running");
+        let record = self.data_dir().join("api.json");
+        let _ = std::fs::remove_file(&record);
+        let log = std::fs::File::create(self.root.path().join("node.log")).unwrap();
+        let child = Command::new(agora_bin())
+            .arg("node")
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .args(["--api", "127.0.0.1:0"])
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .env_remove("AGORA_API")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawning agora node");
+        self.child = Some(child);
+        let mut exited = None;
+        let ready = wait_until(START_DEADLINE, || {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                exited = Some(status);
+                return true;
+            }
+            record.exists()
+        });
+        if let Some(status) = exited {
+            panic!("agora node exited during start with {status}:\n{}", self.log());
+        }
+        assert!(ready, "agora node did not start within {START_DEADLINE:?}:\n{}", self.log());
+        let text = wait_for_json(&record);
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        self.api = value["api"].as_str().unwrap().parse().unwrap();
+    }
+
+    /// Stops the node with SIGINT (as Ctrl-C would) and waits for it to exit.
+    /// Returns whether it exited successfully.
+    pub fn stop(&mut self) -> bool {
+        let Some(mut child) = self.child.take() else { return true };
+        let pid = child.id().to_string();
+        let _ = Command::new("kill").args(["-INT", &pid]).status();
+        let mut status = None;
+        wait_until(Duration::from_secs(20), || {
+            status = child.try_wait().unwrap();
+            status.is_some()
+        });
+        match status {
+            Some(status) => status.success(),
+            None => {
+                let _ = child.kill();
+                let _ = child.wait();
+                false
+            }
+        }
+    }
+
+    /// The node's data directory.
+    pub fn data_dir(&self) -> PathBuf {
+        self.root.path().join("data")
+    }
+
+    /// A scratch directory for the test, removed with the node.
+    pub fn scratch(&self) -> PathBuf {
+        let dir = self.root.path().join("scratch");
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// The API address.
+    pub fn api(&self) -> SocketAddr {
+        self.api
+    }
+
+    /// `http://<api><path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.api)
+    }
+
+    /// The API token the node issued.
+    pub fn token(&self) -> String {
+        std::fs::read_to_string(self.data_dir().join("api-token")).unwrap().trim().to_owned()
+    }
+
+    /// The node's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.root.path().join("node.log")).unwrap_or_default()
+    }
+
+    /// An `agora` command pointed at this node, run in the scratch directory.
+    pub fn agora(&self) -> Command {
+        let mut command = Command::new(agora_bin());
+        command.arg("--data-dir").arg(self.data_dir()).current_dir(self.scratch()).env_remove("AGORA_API");
+        command
+    }
+
+    /// Runs `agora <args>` against this node.
+    pub fn run(&self, args: &[&str]) -> CommandResult {
+        CommandResult::from(self.agora().args(args).output().expect("running agora"))
+    }
+
+    /// Runs `agora <args>` and panics unless it succeeds.
+    pub fn ok(&self, args: &[&str]) -> CommandResult {
+        let result = self.run(args);
+        assert!(result.success, "`agora {}` failed:\n{}\nnode log:\n{}", args.join(" "), result, self.log());
+        result
+    }
+
+    /// Runs `agora <args> --json` successfully and parses stdout.
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = args.to_vec();
+        all.push("--json");
+        let result = self.ok(&all);
+        serde_json::from_str(&result.stdout)
+            .unwrap_or_else(|e| panic!("`agora {}` printed invalid JSON ({e}):\n{}", all.join(" "), result.stdout))
+    }
+
+    /// Runs `agora <args>`, expects failure, and returns its stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let result = self.run(args);
+        assert!(!result.success, "`agora {}` should have failed but printed:\n{}", args.join(" "), result);
+        assert_eq!(result.code, Some(1), "failures exit with code 1");
+        result.stderr
+    }
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// What a finished command printed.
+#[derive(Debug)]
+pub struct CommandResult {
+    /// Exit status was zero.
+    pub success: bool,
+    /// Exit code.
+    pub code: Option<i32>,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl From<Output> for CommandResult {
+    fn from(output: Output) -> Self {
+        Self {
+            success: output.status.success(),
+            code: output.status.code(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+}
+
+impl std::fmt::Display for CommandResult {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit {:?}\n--- stdout\n{}--- stderr\n{}", self.code, self.stdout, self.stderr)
+    }
+}
+
+/// Writes a package directory with the given `agora.toml` and files.
+pub fn write_package(dir: &Path, manifest: &str, files: &[(&str, &[u8])]) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("agora.toml"), manifest).unwrap();
+    for (path, content) in files {
+        let path = dir.join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, content).unwrap();
+    }
+}
+
+/// A minimal valid `agora.toml`.
+pub fn manifest(name: &str, version: &str, description: &str) -> String {
+    format!("[package]\nname = \"{name}\"\nversion = \"{version}\"\ndescription = \"{description}\"\n")
+}
+
+/// Every file under `dir` (relative path → bytes), sorted.
+pub fn read_tree(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<(PathBuf, Vec<u8>)>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(root, &path, out);
+            } else {
+                out.push((path.strip_prefix(root).unwrap().to_owned(), std::fs::read(&path).unwrap()));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+fn wait_for_json(path: &Path) -> String {
+    // The node writes the record in one call; a reader may still see it empty.
+    let mut text = String::new();
+    wait_until(Duration::from_secs(5), || {
+        text = std::fs::read_to_string(path).unwrap_or_default();
+        serde_json::from_str::<serde_json::Value>(&text).is_ok()
+    });
+    text
+}

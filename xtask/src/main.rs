@@ -1,1 +1,48 @@
-fn main() {}
+//! `cargo xtask`: the project's automation, in Rust instead of shell scripts.
+//!
+//! - `cargo xtask ci`: exactly what CI runs (format check, clippy with warnings
+//!   denied, the workspace tests).
+//! - `cargo xtask test`: the workspace tests only (`cargo test --workspace`).
+
+mod ci;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::{Context, bail};
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("ci") => ci::run(),
+        Some("test") => ci::test(&args[1..]),
+        Some("help" | "--help" | "-h") | None => {
+            println!(
+                "usage: cargo xtask <ci|test> [args]\n\n  ci    fmt check, clippy -D warnings, tests (what CI runs)\n  test  cargo test --workspace [args]"
+            );
+            Ok(())
+        }
+        Some(other) => bail!("unknown xtask `{other}`; try `cargo xtask help`"),
+    }
+}
+
+/// The workspace root (the parent of this crate's directory).
+pub(crate) fn project_root() -> PathBuf {
+    let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir.parent().map_or(manifest_dir.clone(), PathBuf::from)
+}
+
+/// Runs `cargo <args>` in the project root, failing on a non-zero exit.
+pub(crate) fn cargo(args: &[&str]) -> anyhow::Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    eprintln!("$ cargo {}", args.join(" "));
+    let status = Command::new(cargo)
+        .args(args)
+        .current_dir(project_root())
+        .status()
+        .with_context(|| format!("running cargo {}", args.join(" ")))?;
+    if !status.success() {
+        bail!("`cargo {}` failed with {status}", args.join(" "));
+    }
+    Ok(())
+}

@@ -5,7 +5,10 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use agora::archive;
-use agora::{ArtifactHasher, IndexChange, PackageName, Published, SearchResults, SignedManifest, Version, VersionEntry, VersionReq};
+use agora::{
+    ArtifactHasher, IndexChange, PackageName, Published, SearchResults, SignedManifest, Version, VersionEntry,
+    VersionReq,
+};
 use anyhow::{Context, anyhow, bail};
 use futures::StreamExt;
 use reqwest::Method;
@@ -46,7 +49,8 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn init_client_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
 
@@ -122,7 +126,11 @@ async fn publish(global: &Global, path: &Path, dry_run: bool) -> anyhow::Result<
             manifest.artifact.digest
         );
     } else {
-        println!("{}@{} is already published with identical content; nothing changed", manifest.name(), manifest.version());
+        println!(
+            "{}@{} is already published with identical content; nothing changed",
+            manifest.name(),
+            manifest.version()
+        );
     }
     Ok(())
 }
@@ -203,18 +211,22 @@ async fn resolve(client: &Client, spec: &str) -> anyhow::Result<(PackageBody, Si
     let index = package.index.index();
     let version = match version {
         Some(VersionSpec::Exact(version)) => version,
-        Some(VersionSpec::Req(requirement)) => index
-            .matching(&requirement)
-            .map(|entry| entry.version.clone())
-            .ok_or_else(|| anyhow!("no live version of `{name}` matches `{requirement}`; see `agora versions {name}`"))?,
-        None => index
-            .latest()
-            .map(|entry| entry.version.clone())
-            .ok_or_else(|| anyhow!("every version of `{name}` is yanked; name one explicitly (see `agora versions {name}`)"))?,
+        Some(VersionSpec::Req(requirement)) => {
+            index.matching(&requirement).map(|entry| entry.version.clone()).ok_or_else(|| {
+                anyhow!("no live version of `{name}` matches `{requirement}`; see `agora versions {name}`")
+            })?
+        }
+        None => index.latest().map(|entry| entry.version.clone()).ok_or_else(|| {
+            anyhow!("every version of `{name}` is yanked; name one explicitly (see `agora versions {name}`)")
+        })?,
     };
     let manifest: SignedManifest = client.get(&format!("/v1/packages/{name}/{version}")).await?;
     if manifest.manifest().publisher != index.owner {
-        bail!("the manifest of {name}@{version} is signed by {}, not by the owner {}", manifest.manifest().publisher, index.owner);
+        bail!(
+            "the manifest of {name}@{version} is signed by {}, not by the owner {}",
+            manifest.manifest().publisher,
+            index.owner
+        );
     }
     Ok((package, manifest))
 }
@@ -244,12 +256,20 @@ async fn info(global: &Global, spec: &str) -> anyhow::Result<()> {
     field("categories", metadata.categories.join(", "));
     field("homepage", metadata.homepage.clone().unwrap_or_default());
     field("repository", metadata.repository.clone().unwrap_or_default());
-    field("dependencies", metadata.dependencies.iter().map(|(name, req)| format!("{name} {req}")).collect::<Vec<_>>().join(", "));
+    field(
+        "dependencies",
+        metadata.dependencies.iter().map(|(name, req)| format!("{name} {req}")).collect::<Vec<_>>().join(", "),
+    );
     field("published", date(manifest.published_at));
     field("publisher", manifest.publisher.to_string());
     field(
         "artifact",
-        format!("{} in {} chunks, sha256 {}", size(manifest.artifact.size), manifest.artifact.chunks.len(), manifest.artifact.digest),
+        format!(
+            "{} in {} chunks, sha256 {}",
+            size(manifest.artifact.size),
+            manifest.artifact.chunks.len(),
+            manifest.artifact.digest
+        ),
     );
     let versions: Vec<String> = index
         .versions
@@ -295,8 +315,10 @@ async fn fetch(global: &Global, spec: &str, output: Option<PathBuf>) -> anyhow::
     std::fs::create_dir_all(&parent).with_context(|| format!("creating {}", parent.display()))?;
 
     // Download into a temp file next to the destination, hashing as we go.
-    let response = client.send(reqwest::Client::new().get(client.url(&format!("/v1/packages/{name}/{version}/artifact")))).await?;
-    let mut temp = tempfile::NamedTempFile::new_in(&parent).with_context(|| format!("creating a temp file in {}", parent.display()))?;
+    let response =
+        client.send(reqwest::Client::new().get(client.url(&format!("/v1/packages/{name}/{version}/artifact")))).await?;
+    let mut temp = tempfile::NamedTempFile::new_in(&parent)
+        .with_context(|| format!("creating a temp file in {}", parent.display()))?;
     let mut hasher = ArtifactHasher::new(manifest.artifact.chunk_size)?;
     let bar = progress(manifest.artifact.size, "Downloading");
     let mut body = response.bytes_stream();
@@ -304,7 +326,10 @@ async fn fetch(global: &Global, spec: &str, output: Option<PathBuf>) -> anyhow::
         let chunk = chunk.context("download interrupted")?;
         if hasher.size() + chunk.len() as u64 > manifest.artifact.size {
             bar.finish_and_clear();
-            bail!("the node sent more than the {} bytes the manifest of {name}@{version} declares", manifest.artifact.size);
+            bail!(
+                "the node sent more than the {} bytes the manifest of {name}@{version} declares",
+                manifest.artifact.size
+            );
         }
         hasher.update(&chunk);
         temp.write_all(&chunk).context("writing the download")?;
@@ -322,7 +347,8 @@ async fn fetch(global: &Global, spec: &str, output: Option<PathBuf>) -> anyhow::
     let file = temp.reopen().context("reopening the download")?;
     let target = dest.clone();
     let summary =
-        tokio::task::spawn_blocking(move || archive::unpack(std::io::BufReader::new(file), &target, UNPACK_LIMIT)).await??;
+        tokio::task::spawn_blocking(move || archive::unpack(std::io::BufReader::new(file), &target, UNPACK_LIMIT))
+            .await??;
     if global.json {
         return print_json(&json!({
             "name": name, "version": version, "digest": manifest.artifact.digest, "size": manifest.artifact.size,
@@ -345,7 +371,8 @@ async fn yank(global: &Global, spec: &str, undo: bool) -> anyhow::Result<()> {
         _ => bail!("name the exact version to yank: `agora yank NAME@VERSION`"),
     };
     let client = Client::new(global)?;
-    let change: IndexChange = client.post(&format!("/v1/packages/{name}/{version}/yank"), &json!({ "yanked": !undo })).await?;
+    let change: IndexChange =
+        client.post(&format!("/v1/packages/{name}/{version}/yank"), &json!({ "yanked": !undo })).await?;
     if global.json {
         return print_json(&change);
     }
@@ -364,7 +391,9 @@ async fn status(global: &Global) -> anyhow::Result<()> {
     if global.json {
         return print_json(&status);
     }
-    let text = |pointer: &str| status.pointer(pointer).map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned)).unwrap_or_default();
+    let text = |pointer: &str| {
+        status.pointer(pointer).map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned)).unwrap_or_default()
+    };
     let number = |pointer: &str| status.pointer(pointer).and_then(serde_json::Value::as_u64).unwrap_or(0);
     let rows = vec![
         vec!["version:".to_owned(), text("/version")],
@@ -374,7 +403,10 @@ async fn status(global: &Global) -> anyhow::Result<()> {
         vec!["publisher:".to_owned(), text("/publisher")],
         vec!["packages:".to_owned(), number("/registry/packages").to_string()],
         vec!["versions:".to_owned(), number("/registry/versions").to_string()],
-        vec!["artifacts:".to_owned(), format!("{} ({})", number("/registry/artifacts"), size(number("/registry/artifact_bytes")))],
+        vec![
+            "artifacts:".to_owned(),
+            format!("{} ({})", number("/registry/artifacts"), size(number("/registry/artifact_bytes"))),
+        ],
         vec!["cache:".to_owned(), format!("{} hits, {} misses", number("/cache/hits"), number("/cache/misses"))],
         vec!["max artifact:".to_owned(), size(number("/max_artifact_size"))],
         vec!["uptime:".to_owned(), format!("{} s", number("/uptime_secs"))],
@@ -431,7 +463,8 @@ fn write_owner_only(path: &Path, contents: &str) -> anyhow::Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    let mut file = options.open(path).with_context(|| format!("creating {} (it must not exist yet)", path.display()))?;
+    let mut file =
+        options.open(path).with_context(|| format!("creating {} (it must not exist yet)", path.display()))?;
     file.write_all(contents.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }

@@ -55,7 +55,8 @@ pub(crate) async fn run(global: &Global, args: &NodeArgs) -> anyhow::Result<()> 
     let record = serde_json::to_string(&ApiRecord { api: addr, pid: std::process::id() })?;
     tokio::fs::write(&record_path, record).await.with_context(|| format!("writing {}", record_path.display()))?;
 
-    let state = Arc::new(ApiState { node: node.clone(), token, addr, upload_dir: data_dir.join("tmp").join("uploads") });
+    let state =
+        Arc::new(ApiState { node: node.clone(), token, addr, upload_dir: data_dir.join("tmp").join("uploads") });
     tracing::info!(api = %addr, data_dir = %data_dir.display(), publisher = %node.publisher_key(), "agora node is running");
     eprintln!("agora node {} running", env!("CARGO_PKG_VERSION"));
     eprintln!("  api:        http://{addr}");

@@ -6,8 +6,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 /// is not padded. The first row is the header.
 pub(crate) fn table(rows: &[Vec<String>]) -> String {
     let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let widths: Vec<usize> =
-        (0..columns).map(|c| rows.iter().filter_map(|row| row.get(c)).map(|cell| cell.chars().count()).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| rows.iter().filter_map(|row| row.get(c)).map(|cell| cell.chars().count()).max().unwrap_or(0))
+        .collect();
     let mut out = String::new();
     for row in rows {
         let mut line = String::new();
@@ -69,7 +70,10 @@ mod tests {
 
     #[test]
     fn tables_align() {
-        let rows = vec![vec!["NAME".into(), "V".into(), "DESC".into()], vec!["a-long-name".into(), "1.0.0".into(), "x".into()]];
+        let rows = vec![
+            vec!["NAME".into(), "V".into(), "DESC".into()],
+            vec!["a-long-name".into(), "1.0.0".into(), "x".into()],
+        ];
         assert_eq!(table(&rows), "NAME         V      DESC\na-long-name  1.0.0  x\n");
     }
 

@@ -45,7 +45,9 @@ pub(crate) fn router(state: Arc<ApiState>) -> Router {
         .route("/v1/key", get(key))
         .route("/v1/key/export", post(export_key))
         .route("/v1/key/import", post(import_key))
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such API route; see `agora --help`") })
+        .fallback(|| async {
+            ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such API route; see `agora --help`")
+        })
         // Uploads are streamed to disk under our own limit, not buffered by axum.
         .layer(DefaultBodyLimit::disable())
         .with_state(state)
@@ -133,11 +135,15 @@ type ApiResult<T> = Result<T, ApiError>;
 fn authorize(state: &ApiState, headers: &HeaderMap) -> ApiResult<()> {
     let unauthorized = |message: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message);
     let Some(value) = headers.get(header::AUTHORIZATION) else {
-        return Err(unauthorized("this operation needs the node's API token (Authorization: Bearer <token from <data dir>/api-token>)"));
+        return Err(unauthorized(
+            "this operation needs the node's API token (Authorization: Bearer <token from <data dir>/api-token>)",
+        ));
     };
     let presented = value.to_str().ok().and_then(|text| text.strip_prefix("Bearer ")).unwrap_or_default();
     if !constant_time_eq(presented.trim().as_bytes(), state.token.as_bytes()) {
-        return Err(unauthorized("invalid API token; the node writes a new one to <data dir>/api-token at every start"));
+        return Err(unauthorized(
+            "invalid API token; the node writes a new one to <data dir>/api-token at every start",
+        ));
     }
     Ok(())
 }
@@ -185,13 +191,16 @@ async fn search(
 ) -> ApiResult<Json<agora::SearchResults>> {
     let axum::extract::Query(params) = params.map_err(|rejection| ApiError::bad_request(rejection.body_text()))?;
     let split = |value: Option<String>| -> Vec<String> {
-        value.map(|text| text.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()).unwrap_or_default()
+        value
+            .map(|text| text.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect())
+            .unwrap_or_default()
     };
     let mut query = Query::new(params.q);
     query.categories = split(params.category);
     query.tags = split(params.tag);
     if let Some(publisher) = params.publisher {
-        query.publisher = Some(publisher.parse().map_err(|error: agora::core::Error| ApiError::bad_request(error.to_string()))?);
+        query.publisher =
+            Some(publisher.parse().map_err(|error: agora::core::Error| ApiError::bad_request(error.to_string()))?);
     }
     query.limit = params.limit.unwrap_or(Query::DEFAULT_LIMIT);
     query.offset = params.offset.unwrap_or(0);
@@ -216,7 +225,10 @@ async fn package(State(state): State<Arc<ApiState>>, Path(name): Path<String>) -
     Ok(Json(PackageBody { index, latest }))
 }
 
-async fn versions(State(state): State<Arc<ApiState>>, Path(name): Path<String>) -> ApiResult<Json<Vec<agora::VersionEntry>>> {
+async fn versions(
+    State(state): State<Arc<ApiState>>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Vec<agora::VersionEntry>>> {
     let name = parse_name(&name)?;
     Ok(Json(state.node.list_versions(&name).await?))
 }
@@ -229,7 +241,10 @@ async fn manifest(
     Ok(Json(state.node.get_version(&name, &version).await?))
 }
 
-async fn artifact(State(state): State<Arc<ApiState>>, Path((name, version)): Path<(String, String)>) -> ApiResult<Response> {
+async fn artifact(
+    State(state): State<Arc<ApiState>>,
+    Path((name, version)): Path<(String, String)>,
+) -> ApiResult<Response> {
     let (name, version) = (parse_name(&name)?, parse_version(&version)?);
     let artifact = state.node.fetch_artifact(&name, &version).await.map_err(|error| match error {
         agora::core::Error::DigestMismatch { .. } => ApiError::new(
@@ -243,9 +258,13 @@ async fn artifact(State(state): State<Arc<ApiState>>, Path((name, version)): Pat
     let body = match artifact.data {
         ArtifactData::Bytes(bytes) => Body::from(bytes),
         ArtifactData::File(path) => {
-            let file = tokio::fs::File::open(&path)
-                .await
-                .map_err(|error| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("opening {}: {error}", path.display())))?;
+            let file = tokio::fs::File::open(&path).await.map_err(|error| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    format!("opening {}: {error}", path.display()),
+                )
+            })?;
             Body::from_stream(tokio_util::io::ReaderStream::with_capacity(file, 64 * 1024))
         }
     };
@@ -260,17 +279,24 @@ async fn artifact(State(state): State<Arc<ApiState>>, Path((name, version)): Pat
         .into_response())
 }
 
-async fn publish(State(state): State<Arc<ApiState>>, headers: HeaderMap, body: Body) -> ApiResult<Json<agora::Published>> {
+async fn publish(
+    State(state): State<Arc<ApiState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Json<agora::Published>> {
     authorize(&state, &headers)?;
     let limit = state.node.config().max_artifact_size;
     let too_large = |size: u64| ApiError::from(agora::core::Error::ArtifactTooLarge { size, limit });
-    if let Some(length) = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok())
+    if let Some(length) =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok())
         && length > limit
     {
         return Err(too_large(length));
     }
     // Stream the upload into a temp file, never holding it whole in memory.
-    let internal = |error: std::io::Error| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("upload: {error}"));
+    let internal = |error: std::io::Error| {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("upload: {error}"))
+    };
     tokio::fs::create_dir_all(&state.upload_dir).await.map_err(internal)?;
     let temp = tempfile::NamedTempFile::new_in(&state.upload_dir).map_err(internal)?;
     let (file, path) = temp.into_parts();

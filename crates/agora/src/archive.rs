@@ -45,8 +45,14 @@ pub const MANIFEST_FILE: &str = "agora.toml";
 /// The largest `agora.toml` accepted, in bytes.
 const MAX_MANIFEST_SIZE: u64 = 64 * 1024;
 
-/// How much uncompressed tar [`manifest_from_archive`] reads before giving up.
-const MANIFEST_SCAN_LIMIT: u64 = 1 << 30;
+/// How many bytes of uncompressed tar [`manifest_from_archive`] reads before it gives
+/// up with [`ArchiveError::TooLarge`]: 4 GiB, sixteen times the default upload limit.
+/// It bounds the work a decompression bomb can cause.
+pub const MANIFEST_SCAN_LIMIT: u64 = 4 << 30;
+
+/// The most entries (files and directories, the top directory included) a package
+/// may have. It bounds the memory used to check an archive.
+pub const MAX_ENTRIES: usize = 200_000;
 
 /// Directories left out of a package wherever they appear.
 const SKIPPED_EVERYWHERE: &[&str] = &[".git"];
@@ -113,6 +119,12 @@ pub enum ArchiveError {
     TooLarge {
         /// The limit, in bytes.
         limit: u64,
+    },
+    /// The package has more files and directories than [`MAX_ENTRIES`].
+    #[error("the package has more than {limit} files and directories")]
+    TooManyEntries {
+        /// The limit.
+        limit: usize,
     },
     /// An entry is not a plain file or directory at a plain relative path.
     #[error(
@@ -345,7 +357,7 @@ fn is_plain_component(name: &str) -> bool {
 }
 
 /// A relative path inside a package, as components.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct RelPath(Vec<String>);
 
 impl RelPath {
@@ -443,7 +455,8 @@ impl<R: Read> Read for ExactReader<R> {
 /// The errors of [`read_manifest`]; [`ArchiveError::UnsafePath`] for a symbolic link,
 /// a special file or a file name that is not portable UTF-8;
 /// [`ArchiveError::TooLarge`] as soon as the compressed output would exceed `limit`
-/// bytes; [`ArchiveError::Io`] if reading fails.
+/// bytes; [`ArchiveError::TooManyEntries`] past [`MAX_ENTRIES`];
+/// [`ArchiveError::Io`] if reading fails.
 pub fn pack(dir: &Path, limit: u64) -> Result<(PackageMetadata, Vec<u8>), ArchiveError> {
     let metadata = read_manifest(dir)?;
     let top = format!("{}-{}", metadata.name, metadata.version);
@@ -544,6 +557,10 @@ fn collect_items(dir: &Path) -> Result<Vec<Item>, ArchiveError> {
                     "`{}` has a name that cannot be unpacked on every platform",
                     source.display()
                 )));
+            }
+            // This entry plus the ones so far plus the top directory.
+            if items.len() + 2 > MAX_ENTRIES {
+                return Err(ArchiveError::TooManyEntries { limit: MAX_ENTRIES });
             }
             let mut rel = rel_dir.clone();
             rel.0.push(name);
@@ -707,8 +724,10 @@ fn open_archive<R: Read>(reader: R, limit: u64) -> Result<(tar::Archive<ArchiveR
 #[derive(Debug, Default)]
 struct Layout {
     top: Option<String>,
-    seen: HashSet<RelPath>,
-    files: HashSet<RelPath>,
+    entries: usize,
+    /// Paths below the top directory, `/`-joined.
+    seen: HashSet<String>,
+    files: HashSet<String>,
 }
 
 impl Layout {
@@ -725,6 +744,10 @@ impl Layout {
             }
             Some(top) => top,
         };
+        self.entries += 1;
+        if self.entries > MAX_ENTRIES {
+            return Err(ArchiveError::TooManyEntries { limit: MAX_ENTRIES });
+        }
         if entry.rel.0.is_empty() {
             return match entry.kind {
                 Kind::Dir => Ok(false),
@@ -734,21 +757,22 @@ impl Layout {
                 ))),
             };
         }
-        for depth in 1..entry.rel.0.len() {
-            let ancestor = RelPath(entry.rel.0[..depth].to_vec());
-            if self.files.contains(&ancestor) {
+        let path = entry.rel.to_string();
+        for (at, _) in path.match_indices('/') {
+            let ancestor = &path[..at];
+            if self.files.contains(ancestor) {
                 return Err(ArchiveError::UnsafePath(format!(
-                    "`{top}/{}` is inside `{top}/{ancestor}`, which is a file",
-                    entry.rel
+                    "`{top}/{path}` is inside `{top}/{ancestor}`, which is a file"
                 )));
             }
         }
-        if !self.seen.insert(entry.rel.clone()) {
-            return Err(ArchiveError::UnsafePath(format!("`{top}/{}` appears more than once", entry.rel)));
+        if self.seen.contains(&path) {
+            return Err(ArchiveError::UnsafePath(format!("`{top}/{path}` appears more than once")));
         }
         if matches!(entry.kind, Kind::File { .. }) {
-            self.files.insert(entry.rel.clone());
+            self.files.insert(path.clone());
         }
+        self.seen.insert(path);
         Ok(true)
     }
 }
@@ -876,8 +900,9 @@ fn check_entry<R: Read>(entry: &tar::Entry<'_, R>) -> Result<(String, CheckedEnt
 ///
 /// This is what a node does with an upload: every entry must be a plain file or
 /// directory at a safe relative path under one top directory, and that directory must
-/// be `<name>-<version>/` of the `agora.toml` inside it. At most 1 GiB of uncompressed
-/// tar is read.
+/// be `<name>-<version>/` of the `agora.toml` inside it. At most
+/// [`MANIFEST_SCAN_LIMIT`] bytes of uncompressed tar and [`MAX_ENTRIES`] entries are
+/// read.
 ///
 /// # Errors
 ///
@@ -885,7 +910,7 @@ fn check_entry<R: Read>(entry: &tar::Entry<'_, R>) -> Result<(String, CheckedEnt
 /// one package (never a panic); [`ArchiveError::UnsafePath`] for unsafe entries;
 /// [`ArchiveError::ManifestMismatch`] if the top directory does not match; the errors
 /// of [`parse_manifest`]; [`ArchiveError::ReadArchive`] if `reader` fails;
-/// [`ArchiveError::TooLarge`] past the read bound.
+/// [`ArchiveError::TooLarge`] and [`ArchiveError::TooManyEntries`] past the bounds.
 pub fn manifest_from_archive(reader: impl Read) -> Result<PackageMetadata, ArchiveError> {
     scan_archive(reader, MANIFEST_SCAN_LIMIT, |_, _, _| Ok(()))
 }
@@ -896,16 +921,17 @@ pub fn manifest_from_archive(reader: impl Read) -> Result<PackageMetadata, Archi
 /// `dest` must not exist or be an empty directory. Entries are written into a
 /// temporary directory next to `dest`, which is renamed into place only once the whole
 /// archive has been checked (the same checks as [`manifest_from_archive`]), so on any
-/// error nothing is left at `dest`. Owner-executable files get their exec bits on
-/// Unix; times and owners are not restored.
+/// error nothing is left at `dest` (missing parent directories of `dest` are created
+/// first and stay). Owner-executable files get their exec bits on Unix; times and
+/// owners are not restored.
 ///
 /// `limit` bounds the uncompressed archive: file contents plus tar headers and padding
 /// (512 bytes or more per entry), so floods of empty entries are refused as well.
 ///
 /// # Errors
 ///
-/// [`ArchiveError::DestinationNotEmpty`], [`ArchiveError::TooLarge`], the errors of
-/// [`manifest_from_archive`], and [`ArchiveError::Io`] if writing fails.
+/// [`ArchiveError::DestinationNotEmpty`], [`ArchiveError::TooLarge`], the other errors
+/// of [`manifest_from_archive`], and [`ArchiveError::Io`] if writing fails.
 pub fn unpack(reader: impl Read, dest: &Path, limit: u64) -> Result<UnpackSummary, ArchiveError> {
     let existed = check_destination(dest)?;
     let parent = match dest.parent() {

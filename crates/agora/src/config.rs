@@ -71,7 +71,8 @@ impl CacheSettings {
 impl Config {
     /// Parses a TOML configuration.
     pub fn from_toml(text: &str, origin: &str) -> Result<Self> {
-        let config: Config = toml::from_str(text).map_err(|error| Error::Config { origin: origin.to_owned(), message: error.to_string() })?;
+        let config: Config = toml::from_str(text)
+            .map_err(|error| Error::Config { origin: origin.to_owned(), message: error.to_string() })?;
         config.validate(origin)?;
         Ok(config)
     }
@@ -87,7 +88,9 @@ impl Config {
         for (key, value) in vars {
             let invalid = |message: String| Error::Config { origin: format!("environment variable {key}"), message };
             match key.as_str() {
-                "AGORA_API" => self.api = value.parse().map_err(|_| invalid(format!("expected host:port, found `{value}`")))?,
+                "AGORA_API" => {
+                    self.api = value.parse().map_err(|_| invalid(format!("expected host:port, found `{value}`")))?
+                }
                 "AGORA_MAX_ARTIFACT_SIZE" => {
                     self.max_artifact_size =
                         value.parse().map_err(|_| invalid(format!("expected a number of bytes, found `{value}`")))?

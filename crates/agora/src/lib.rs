@@ -40,14 +40,14 @@ mod node;
 
 pub use agora_cache::{CacheConfig, CacheStats, CachedRegistry};
 pub use agora_core::{
-    Artifact, ArtifactData, ArtifactHasher, ArtifactInfo, Digest, IndexChange, PackageIndex, PackageMetadata, PackageName,
-    Publication, Publisher, PublicKey, Query, Registry, RegistryMetadata, SearchHit, SearchResults, SearchScope,
-    SecretKey, SignedManifest, SignedPackageIndex, Version, VersionEntry, VersionReq, parse_version,
+    Artifact, ArtifactData, ArtifactHasher, ArtifactInfo, Digest, IndexChange, PackageIndex, PackageMetadata,
+    PackageName, PublicKey, Publication, Publisher, Query, Registry, RegistryMetadata, SearchHit, SearchResults,
+    SearchScope, SecretKey, SignedManifest, SignedPackageIndex, Version, VersionEntry, VersionReq, parse_version,
 };
 pub use config::{CacheSettings, Config, DEFAULT_API_ADDR, default_data_dir};
 pub use error::{Error, Result};
 pub use local::LocalRegistry;
-pub use node::{api_token_path, CacheCounters, Node, NodeBuilder, NodeStatus, Published};
+pub use node::{CacheCounters, Node, NodeBuilder, NodeStatus, Published, api_token_path};
 
 /// The domain model crate, for what the re-exports above leave out.
 pub use agora_core as core;

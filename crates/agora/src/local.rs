@@ -73,7 +73,9 @@ impl Registry for LocalRegistry {
 
     async fn get_package(&self, name: &PackageName) -> CoreResult<SignedPackageIndex> {
         let key = name.clone();
-        self.blocking(move |store| store.catalog().package(&key)).await?.ok_or_else(|| CoreError::PackageNotFound(name.clone()))
+        self.blocking(move |store| store.catalog().package(&key))
+            .await?
+            .ok_or_else(|| CoreError::PackageNotFound(name.clone()))
     }
 
     async fn get_version(&self, name: &PackageName, version: &Version) -> CoreResult<SignedManifest> {

@@ -10,8 +10,8 @@ use std::time::Instant;
 
 use agora_cache::{CacheStats, CachedRegistry};
 use agora_core::{
-    Artifact, ArtifactData, ArtifactHasher, Error as CoreError, IndexChange, PackageIndex, PackageName, Publication,
-    Publisher, PublicKey, Query, Registry, RegistryMetadata, Result as CoreResult, SearchResults, SecretKey,
+    Artifact, ArtifactData, ArtifactHasher, Error as CoreError, IndexChange, PackageIndex, PackageName, PublicKey,
+    Publication, Publisher, Query, Registry, RegistryMetadata, Result as CoreResult, SearchResults, SecretKey,
     SignedManifest, SignedPackageIndex, Version, VersionEntry,
 };
 use agora_store::Store;
@@ -113,7 +113,8 @@ impl NodeBuilder {
             .map_err(|error| Error::Config { origin: "node start".into(), message: error.to_string() })??
         };
         let (identity, publisher, store) = opened;
-        let registry = CachedRegistry::new(LocalRegistry::new(store, config.max_artifact_size), config.cache.to_cache_config());
+        let registry =
+            CachedRegistry::new(LocalRegistry::new(store, config.max_artifact_size), config.cache.to_cache_config());
         tracing::info!(data_dir = %data_dir.display(), publisher = %publisher.public_key(), "node opened");
         Ok(Node {
             inner: Arc::new(NodeInner {
@@ -279,7 +280,12 @@ impl Node {
                 let manifest = self.inner.registry.get_version(&metadata.name, &metadata.version).await?;
                 return Ok(Published { manifest, created: false });
             }
-            return Err(CoreError::VersionExists { name: metadata.name, version: metadata.version, existing: existing.digest }.into());
+            return Err(CoreError::VersionExists {
+                name: metadata.name,
+                version: metadata.version,
+                existing: existing.digest,
+            }
+            .into());
         }
         let (manifest, index) = self.publisher().publish(metadata, info, current.as_ref(), unix_now())?;
         self.inner.registry.publish(Publication { manifest: manifest.clone(), index, artifact: archive_data }).await?;

@@ -1,0 +1,301 @@
+//! The real `agora` binary against a real node: the quick start, and every kind of
+//! bad input leaving the node exactly as it was.
+
+#![allow(clippy::unwrap_used)]
+
+use agora_tests::{TestNode, manifest, read_tree, write_package};
+use serde_json::Value;
+
+fn package_count(node: &TestNode) -> (u64, u64) {
+    let status = node.json(&["status"]);
+    (status["registry"]["packages"].as_u64().unwrap(), status["registry"]["versions"].as_u64().unwrap())
+}
+
+fn names(results: &Value) -> Vec<String> {
+    results["hits"].as_array().unwrap().iter().map(|hit| hit["name"].as_str().unwrap().to_owned()).collect()
+}
+
+#[test]
+fn quick_start_new_publish_search_info_fetch_yank() {
+    let node = TestNode::start();
+    let work = node.scratch();
+    node.ok(&["new", "hello-agora"]);
+    std::fs::write(work.join("hello-agora/data.bin"), (0..=255u8).cycle().take(300_000).collect::<Vec<u8>>()).unwrap();
+
+    let published = node.json(&["publish", "hello-agora"]);
+    assert_eq!(published["created"], true);
+    let digest = published["manifest"]["manifest"]["artifact"]["digest"].as_str().unwrap().to_owned();
+
+    // The archive is deterministic: packing again locally gives the digest the node signed.
+    let dry = node.json(&["publish", "hello-agora", "--dry-run"]);
+    assert_eq!(dry["digest"], digest.as_str());
+
+    let results = node.json(&["search", "hello"]);
+    assert_eq!(names(&results), ["hello-agora"]);
+    let table = node.ok(&["search", "hello"]).stdout;
+    assert!(table.starts_with("NAME") && table.contains("hello-agora  0.1.0"), "{table}");
+
+    let info = node.json(&["info", "hello-agora"]);
+    assert_eq!(info["manifest"]["manifest"]["version"], "0.1.0");
+    assert_eq!(info["manifest"]["manifest"]["artifact"]["digest"], digest.as_str());
+    let text = node.ok(&["info", "hello-agora@0.1.0"]).stdout;
+    assert!(text.contains("sha256") && text.contains(&digest), "{text}");
+
+    let fetched = node.json(&["fetch", "hello-agora", "-o", "fetched"]);
+    assert_eq!(fetched["digest"], digest.as_str());
+    assert_eq!(
+        read_tree(&work.join("fetched")),
+        read_tree(&work.join("hello-agora")),
+        "fetched files differ from the published ones"
+    );
+
+    // Yank: gone from search, still inspectable and fetchable by exact version.
+    assert!(node.ok(&["yank", "hello-agora@0.1.0"]).stdout.contains("Yanked"));
+    assert!(names(&node.json(&["search", "hello"])).is_empty());
+    let versions = node.json(&["versions", "hello-agora"]);
+    assert_eq!(versions[0]["yanked"], true);
+    node.ok(&["fetch", "hello-agora@0.1.0", "-o", "after-yank"]);
+    let error = node.fails(&["fetch", "hello-agora", "-o", "nope"]);
+    assert!(error.contains("yanked"), "{error}");
+    assert!(node.ok(&["yank", "hello-agora@0.1.0", "--undo"]).stdout.contains("Unyanked"));
+    assert_eq!(names(&node.json(&["search", "hello"])), ["hello-agora"]);
+}
+
+#[test]
+fn versions_requirements_and_filters() {
+    let node = TestNode::start();
+    let work = node.scratch();
+    for (version, body) in [("1.0.0", "one"), ("1.2.0", "two"), ("2.0.0", "three")] {
+        let mut toml = manifest("multi", version, "a package with several versions");
+        toml.push_str("keywords = [\"cli\", \"demo\"]\ncategories = [\"tools/cli\"]\n");
+        write_package(&work.join(format!("multi-{version}")), &toml, &[("body.txt", body.as_bytes())]);
+        node.ok(&["publish", &format!("multi-{version}")]);
+    }
+    write_package(&work.join("other"), &manifest("other", "0.1.0", "unrelated"), &[]);
+    node.ok(&["publish", "other"]);
+
+    let fetched = node.json(&["fetch", "multi@^1", "-o", "req"]);
+    assert_eq!(fetched["version"], "1.2.0");
+    assert_eq!(std::fs::read_to_string(work.join("req/body.txt")).unwrap(), "two");
+    assert_eq!(node.json(&["info", "multi"])["manifest"]["manifest"]["version"], "2.0.0");
+    assert_eq!(node.json(&["versions", "multi"]).as_array().unwrap().len(), 3);
+
+    assert_eq!(names(&node.json(&["search", "", "--category", "tools"])), ["multi"]);
+    assert_eq!(names(&node.json(&["search", "", "--tag", "cli", "--tag", "demo"])), ["multi"]);
+    assert!(names(&node.json(&["search", "", "--tag", "nope"])).is_empty());
+    let page = node.json(&["search", "", "--limit", "1"]);
+    assert_eq!((page["total"].as_u64(), page["hits"].as_array().unwrap().len()), (Some(2), 1));
+    let error = node.fails(&["search", "x", "--limit", "1000"]);
+    assert!(error.contains("limit must be between 1 and 100"), "{error}");
+}
+
+#[test]
+fn malformed_or_missing_manifests_are_refused_and_change_nothing() {
+    let node = TestNode::start();
+    let work = node.scratch();
+
+    std::fs::create_dir_all(work.join("empty")).unwrap();
+    let error = node.fails(&["publish", "empty"]);
+    assert!(error.contains("agora.toml") && error.contains("agora new"), "{error}");
+
+    write_package(&work.join("broken"), "[package]\nname = \"broken\"\nversion = \n", &[]);
+    let error = node.fails(&["publish", "broken"]);
+    assert!(error.contains("line 3"), "toml errors point at the line: {error}");
+
+    write_package(&work.join("typo"), &format!("{}licence = \"MIT\"\n", manifest("typo", "1.0.0", "x")), &[]);
+    let error = node.fails(&["publish", "typo"]);
+    assert!(error.contains("licence"), "{error}");
+
+    write_package(&work.join("badname"), &manifest("Bad Name", "1.0.0", "x"), &[]);
+    let error = node.fails(&["publish", "badname"]);
+    assert!(error.contains("invalid package name"), "{error}");
+
+    write_package(&work.join("badversion"), &manifest("fine", "1.0", "x"), &[]);
+    let error = node.fails(&["publish", "badversion"]);
+    assert!(error.contains("1.0"), "{error}");
+
+    let error = node.fails(&["info", "Not-Valid"]);
+    assert!(error.contains("invalid package name"), "{error}");
+    let error = node.fails(&["info", "missing"]);
+    assert!(error.contains("package `missing` not found"), "{error}");
+    let error = node.fails(&["new", "Bad Dir"]);
+    assert!(error.contains("--name"), "{error}");
+
+    assert_eq!(package_count(&node), (0, 0));
+}
+
+#[test]
+fn a_second_publish_with_other_content_is_refused() {
+    let node = TestNode::start();
+    let work = node.scratch();
+    write_package(&work.join("pkg"), &manifest("immutable", "1.0.0", "first"), &[("a.txt", b"original")]);
+    node.ok(&["publish", "pkg"]);
+    // Same content again: a no-op, not an error.
+    assert!(node.ok(&["publish", "pkg"]).stdout.contains("nothing changed"));
+    std::fs::write(work.join("pkg/a.txt"), b"changed").unwrap();
+    let error = node.fails(&["publish", "pkg"]);
+    assert!(error.contains("already published") && error.contains("immutable"), "{error}");
+    node.ok(&["fetch", "immutable@1.0.0", "-o", "out"]);
+    assert_eq!(std::fs::read(work.join("out/a.txt")).unwrap(), b"original");
+    assert_eq!(package_count(&node), (1, 1));
+}
+
+#[test]
+fn another_key_cannot_publish_or_yank_an_owned_name() {
+    let node = TestNode::start();
+    let work = node.scratch();
+    write_package(&work.join("v1"), &manifest("owned", "1.0.0", "mine"), &[]);
+    node.ok(&["publish", "v1"]);
+    node.ok(&["key", "export", "-o", "owner.key"]);
+    let owner = node.ok(&["key", "show"]).stdout.trim().to_owned();
+
+    std::fs::write(work.join("intruder.key"), format!("{}\n", "7".repeat(64))).unwrap();
+    let intruder = node.json(&["key", "import", "intruder.key"])["public_key"].as_str().unwrap().to_owned();
+    assert_ne!(intruder, owner);
+
+    let error = node.fails(&["yank", "owned@1.0.0"]);
+    assert!(error.contains("is owned by key") && error.contains(&owner), "{error}");
+    write_package(&work.join("v2"), &manifest("owned", "1.1.0", "stolen"), &[]);
+    let error = node.fails(&["publish", "v2"]);
+    assert!(error.contains("is owned by key"), "{error}");
+    let versions = node.json(&["versions", "owned"]);
+    assert_eq!(versions.as_array().unwrap().len(), 1);
+    assert_eq!(versions[0]["yanked"], false);
+
+    // The owner's key, imported back, works again.
+    node.ok(&["key", "import", "owner.key"]);
+    node.ok(&["yank", "owned@1.0.0"]);
+    node.ok(&["publish", "v2"]);
+}
+
+#[test]
+fn an_artifact_over_the_size_limit_is_refused() {
+    let node = TestNode::start_with(&["--max-artifact-size", "4096"]);
+    let work = node.scratch();
+    // Incompressible bytes (xorshift), so the archive really is over the limit.
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let noise: Vec<u8> = (0..50_000)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    write_package(&work.join("big"), &manifest("big", "1.0.0", "too big"), &[("noise.bin", &noise)]);
+    let error = node.fails(&["publish", "big"]);
+    assert!(error.contains("over the limit of 4096 bytes"), "{error}");
+    assert_eq!(package_count(&node), (0, 0));
+    let leftovers = std::fs::read_dir(node.data_dir().join("tmp/uploads")).map(|dir| dir.count()).unwrap_or(0);
+    assert_eq!(leftovers, 0, "upload temp files left behind");
+}
+
+#[test]
+fn an_artifact_corrupted_on_disk_is_never_served() {
+    let node = TestNode::start();
+    let work = node.scratch();
+    write_package(&work.join("pkg"), &manifest("fragile", "1.0.0", "x"), &[("a.txt", b"payload")]);
+    let digest =
+        node.json(&["publish", "pkg"])["manifest"]["manifest"]["artifact"]["digest"].as_str().unwrap().to_owned();
+    let path = node.data_dir().join("store/artifacts/sha256").join(&digest[..2]).join(&digest);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&path, bytes).unwrap();
+
+    let error = node.fails(&["fetch", "fragile", "-o", "out"]);
+    assert!(error.contains("corrupted"), "{error}");
+    assert!(!work.join("out").exists(), "a failed fetch left a directory behind");
+    let leftovers: Vec<_> = std::fs::read_dir(&work).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(leftovers, vec![std::ffi::OsString::from("pkg")], "a failed fetch left files behind");
+}
+
+#[test]
+fn the_http_api_refuses_bad_requests_with_json_errors() {
+    let node = TestNode::start();
+    let http = reqwest::blocking::Client::new();
+    let error_code = |response: reqwest::blocking::Response, status: u16| -> String {
+        assert_eq!(response.status().as_u16(), status);
+        let body: Value = response.json().expect("error bodies are JSON");
+        assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+        body["error"]["code"].as_str().unwrap().to_owned()
+    };
+
+    let response = http.post(node.url("/v1/packages")).body(vec![1, 2, 3]).send().unwrap();
+    assert_eq!(error_code(response, 401), "unauthorized");
+    let response = http.post(node.url("/v1/packages")).bearer_auth("wrong").body(vec![1, 2, 3]).send().unwrap();
+    assert_eq!(error_code(response, 401), "unauthorized");
+    let response = http.post(node.url("/v1/key/export")).send().unwrap();
+    assert_eq!(error_code(response, 401), "unauthorized");
+
+    let token = node.token();
+    let response =
+        http.post(node.url("/v1/packages")).bearer_auth(&token).body(b"not a tarball".to_vec()).send().unwrap();
+    assert_eq!(error_code(response, 400), "invalid_archive");
+    let response = http.post(node.url("/v1/packages")).bearer_auth(&token).send().unwrap();
+    assert_eq!(error_code(response, 400), "bad_request");
+    let response = http
+        .post(node.url("/v1/packages/demo/1.0.0/yank"))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body("{\"yanked\": ")
+        .send()
+        .unwrap();
+    assert_eq!(error_code(response, 400), "bad_request");
+    let response = http
+        .post(node.url("/v1/key/import"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({ "secret_key": "xyz" }))
+        .send()
+        .unwrap();
+    assert_eq!(error_code(response, 400), "bad_request");
+
+    assert_eq!(error_code(http.get(node.url("/v1/packages/Bad_Name")).send().unwrap(), 400), "bad_request");
+    assert_eq!(error_code(http.get(node.url("/v1/packages/demo/not-a-version")).send().unwrap(), 400), "bad_request");
+    assert_eq!(error_code(http.get(node.url("/v1/packages/absent")).send().unwrap(), 404), "not_found");
+    assert_eq!(error_code(http.get(node.url("/v1/search?limit=1000")).send().unwrap(), 400), "invalid");
+    assert_eq!(error_code(http.get(node.url("/v1/search?limit=abc")).send().unwrap(), 400), "bad_request");
+    assert_eq!(error_code(http.get(node.url("/v1/nope")).send().unwrap(), 404), "not_found");
+
+    assert_eq!(package_count(&node), (0, 0));
+    // The key did not change either.
+    let key: Value = http.get(node.url("/v1/key")).send().unwrap().json().unwrap();
+    assert_eq!(key["public_key"].as_str().unwrap(), node.ok(&["key", "show"]).stdout.trim());
+}
+
+#[test]
+fn without_a_node_the_cli_says_how_to_start_one() {
+    let node = TestNode::start();
+    let mut stopped = node;
+    assert!(stopped.stop(), "the node exits cleanly on SIGINT:\n{}", stopped.log());
+    assert!(!stopped.data_dir().join("api.json").exists(), "a stopped node removes its address record");
+    // Reserve a free port and release it so nothing is listening there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let api = format!("127.0.0.1:{port}");
+    let error = stopped.fails(&["--api", &api, "search", "x"]);
+    assert!(error.contains(&format!("no node is listening on {api}")) && error.contains("agora node"), "{error}");
+}
+
+#[test]
+fn a_restarted_node_keeps_its_keys_and_catalog() {
+    let mut node = TestNode::start();
+    let work = node.scratch();
+    write_package(&work.join("pkg"), &manifest("durable", "1.0.0", "survives restarts"), &[("a.txt", b"x")]);
+    node.ok(&["publish", "pkg"]);
+    let before = node.json(&["status"]);
+    assert!(node.stop());
+    node.launch(&[]);
+    let after = node.json(&["status"]);
+    assert_eq!(after["publisher"], before["publisher"]);
+    assert_eq!(after["identity"], before["identity"]);
+    assert_eq!(names(&node.json(&["search", "durable"])), ["durable"]);
+    node.ok(&["fetch", "durable", "-o", "out"]);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for file in ["keys/publisher.key", "keys/identity.key", "api-token"] {
+            let mode = std::fs::metadata(node.data_dir().join(file)).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{file} must be owner-only");
+        }
+    }
+}
