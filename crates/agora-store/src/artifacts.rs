@@ -4,10 +4,11 @@
 //! manifest's [`ArtifactInfo`] (digest, size and every chunk digest), flushed to
 //! disk and only then renamed into place, so a reader never sees a partial or
 //! unverified artifact. Reads re-hash the file, so corruption on disk is an error,
-//! not a silent wrong answer.
+//! not a silent wrong answer; [`ArtifactStore::read_chunk`] serves one chunk at a
+//! time to peers, checked against its chunk digest.
 
 use std::fs::{self, File};
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use agora_core::{ArtifactData, ArtifactHasher, ArtifactInfo, Digest};
@@ -115,6 +116,35 @@ impl ArtifactStore {
         }
         check_matches(expected, actual)?;
         Ok(Some(path))
+    }
+
+    /// Chunk `index` of the artifact `info` describes, verified against
+    /// `info.chunks[index]`. `Ok(None)` when there is no such chunk or the artifact
+    /// is not stored; a chunk whose bytes no longer match (the file was corrupted or
+    /// truncated on disk) is a [`DigestMismatch`] error, never served.
+    ///
+    /// [`DigestMismatch`]: agora_core::Error::DigestMismatch
+    pub fn read_chunk(&self, info: &ArtifactInfo, index: usize) -> Result<Option<Vec<u8>>> {
+        info.validate()?;
+        let Some((offset, len)) = info.chunk_range(index) else { return Ok(None) };
+        let path = self.path_of(&info.digest);
+        let mut file = match File::open(&path) {
+            Ok(file) => file,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(error) => return Err(Error::io(&path, error)),
+        };
+        file.seek(SeekFrom::Start(offset)).map_err(|e| Error::io(&path, e))?;
+        let mut chunk = Vec::with_capacity(len as usize);
+        // Reads exactly `len` bytes, or fewer if the file was truncated; the digest
+        // check below then fails with the digest of what is actually there.
+        file.take(u64::from(len)).read_to_end(&mut chunk).map_err(|e| Error::io(&path, e))?;
+        let expected = info.chunks[index];
+        let actual = Digest::of(&chunk);
+        if actual != expected {
+            tracing::error!(path = %path.display(), chunk = index, %expected, %actual, "artifact chunk corrupted on disk");
+            return Err(agora_core::Error::DigestMismatch { expected, actual }.into());
+        }
+        Ok(Some(chunk))
     }
 
     /// Deletes the artifact with `digest`, if present.

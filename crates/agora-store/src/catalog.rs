@@ -1,5 +1,7 @@
 //! The catalog: signed package indexes and manifests in SQLite, the search
-//! documents derived from them, and the record of which artifacts this node holds.
+//! documents derived from them, the record of which artifacts this node holds, and
+//! the peers it has seen. Records from peers enter through the `ingest_*` methods
+//! and leave through [`Catalog::page`].
 //!
 //! Every write re-checks the domain rules inside its transaction (against the
 //! index as it is *in that transaction*), so concurrent writers cannot slip an
@@ -15,7 +17,9 @@ use agora_core::{
 use rusqlite::{OptionalExtension, Transaction, params};
 
 use crate::db::Database;
+use crate::peers::{self, KnownPeer};
 use crate::search;
+use crate::sync::{self, CatalogEntry, Ingested};
 use crate::{Error, Result};
 
 /// Counts over the catalog.
@@ -135,6 +139,88 @@ impl Catalog {
         })
     }
 
+    /// Ingests a package index received from a peer (its signature is already
+    /// verified; this enforces ownership and succession against the stored index).
+    ///
+    /// Trust on first use: an unknown name is stored as is ([`Ingested::Inserted`]).
+    /// For a known name, an index signed by another key is [`NotOwner`]; a lower
+    /// sequence is an older copy ([`Ingested::Stale`], not an error); the same
+    /// sequence is [`Ingested::Unchanged`] if the signed content is identical and
+    /// [`IllegalUpdate`] (the owner equivocated) otherwise; a higher sequence must
+    /// pass [`PackageIndex::check_successor`] and replaces the stored index
+    /// ([`Ingested::Updated`]). The package's search document is refreshed in the
+    /// same transaction. A rejected index changes nothing.
+    ///
+    /// [`NotOwner`]: agora_core::Error::NotOwner
+    /// [`IllegalUpdate`]: agora_core::Error::IllegalUpdate
+    pub fn ingest_index(&self, index: &SignedPackageIndex) -> Result<Ingested> {
+        self.database.write(|tx| sync::ingest_index(tx, index))
+    }
+
+    /// Ingests a manifest received from a peer. The stored index of its name must
+    /// list its version with the same artifact digest and size, and the manifest
+    /// must be signed by the index's owner; otherwise it is an error and nothing
+    /// changes: [`PackageNotFound`] without an index, [`VersionNotFound`] when the
+    /// index does not list the version (ingest the newer index first),
+    /// [`NotOwner`] for another signer, [`IllegalUpdate`] when digest or size
+    /// differ. Manifests of yanked versions are accepted.
+    ///
+    /// A manifest already stored for that version is [`Ingested::Unchanged`];
+    /// otherwise it is stored and the search document refreshed
+    /// ([`Ingested::Inserted`]). No artifact is recorded: the node does not hold it.
+    ///
+    /// [`PackageNotFound`]: agora_core::Error::PackageNotFound
+    /// [`VersionNotFound`]: agora_core::Error::VersionNotFound
+    /// [`NotOwner`]: agora_core::Error::NotOwner
+    /// [`IllegalUpdate`]: agora_core::Error::IllegalUpdate
+    pub fn ingest_manifest(&self, manifest: &SignedManifest) -> Result<Ingested> {
+        self.database.write(|tx| sync::ingest_manifest(tx, manifest))
+    }
+
+    /// One page of the catalog for sync: packages in name order strictly after
+    /// `after`, each with its index and all its stored manifests as wire bytes.
+    ///
+    /// A page holds at most `limit` entries (a `limit` of 0 counts as 1) and stops
+    /// before the summed [`CatalogEntry::byte_len`] would exceed `max_bytes`, but it
+    /// always holds at least one entry when one follows `after`, however large. The
+    /// cursor is the name of the page's last entry when more entries follow, and
+    /// `None` when the page reaches the end. All of a page comes from one snapshot.
+    pub fn page(
+        &self,
+        after: Option<&PackageName>,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<(Vec<CatalogEntry>, Option<PackageName>)> {
+        self.database.read(|connection| sync::page(connection, after, limit, max_bytes))
+    }
+
+    /// A stored manifest whose artifact has `digest`, if this node holds that
+    /// artifact; `None` when it does not (even if manifests name the digest). When
+    /// several manifests share the digest, any one of them.
+    pub fn manifest_for_digest(&self, digest: &Digest) -> Result<Option<SignedManifest>> {
+        self.database.read(|connection| sync::manifest_for_digest(connection, digest))
+    }
+
+    /// Digests of every artifact this node holds, ascending.
+    pub fn held_artifacts(&self) -> Result<Vec<Digest>> {
+        self.database.read(sync::held_artifacts)
+    }
+
+    /// Records that `peer_id` was seen at `addresses` (newest first) at `now`.
+    ///
+    /// The addresses are put before the ones already stored, duplicates dropped and
+    /// the list cut at [`KnownPeer::MAX_ADDRESSES`]; `last_seen` never moves back.
+    /// Beyond [`KnownPeer::MAX_PEERS`] peers, the least recently seen others are
+    /// forgotten. Ids and addresses are opaque text to the store.
+    pub fn save_peer(&self, peer_id: &str, addresses: &[String], now: u64) -> Result<()> {
+        self.database.write(|tx| peers::save(tx, peer_id, addresses, now))
+    }
+
+    /// Up to `limit` known peers, most recently seen first.
+    pub fn known_peers(&self, limit: usize) -> Result<Vec<KnownPeer>> {
+        self.database.read(|connection| peers::known(connection, limit))
+    }
+
     /// Counts over the catalog.
     pub fn stats(&self) -> Result<CatalogStats> {
         self.database.read(|connection| {
@@ -151,15 +237,20 @@ impl Catalog {
 }
 
 fn load_index(tx: &Transaction<'_>, name: &PackageName) -> Result<Option<SignedPackageIndex>> {
-    let record: Option<Vec<u8>> = tx
-        .prepare_cached("SELECT record FROM packages WHERE name = ?1")?
-        .query_row([name.as_str()], |row| row.get(0))
+    Ok(load_package(tx, name)?.map(|(_, index)| index))
+}
+
+/// The package id and stored index of `name`.
+pub(crate) fn load_package(tx: &Transaction<'_>, name: &PackageName) -> Result<Option<(i64, SignedPackageIndex)>> {
+    let row: Option<(i64, Vec<u8>)> = tx
+        .prepare_cached("SELECT id, record FROM packages WHERE name = ?1")?
+        .query_row([name.as_str()], |row| Ok((row.get(0)?, row.get(1)?)))
         .optional()?;
-    record.map(|bytes| decode_index(&bytes)).transpose()
+    row.map(|(id, bytes)| Ok((id, decode_index(&bytes)?))).transpose()
 }
 
 /// Inserts or replaces the index row; returns the package id.
-fn store_index(tx: &Transaction<'_>, index: &SignedPackageIndex) -> Result<i64> {
+pub(crate) fn store_index(tx: &Transaction<'_>, index: &SignedPackageIndex) -> Result<i64> {
     let PackageIndex { name, owner, sequence, updated_at, .. } = index.index();
     let id = tx
         .prepare_cached(
@@ -175,7 +266,7 @@ fn store_index(tx: &Transaction<'_>, index: &SignedPackageIndex) -> Result<i64> 
     Ok(id)
 }
 
-fn store_manifest(tx: &Transaction<'_>, package_id: i64, manifest: &SignedManifest) -> Result<()> {
+pub(crate) fn store_manifest(tx: &Transaction<'_>, package_id: i64, manifest: &SignedManifest) -> Result<()> {
     let inner = manifest.manifest();
     tx.prepare_cached(
         "INSERT INTO manifests (package_id, version, digest, size, published_at, record) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",

@@ -31,10 +31,14 @@ mod artifacts;
 mod catalog;
 mod db;
 mod error;
+mod peers;
 mod search;
 mod store;
+mod sync;
 
 pub use artifacts::{ArtifactStore, StoredArtifact};
 pub use catalog::{Catalog, CatalogStats};
 pub use error::{Error, Result};
+pub use peers::KnownPeer;
 pub use store::Store;
+pub use sync::{CatalogEntry, Ingested};

@@ -1,0 +1,72 @@
+//! Network configuration.
+
+use std::fmt;
+use std::time::Duration;
+
+use libp2p::Multiaddr;
+
+/// How a node joins the network.
+#[derive(Clone)]
+pub struct NetworkConfig {
+    /// Seed of the node's ed25519 identity; the same seed gives the same peer id.
+    pub identity_seed: [u8; 32],
+    /// Addresses to listen on, e.g. `/ip4/127.0.0.1/tcp/0`.
+    pub listen: Vec<Multiaddr>,
+    /// Peers to join through; each address must end in `/p2p/<peer id>`.
+    pub bootstrap: Vec<Multiaddr>,
+    /// Deadline of one request-response exchange.
+    pub request_timeout: Duration,
+    /// Deadline of one DHT query.
+    pub query_timeout: Duration,
+    /// Most established connections in all.
+    pub max_connections: u32,
+    /// Most established connections to one peer.
+    pub max_connections_per_peer: u32,
+    /// Treat listen addresses as externally reachable (true on a LAN or loopback;
+    /// provider records only carry such confirmed addresses).
+    pub announce_listen_addrs: bool,
+    /// Capacity of the command channel.
+    pub command_buffer: usize,
+    /// Capacity of the event channel to the node.
+    pub event_buffer: usize,
+    /// Most operations of one kind awaiting an answer at once.
+    pub max_pending: usize,
+    /// How long an idle connection stays open.
+    pub idle_connection_timeout: Duration,
+}
+
+impl NetworkConfig {
+    /// Defaults for a node with this identity seed, listening nowhere yet.
+    pub fn new(identity_seed: [u8; 32]) -> Self {
+        Self {
+            identity_seed,
+            listen: Vec::new(),
+            bootstrap: Vec::new(),
+            request_timeout: Duration::from_secs(10),
+            query_timeout: Duration::from_secs(10),
+            max_connections: 256,
+            max_connections_per_peer: 2,
+            announce_listen_addrs: true,
+            command_buffer: 256,
+            event_buffer: 1024,
+            max_pending: 4096,
+            idle_connection_timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+impl fmt::Debug for NetworkConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NetworkConfig")
+            .field("identity_seed", &"<secret>")
+            .field("listen", &self.listen)
+            .field("bootstrap", &self.bootstrap)
+            .field("request_timeout", &self.request_timeout)
+            .field("query_timeout", &self.query_timeout)
+            .field("max_connections", &self.max_connections)
+            .field("max_connections_per_peer", &self.max_connections_per_peer)
+            .field("announce_listen_addrs", &self.announce_listen_addrs)
+            .field("max_pending", &self.max_pending)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,195 @@
+//! [`NetworkHandle`]: the cloneable front of the network task.
+//!
+//! Every method sends one [`Command`] over a bounded channel with a oneshot for the
+//! answer and waits for it, bounded by a timeout. Methods are cancel-safe: dropping
+//! the future drops the oneshot, and the task's reply is discarded.
+
+use std::time::Duration;
+
+use agora_core::Digest;
+use libp2p::{Multiaddr, PeerId};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::event::{AnnouncementId, Reply, Verdict};
+use crate::protocol::{ChunkRequest, ChunkResponse, SyncRequest, SyncResponse};
+use crate::records::RecordKey;
+
+/// What can go wrong with a network operation.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NetworkError {
+    /// The network task has stopped.
+    #[error("the network task has stopped")]
+    Closed,
+    /// No answer before the deadline.
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+    /// Too many operations of this kind are in flight.
+    #[error("too many {0} in flight; try again")]
+    Busy(&'static str),
+    /// An address was unusable.
+    #[error("invalid address `{address}`: {reason}")]
+    InvalidAddress { address: String, reason: String },
+    /// Dialing failed.
+    #[error("could not connect: {0}")]
+    Dial(String),
+    /// Listening failed.
+    #[error("could not listen: {0}")]
+    Listen(String),
+    /// A request to a peer failed.
+    #[error("request to {peer} failed: {reason}")]
+    Request { peer: String, reason: String },
+    /// A DHT operation failed.
+    #[error("dht: {0}")]
+    Dht(String),
+}
+
+/// A snapshot of the network's state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkStatus {
+    /// This node's peer id.
+    pub peer_id: PeerId,
+    /// Where it listens.
+    pub listen_addrs: Vec<Multiaddr>,
+    /// Peers with an open connection.
+    pub connected_peers: Vec<PeerId>,
+    /// Peers in the Kademlia routing table.
+    pub routing_table_size: usize,
+    /// Records in the local DHT store.
+    pub dht_records: usize,
+    /// Provider records for keys this node provides.
+    pub dht_provided: usize,
+}
+
+pub(crate) type Responder<T> = oneshot::Sender<Result<T, NetworkError>>;
+
+#[derive(Debug)]
+pub(crate) enum Command {
+    Listen { address: Multiaddr, reply: Responder<Multiaddr> },
+    Dial { address: Multiaddr, reply: Responder<PeerId> },
+    PutRecord { key: RecordKey, value: Vec<u8>, reply: Responder<()> },
+    GetRecord { key: RecordKey, reply: Responder<Option<Vec<u8>>> },
+    StartProviding { digest: Digest, reply: Responder<()> },
+    GetProviders { digest: Digest, reply: Responder<Vec<PeerId>> },
+    RequestChunk { peer: PeerId, request: ChunkRequest, reply: Responder<ChunkResponse> },
+    RespondChunk { reply: Reply<ChunkResponse>, response: ChunkResponse },
+    RequestSync { peer: PeerId, request: SyncRequest, reply: Responder<SyncResponse> },
+    RespondSync { reply: Reply<SyncResponse>, response: SyncResponse },
+    Announce { data: Vec<u8>, reply: Responder<bool> },
+    ReportAnnouncement { id: AnnouncementId, verdict: Verdict },
+    Block { peer: PeerId, blocked: bool },
+    Status { reply: Responder<NetworkStatus> },
+    Shutdown,
+}
+
+/// Talks to the network task. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct NetworkHandle {
+    pub(crate) commands: mpsc::Sender<Command>,
+    pub(crate) peer_id: PeerId,
+    /// Upper bound on any one call (the task's own deadlines are shorter).
+    pub(crate) call_timeout: Duration,
+}
+
+impl NetworkHandle {
+    /// This node's peer id.
+    pub fn peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    /// Starts listening on `address`; returns the first concrete address bound.
+    pub async fn listen(&self, address: Multiaddr) -> Result<Multiaddr, NetworkError> {
+        self.call(|reply| Command::Listen { address, reply }).await
+    }
+
+    /// Dials `address` (which must end in `/p2p/<peer id>`) and waits for the connection.
+    pub async fn dial(&self, address: Multiaddr) -> Result<PeerId, NetworkError> {
+        self.call(|reply| Command::Dial { address, reply }).await
+    }
+
+    /// Stores a record locally and on the peers closest to its key. Succeeds once
+    /// one peer stored it; a node with no peers gets an error but keeps the record
+    /// and republishes it later.
+    pub async fn put_record(&self, key: RecordKey, value: Vec<u8>) -> Result<(), NetworkError> {
+        self.call(|reply| Command::PutRecord { key, value, reply }).await
+    }
+
+    /// Looks a record up: collects copies from several peers, keeps the valid one
+    /// with the highest sequence, and returns when a quorum agreed or the lookup
+    /// ran out of peers. `Ok(None)` when nobody has a valid copy.
+    pub async fn get_record(&self, key: RecordKey) -> Result<Option<Vec<u8>>, NetworkError> {
+        self.call(|reply| Command::GetRecord { key, reply }).await
+    }
+
+    /// Announces this node as a provider of the artifact with `digest`.
+    pub async fn start_providing(&self, digest: Digest) -> Result<(), NetworkError> {
+        self.call(|reply| Command::StartProviding { digest, reply }).await
+    }
+
+    /// Finds peers providing the artifact with `digest` (never this node).
+    /// Providers that are not connected are dialed while their addresses are known.
+    pub async fn get_providers(&self, digest: Digest) -> Result<Vec<PeerId>, NetworkError> {
+        self.call(|reply| Command::GetProviders { digest, reply }).await
+    }
+
+    /// Asks `peer` for an artifact chunk.
+    pub async fn request_chunk(&self, peer: PeerId, request: ChunkRequest) -> Result<ChunkResponse, NetworkError> {
+        self.call(|reply| Command::RequestChunk { peer, request, reply }).await
+    }
+
+    /// Answers a [`crate::NetworkEvent::ChunkRequested`].
+    pub async fn respond_chunk(&self, reply: Reply<ChunkResponse>, response: ChunkResponse) {
+        self.tell(Command::RespondChunk { reply, response }).await;
+    }
+
+    /// Asks `peer` for a page of its catalog.
+    pub async fn request_sync(&self, peer: PeerId, request: SyncRequest) -> Result<SyncResponse, NetworkError> {
+        self.call(|reply| Command::RequestSync { peer, request, reply }).await
+    }
+
+    /// Answers a [`crate::NetworkEvent::SyncRequested`].
+    pub async fn respond_sync(&self, reply: Reply<SyncResponse>, response: SyncResponse) {
+        self.tell(Command::RespondSync { reply, response }).await;
+    }
+
+    /// Publishes an announcement on the gossip topic. `Ok(false)` when no peer is
+    /// subscribed yet — not a failure: catalog sync will carry it later.
+    pub async fn announce(&self, data: Vec<u8>) -> Result<bool, NetworkError> {
+        self.call(|reply| Command::Announce { data, reply }).await
+    }
+
+    /// Reports the node's verdict on a gossip message; every message needs one.
+    pub async fn report_announcement(&self, id: AnnouncementId, verdict: Verdict) {
+        self.tell(Command::ReportAnnouncement { id, verdict }).await;
+    }
+
+    /// Blocks (or unblocks) a peer: its connections are closed and refused.
+    pub async fn set_blocked(&self, peer: PeerId, blocked: bool) {
+        self.tell(Command::Block { peer, blocked }).await;
+    }
+
+    /// A snapshot of the network state.
+    pub async fn status(&self) -> Result<NetworkStatus, NetworkError> {
+        self.call(|reply| Command::Status { reply }).await
+    }
+
+    /// Asks the task to stop. It closes every connection and exits.
+    pub async fn shutdown(&self) {
+        self.tell(Command::Shutdown).await;
+    }
+
+    async fn call<T>(&self, command: impl FnOnce(Responder<T>) -> Command) -> Result<T, NetworkError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands.send(command(reply)).await.map_err(|_| NetworkError::Closed)?;
+        match tokio::time::timeout(self.call_timeout, answer).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(NetworkError::Closed),
+            Err(_) => Err(NetworkError::Timeout(self.call_timeout)),
+        }
+    }
+
+    async fn tell(&self, command: Command) {
+        // The task may be gone; then there is nobody to tell.
+        let _ = self.commands.send(command).await;
+    }
+}

@@ -1,0 +1,116 @@
+//! DHT record keys and record validation.
+//!
+//! Keys: `/agora/v1/index/<name>` holds a `SignedPackageIndex`,
+//! `/agora/v1/manifest/<name>/<version>` a `SignedManifest`. Provider records live
+//! under the multihash of the artifact's SHA-256 (`0x12 0x20` + 32 bytes), as every
+//! libp2p implementation expects.
+
+use agora_core::{Digest, PackageName, SignedManifest, SignedPackageIndex, Version};
+use libp2p::kad;
+
+const INDEX_PREFIX: &str = "/agora/v1/index/";
+const MANIFEST_PREFIX: &str = "/agora/v1/manifest/";
+
+/// Largest record value accepted (an index with thousands of versions fits).
+pub const MAX_RECORD_SIZE: usize = 1024 * 1024;
+
+/// What a DHT record key names.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum RecordKey {
+    /// The index of a package.
+    Index(PackageName),
+    /// The manifest of one version.
+    Manifest(PackageName, Version),
+}
+
+impl RecordKey {
+    /// The key bytes.
+    pub fn to_kad(&self) -> kad::RecordKey {
+        kad::RecordKey::new(&self.to_string())
+    }
+
+    /// Parses key bytes; `None` for anything that is not an Agora key.
+    pub fn from_kad(key: &kad::RecordKey) -> Option<Self> {
+        let text = std::str::from_utf8(key.as_ref()).ok()?;
+        if let Some(name) = text.strip_prefix(INDEX_PREFIX) {
+            return PackageName::parse(name).ok().map(Self::Index);
+        }
+        let rest = text.strip_prefix(MANIFEST_PREFIX)?;
+        let (name, version_text) = rest.split_once('/')?;
+        let name = PackageName::parse(name).ok()?;
+        let version = agora_core::parse_version(version_text).ok()?;
+        // Only the canonical spelling is a key, so one version has one key.
+        (version.to_string() == version_text).then_some(Self::Manifest(name, version))
+    }
+}
+
+impl std::fmt::Display for RecordKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Index(name) => write!(f, "{INDEX_PREFIX}{name}"),
+            Self::Manifest(name, version) => write!(f, "{MANIFEST_PREFIX}{name}/{version}"),
+        }
+    }
+}
+
+/// The provider key of an artifact: the multihash of its SHA-256.
+pub fn provider_key(digest: &Digest) -> kad::RecordKey {
+    let mut multihash = Vec::with_capacity(34);
+    multihash.extend_from_slice(&[0x12, 0x20]);
+    multihash.extend_from_slice(digest.as_bytes());
+    kad::RecordKey::from(multihash)
+}
+
+/// The artifact digest of a provider key, if it is a SHA-256 multihash.
+pub fn digest_of_provider_key(key: &kad::RecordKey) -> Option<Digest> {
+    let bytes = key.as_ref();
+    if bytes.len() != 34 || bytes[..2] != [0x12, 0x20] {
+        return None;
+    }
+    let mut digest = [0u8; 32];
+    digest.copy_from_slice(&bytes[2..]);
+    Some(Digest::from_bytes(digest))
+}
+
+/// Decides whether a DHT record may be stored or used. The facade supplies one
+/// (adding what it knows, such as the owners it has seen); [`SignatureValidator`]
+/// checks what can be checked from the record alone.
+pub trait RecordValidator: Send + Sync + 'static {
+    /// Checks `value` for `key`. `Ok(sequence)` orders copies of the same key: the
+    /// highest sequence wins. `Err(reason)` rejects the record.
+    fn validate(&self, key: &RecordKey, value: &[u8]) -> Result<u64, String>;
+}
+
+/// Checks size, signature, and that the record is for the key it is stored under.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SignatureValidator;
+
+impl RecordValidator for SignatureValidator {
+    fn validate(&self, key: &RecordKey, value: &[u8]) -> Result<u64, String> {
+        if value.len() > MAX_RECORD_SIZE {
+            return Err(format!("record of {} bytes exceeds {MAX_RECORD_SIZE}", value.len()));
+        }
+        match key {
+            RecordKey::Index(name) => {
+                let index = SignedPackageIndex::from_bytes(value).map_err(|error| error.to_string())?;
+                if &index.index().name != name {
+                    return Err(format!("index of `{}` stored under the key of `{name}`", index.index().name));
+                }
+                Ok(index.index().sequence)
+            }
+            RecordKey::Manifest(name, version) => {
+                let manifest = SignedManifest::from_bytes(value).map_err(|error| error.to_string())?;
+                let inner = manifest.manifest();
+                if inner.name() != name || inner.version() != version {
+                    return Err(format!(
+                        "manifest of {}@{} stored under the key of {name}@{version}",
+                        inner.name(),
+                        inner.version()
+                    ));
+                }
+                // Manifests are immutable: every valid copy is equally good.
+                Ok(0)
+            }
+        }
+    }
+}

@@ -1,0 +1,163 @@
+//! Two real network tasks over TCP on 127.0.0.1: records, providers, chunks,
+//! sync and gossip go through the actor and come back as events and answers.
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use agora_core::{ArtifactInfo, PackageMetadata, Publisher, SecretKey};
+use agora_net::{
+    Announcement, ChunkRequest, ChunkResponse, Multiaddr, NetworkConfig, NetworkEvent, NetworkHandle, RecordKey,
+    SignatureValidator, SyncRequest, SyncResponse, Verdict, Wire, peer_address,
+};
+use tokio::sync::mpsc;
+use tokio::time::timeout;
+
+const DEADLINE: Duration = Duration::from_secs(20);
+
+struct Peer {
+    handle: NetworkHandle,
+    events: mpsc::Receiver<NetworkEvent>,
+    address: Multiaddr,
+}
+
+async fn start(bootstrap: Vec<Multiaddr>) -> Peer {
+    let mut config = NetworkConfig::new(SecretKey::generate().to_bytes());
+    config.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()];
+    config.bootstrap = bootstrap;
+    let (handle, events, _task) = agora_net::spawn(config, Arc::new(SignatureValidator)).await.unwrap();
+    let status = handle.status().await.unwrap();
+    let address = peer_address(&status.listen_addrs[0], handle.peer_id());
+    Peer { handle, events, address }
+}
+
+/// Waits for the first event `pick` accepts, with a deadline.
+async fn next_matching<T>(
+    events: &mut mpsc::Receiver<NetworkEvent>,
+    mut pick: impl FnMut(NetworkEvent) -> Option<T>,
+) -> T {
+    timeout(DEADLINE, async {
+        loop {
+            let event = events.recv().await.expect("network task alive");
+            if let Some(value) = pick(event) {
+                return value;
+            }
+        }
+    })
+    .await
+    .expect("event before the deadline")
+}
+
+async fn wait_for<F: std::future::Future<Output = bool>>(mut condition: impl FnMut() -> F) {
+    timeout(DEADLINE, async {
+        while !condition().await {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("condition before the deadline");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_chunks_sync_and_gossip_between_two_tasks() {
+    let mut a = start(vec![]).await;
+    let mut b = start(vec![a.address.clone()]).await;
+    next_matching(&mut a.events, |e| matches!(e, NetworkEvent::PeerConnected { .. }).then_some(())).await;
+    // Kademlia routes to a peer once identify told it where the peer listens.
+    for peer in [&a.handle, &b.handle] {
+        wait_for(|| async { peer.status().await.unwrap().routing_table_size >= 1 }).await;
+    }
+
+    // A signed index stored by A is found by B through the DHT.
+    let publisher = Publisher::new(SecretKey::generate());
+    let metadata = PackageMetadata::new("netpkg".parse().unwrap(), "1.0.0".parse().unwrap(), "network test");
+    let content = b"artifact bytes".repeat(1000);
+    let info = ArtifactInfo::compute(&content, 4096).unwrap();
+    let (manifest, index) = publisher.publish(metadata, info.clone(), None, 1).unwrap();
+    let key = RecordKey::Index("netpkg".parse().unwrap());
+    a.handle.put_record(key.clone(), index.to_bytes()).await.unwrap();
+    let found = b.handle.get_record(key).await.unwrap();
+    assert_eq!(found, Some(index.to_bytes()));
+    assert_eq!(b.handle.get_record(RecordKey::Index("absent".parse().unwrap())).await.unwrap(), None);
+
+    // B finds A as the provider of the artifact and asks for a chunk; A's node answers.
+    a.handle.start_providing(info.digest).await.unwrap();
+    let providers = b.handle.get_providers(info.digest).await.unwrap();
+    assert_eq!(providers, vec![a.handle.peer_id()]);
+    let request = ChunkRequest { digest: info.digest, index: 1 };
+    let asking = b.handle.clone();
+    let answer = tokio::spawn(async move { asking.request_chunk(providers[0], request).await });
+    let reply = next_matching(&mut a.events, |e| match e {
+        NetworkEvent::ChunkRequested { request: asked, reply, .. } if asked == request => Some(reply),
+        _ => None,
+    })
+    .await;
+    a.handle.respond_chunk(reply, ChunkResponse::Data(content[4096..8192].to_vec())).await;
+    assert_eq!(answer.await.unwrap().unwrap(), ChunkResponse::Data(content[4096..8192].to_vec()));
+
+    // Sync: B asks A for a page.
+    let asking = b.handle.clone();
+    let peer = a.handle.peer_id();
+    let answer = tokio::spawn(async move { asking.request_sync(peer, SyncRequest { after: None, limit: 10 }).await });
+    let reply = next_matching(&mut a.events, |e| match e {
+        NetworkEvent::SyncRequested { reply, .. } => Some(reply),
+        _ => None,
+    })
+    .await;
+    a.handle.respond_sync(reply, SyncResponse::default()).await;
+    assert_eq!(answer.await.unwrap().unwrap(), SyncResponse::default());
+
+    // Gossip: an announcement from A reaches B, which must report a verdict.
+    let announcement = Announcement::Publish { manifest: manifest.to_bytes(), index: index.to_bytes() };
+    let data = announcement.encode();
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    // The mesh needs a heartbeat or two; retry the publish until B hears it.
+    let received = loop {
+        let _ = a.handle.announce(data.clone()).await;
+        if let Ok(Some(event)) = timeout(Duration::from_millis(500), async {
+            loop {
+                match b.events.recv().await {
+                    Some(NetworkEvent::Announcement { id, data }) => return Some((id, data)),
+                    Some(_) => continue,
+                    None => return None,
+                }
+            }
+        })
+        .await
+        {
+            break event;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "announcement never arrived");
+    };
+    assert_eq!(Announcement::decode(&received.1).unwrap(), announcement);
+    assert_eq!(received.0.propagation_source(), a.handle.peer_id());
+    b.handle.report_announcement(received.0, Verdict::Accept).await;
+
+    let status = b.handle.status().await.unwrap();
+    assert_eq!(status.connected_peers, vec![a.handle.peer_id()]);
+    a.handle.shutdown().await;
+    b.handle.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_addresses_and_lone_nodes() {
+    let lone = start(vec![]).await;
+    // A lone node keeps its record locally; the put reports that no peer took it.
+    let publisher = Publisher::new(SecretKey::generate());
+    let metadata = PackageMetadata::new("alone".parse().unwrap(), "1.0.0".parse().unwrap(), "x");
+    let info = ArtifactInfo::compute(b"x", 4096).unwrap();
+    let (_, index) = publisher.publish(metadata, info, None, 1).unwrap();
+    let key = RecordKey::Index("alone".parse().unwrap());
+    let _ = lone.handle.put_record(key.clone(), index.to_bytes()).await;
+    assert_eq!(lone.handle.get_record(key).await.unwrap(), Some(index.to_bytes()));
+    assert_eq!(lone.handle.announce(vec![1, 2, 3]).await, Ok(false));
+
+    let error = lone.handle.dial("/ip4/127.0.0.1/tcp/1".parse().unwrap()).await.unwrap_err();
+    assert!(error.to_string().contains("/p2p/"), "{error}");
+    let own = lone.address.clone();
+    assert!(lone.handle.dial(own).await.is_err());
+    let mut config = NetworkConfig::new(SecretKey::generate().to_bytes());
+    config.bootstrap = vec!["/ip4/127.0.0.1/tcp/9".parse().unwrap()];
+    assert!(agora_net::spawn(config, Arc::new(SignatureValidator)).await.is_err());
+}

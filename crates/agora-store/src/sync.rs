@@ -1,0 +1,204 @@
+//! Catalog sync: ingesting signed records that arrive from peers, and paging the
+//! catalog out to them.
+//!
+//! Records from peers have verified signatures (the types guarantee it), but a
+//! peer can still lie about *which* record is current: replay an old index, sign
+//! two different indexes with one sequence, claim a name another key owns, or send
+//! a manifest its index does not list. Ingesting applies the same ownership and
+//! succession rules as a local publish, inside one write transaction, against the
+//! index as stored in that transaction; a rejected record changes nothing.
+
+use agora_core::{Digest, IndexChange, PackageName, SignedManifest, SignedPackageIndex};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+
+use crate::catalog::{decode_manifest, load_package, store_index, store_manifest};
+use crate::search;
+use crate::{Error, Result};
+
+/// What ingesting a record from a peer did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ingested {
+    /// The record was new here and is now stored.
+    Inserted,
+    /// The index replaced an older one of the same owner; this is what changed.
+    Updated(IndexChange),
+    /// The same record was already stored.
+    Unchanged,
+    /// An older copy of the stored index (a lower sequence); ignored.
+    Stale,
+}
+
+/// One package as sync sends it: the signed wire bytes exactly as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CatalogEntry {
+    /// The package index, in [`SignedPackageIndex::to_bytes`] form.
+    pub index: Vec<u8>,
+    /// Every stored manifest of the package, each in [`SignedManifest::to_bytes`]
+    /// form, in no particular order.
+    pub manifests: Vec<Vec<u8>>,
+}
+
+impl CatalogEntry {
+    /// Bytes of the index plus all manifests: what a page's `max_bytes` counts.
+    pub fn byte_len(&self) -> usize {
+        self.index.len() + self.manifests.iter().map(Vec::len).sum::<usize>()
+    }
+}
+
+/// Trust on first use, then only legal successors: see [`crate::Catalog::ingest_index`].
+pub(crate) fn ingest_index(tx: &Transaction<'_>, signed: &SignedPackageIndex) -> Result<Ingested> {
+    let new = signed.index();
+    let Some((_, stored)) = load_package(tx, &new.name)? else {
+        let package_id = store_index(tx, signed)?;
+        search::refresh_document(tx, package_id, new)?;
+        tracing::debug!(package = %new.name, sequence = new.sequence, "ingested a new package index");
+        return Ok(Ingested::Inserted);
+    };
+    let current = stored.index();
+    if new.owner != current.owner {
+        return Err(agora_core::Error::NotOwner {
+            name: current.name.clone(),
+            owner: current.owner.to_hex(),
+            signer: new.owner.to_hex(),
+        }
+        .into());
+    }
+    match new.sequence.cmp(&current.sequence) {
+        std::cmp::Ordering::Less => Ok(Ingested::Stale),
+        std::cmp::Ordering::Equal if new == current => Ok(Ingested::Unchanged),
+        std::cmp::Ordering::Equal => Err(agora_core::Error::IllegalUpdate {
+            name: current.name.clone(),
+            reason: format!("the owner signed two different indexes with sequence {}", current.sequence),
+        }
+        .into()),
+        std::cmp::Ordering::Greater => {
+            let change = current.check_successor(new)?;
+            let package_id = store_index(tx, signed)?;
+            search::refresh_document(tx, package_id, new)?;
+            tracing::debug!(package = %new.name, sequence = new.sequence, "ingested a package index update");
+            Ok(Ingested::Updated(change))
+        }
+    }
+}
+
+/// Stores a manifest the stored index vouches for: see [`crate::Catalog::ingest_manifest`].
+pub(crate) fn ingest_manifest(tx: &Transaction<'_>, signed: &SignedManifest) -> Result<Ingested> {
+    let manifest = signed.manifest();
+    let name = manifest.name();
+    let version = manifest.version();
+    let Some((package_id, stored)) = load_package(tx, name)? else {
+        return Err(agora_core::Error::PackageNotFound(name.clone()).into());
+    };
+    let index = stored.index();
+    if manifest.publisher != index.owner {
+        return Err(agora_core::Error::NotOwner {
+            name: name.clone(),
+            owner: index.owner.to_hex(),
+            signer: manifest.publisher.to_hex(),
+        }
+        .into());
+    }
+    let Some(entry) = index.entry(version) else {
+        return Err(agora_core::Error::VersionNotFound { name: name.clone(), version: version.clone() }.into());
+    };
+    let artifact = &manifest.artifact;
+    if entry.digest != artifact.digest || entry.size != artifact.size {
+        return Err(agora_core::Error::IllegalUpdate {
+            name: name.clone(),
+            reason: format!(
+                "the manifest of {version} promises an artifact of {} bytes with digest {}, \
+                 but the index lists {} bytes with digest {}",
+                artifact.size, artifact.digest, entry.size, entry.digest
+            ),
+        }
+        .into());
+    }
+    let exists = tx
+        .prepare_cached("SELECT 1 FROM manifests WHERE package_id = ?1 AND version = ?2")?
+        .query_row(params![package_id, version.to_string()], |_| Ok(()))
+        .optional()?
+        .is_some();
+    if exists {
+        return Ok(Ingested::Unchanged);
+    }
+    store_manifest(tx, package_id, signed)?;
+    search::refresh_document(tx, package_id, index)?;
+    tracing::debug!(package = %name, %version, "ingested a manifest");
+    Ok(Ingested::Inserted)
+}
+
+/// One page of the catalog in name order: see [`crate::Catalog::page`].
+pub(crate) fn page(
+    connection: &Connection,
+    after: Option<&PackageName>,
+    limit: usize,
+    max_bytes: usize,
+) -> Result<(Vec<CatalogEntry>, Option<PackageName>)> {
+    let limit = limit.max(1);
+    // One more row than the page holds, to know whether anything follows.
+    let lookahead = i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX);
+    // One read transaction, so every index and manifest comes from the same snapshot.
+    let snapshot = connection.unchecked_transaction()?;
+    let mut entries = Vec::new();
+    let mut last_name = None;
+    let mut more = false;
+    {
+        let mut packages =
+            snapshot.prepare_cached("SELECT id, name, record FROM packages WHERE name > ?1 ORDER BY name LIMIT ?2")?;
+        let mut manifests = snapshot.prepare_cached("SELECT record FROM manifests WHERE package_id = ?1")?;
+        let mut rows = packages.query(params![after.map_or("", PackageName::as_str), lookahead])?;
+        let mut bytes = 0usize;
+        while let Some(row) = rows.next()? {
+            if entries.len() == limit {
+                more = true;
+                break;
+            }
+            let package_id: i64 = row.get(0)?;
+            let entry = CatalogEntry {
+                index: row.get(2)?,
+                manifests: manifests.query_map([package_id], |row| row.get(0))?.collect::<Result<_, _>>()?,
+            };
+            let size = entry.byte_len();
+            if !entries.is_empty() && bytes.saturating_add(size) > max_bytes {
+                more = true;
+                break;
+            }
+            bytes = bytes.saturating_add(size);
+            last_name = Some(row.get::<_, String>(1)?);
+            entries.push(entry);
+        }
+    }
+    snapshot.commit()?;
+    let cursor = match last_name {
+        Some(name) if more => {
+            Some(PackageName::parse(&name).map_err(|error| Error::Corrupt(format!("stored package name: {error}")))?)
+        }
+        _ => None,
+    };
+    Ok((entries, cursor))
+}
+
+/// A manifest of an artifact this node holds: see [`crate::Catalog::manifest_for_digest`].
+pub(crate) fn manifest_for_digest(connection: &Connection, digest: &Digest) -> Result<Option<SignedManifest>> {
+    let record: Option<Vec<u8>> = connection
+        .prepare_cached(
+            "SELECT record FROM manifests
+             WHERE digest = ?1 AND EXISTS (SELECT 1 FROM artifacts WHERE digest = ?1)
+             LIMIT 1",
+        )?
+        .query_row([digest.as_bytes().as_slice()], |row| row.get(0))
+        .optional()?;
+    record.map(|bytes| decode_manifest(&bytes)).transpose()
+}
+
+/// Digests of every artifact this node holds, ascending.
+pub(crate) fn held_artifacts(connection: &Connection) -> Result<Vec<Digest>> {
+    let mut statement = connection.prepare_cached("SELECT digest FROM artifacts ORDER BY digest")?;
+    let rows = statement.query_map([], |row| row.get::<_, Vec<u8>>(0))?;
+    rows.map(|row| {
+        let bytes: [u8; 32] =
+            row?.as_slice().try_into().map_err(|_| Error::Corrupt("artifact digest is not 32 bytes".into()))?;
+        Ok(Digest::from_bytes(bytes))
+    })
+    .collect()
+}
