@@ -79,7 +79,7 @@ impl TestNode {
             .arg("node")
             .arg("--data-dir")
             .arg(self.data_dir())
-            .args(["--api", "127.0.0.1:0"])
+            .args(["--api", "127.0.0.1:0", "--listen", "/ip4/127.0.0.1/tcp/0"])
             .args(extra)
             .env("RUST_LOG", "info")
             .env_remove("AGORA_API")

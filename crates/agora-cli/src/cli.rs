@@ -100,6 +100,15 @@ pub(crate) enum Command {
     },
     /// Show the node's status.
     Status,
+    /// List known and connected peers.
+    Peers,
+    /// Start a small network of nodes in this process on 127.0.0.1, publish sample
+    /// packages on one, and find, inspect and fetch them from the others.
+    Demo {
+        /// Number of nodes.
+        #[arg(long, default_value_t = 4)]
+        nodes: usize,
+    },
     /// Manage the node's publisher key.
     Key {
         #[command(subcommand)]
@@ -118,6 +127,15 @@ pub(crate) struct NodeArgs {
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub(crate) log_format: LogFormat,
+    /// Peer-to-peer listen address (repeatable) [default: /ip4/0.0.0.0/tcp/0].
+    #[arg(long, value_name = "MULTIADDR")]
+    pub(crate) listen: Vec<String>,
+    /// Peer to join through, ending in /p2p/<peer id> (repeatable).
+    #[arg(long, value_name = "MULTIADDR")]
+    pub(crate) bootstrap: Vec<String>,
+    /// Run without the peer-to-peer network.
+    #[arg(long)]
+    pub(crate) offline: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

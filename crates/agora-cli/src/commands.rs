@@ -44,6 +44,8 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Fetch { spec, output } => fetch(&global, &spec, output).await,
         Command::Yank { spec, undo } => yank(&global, &spec, undo).await,
         Command::Status => status(&global).await,
+        Command::Peers => peers(&global).await,
+        Command::Demo { nodes } => crate::demo::run(nodes, global.json).await,
         Command::Key { command } => key(&global, command).await,
     }
 }
@@ -411,6 +413,59 @@ async fn status(global: &Global) -> anyhow::Result<()> {
         vec!["max artifact:".to_owned(), size(number("/max_artifact_size"))],
         vec!["uptime:".to_owned(), format!("{} s", number("/uptime_secs"))],
     ];
+    print!("{}", table(&rows));
+    match status.get("network").filter(|n| !n.is_null()) {
+        None => println!("network:       off"),
+        Some(_) => {
+            let list = |pointer: &str| -> Vec<String> {
+                status
+                    .pointer(pointer)
+                    .and_then(serde_json::Value::as_array)
+                    .map(|items| items.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+                    .unwrap_or_default()
+            };
+            let mut rows = vec![vec!["peer id:".to_owned(), text("/network/peer_id")]];
+            for address in list("/network/listen_addrs") {
+                rows.push(vec!["listening:".to_owned(), address]);
+            }
+            rows.push(vec!["peers:".to_owned(), format!("{} connected", list("/network/connected_peers").len())]);
+            rows.push(vec!["routing table:".to_owned(), number("/network/routing_table_size").to_string()]);
+            rows.push(vec![
+                "dht:".to_owned(),
+                format!("{} records, {} provided", number("/network/dht_records"), number("/network/dht_provided")),
+            ]);
+            print!("{}", table(&rows));
+        }
+    }
+    Ok(())
+}
+
+async fn peers(global: &Global) -> anyhow::Result<()> {
+    let client = Client::new(global)?;
+    let peers: Vec<agora::PeerInfo> = client.get("/v1/peers").await?;
+    if global.json {
+        return print_json(&peers);
+    }
+    if peers.is_empty() {
+        println!("no peers known yet; start another node with --bootstrap <one of this node's listen addresses>");
+        return Ok(());
+    }
+    let mut rows = vec![vec![
+        "PEER".to_owned(),
+        "STATE".to_owned(),
+        "STRIKES".to_owned(),
+        "LAST SEEN".to_owned(),
+        "ADDRESS".to_owned(),
+    ]];
+    for peer in &peers {
+        rows.push(vec![
+            peer.peer_id.clone(),
+            if peer.connected { "connected".to_owned() } else { "known".to_owned() },
+            peer.strikes.to_string(),
+            if peer.last_seen == 0 { "-".to_owned() } else { date(peer.last_seen) },
+            peer.addresses.first().cloned().unwrap_or_default(),
+        ]);
+    }
     print!("{}", table(&rows));
     Ok(())
 }

@@ -37,6 +37,15 @@ pub(crate) async fn run(global: &Global, args: &NodeArgs) -> anyhow::Result<()> 
     if let Some(bytes) = args.max_artifact_size {
         builder = builder.max_artifact_size(bytes);
     }
+    if !args.listen.is_empty() {
+        builder = builder.listen(&args.listen);
+    }
+    if !args.bootstrap.is_empty() {
+        builder = builder.bootstrap(&args.bootstrap);
+    }
+    if args.offline {
+        builder = builder.offline();
+    }
     let node = builder.build().await.with_context(|| format!("cannot open the node in {}", data_dir.display()))?;
     let requested = node.config().api;
     if !requested.ip().is_loopback() {
@@ -62,9 +71,18 @@ pub(crate) async fn run(global: &Global, args: &NodeArgs) -> anyhow::Result<()> 
     eprintln!("  api:        http://{addr}");
     eprintln!("  data dir:   {}", data_dir.display());
     eprintln!("  publisher:  {}", node.publisher_key());
+    if let Some(network) = node.status().await?.network {
+        eprintln!("  peer id:    {}", network.peer_id);
+        for address in &network.listen_addrs {
+            eprintln!("  listening:  {address}");
+        }
+    } else {
+        eprintln!("  network:    off (--offline)");
+    }
     eprintln!("press Ctrl-C to stop");
 
     let served = axum::serve(listener, router(state)).with_graceful_shutdown(shutdown_signal()).await;
+    node.shutdown().await;
     let _ = tokio::fs::remove_file(&record_path).await;
     served.context("serving the API")?;
     tracing::info!("agora node stopped");

@@ -42,6 +42,7 @@ pub(crate) fn router(state: Arc<ApiState>) -> Router {
         .route("/v1/packages/{name}/{version}", get(manifest))
         .route("/v1/packages/{name}/{version}/artifact", get(artifact))
         .route("/v1/packages/{name}/{version}/yank", post(yank))
+        .route("/v1/peers", get(peers))
         .route("/v1/key", get(key))
         .route("/v1/key/export", post(export_key))
         .route("/v1/key/import", post(import_key))
@@ -169,6 +170,10 @@ struct StatusBody {
 
 async fn status(State(state): State<Arc<ApiState>>) -> ApiResult<Json<StatusBody>> {
     Ok(Json(StatusBody { status: state.node.status().await?, api: state.addr }))
+}
+
+async fn peers(State(state): State<Arc<ApiState>>) -> ApiResult<Json<Vec<agora::PeerInfo>>> {
+    Ok(Json(state.node.peers().await?))
 }
 
 #[derive(Debug, Deserialize)]

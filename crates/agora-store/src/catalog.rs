@@ -201,6 +201,25 @@ impl Catalog {
         self.database.read(|connection| sync::manifest_for_digest(connection, digest))
     }
 
+    /// Every package name with the key that owns it (trust on first use).
+    pub fn owners(&self) -> Result<Vec<(PackageName, agora_core::PublicKey)>> {
+        self.database.read(|connection| {
+            let mut statement = connection.prepare_cached("SELECT name, owner FROM packages")?;
+            let rows = statement.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, Vec<u8>>(1)?)))?;
+            rows.map(|row| {
+                let (name, owner) = row?;
+                let owner: [u8; 32] =
+                    owner.as_slice().try_into().map_err(|_| Error::Corrupt(format!("owner key of `{name}`")))?;
+                Ok((
+                    PackageName::parse(&name).map_err(|_| Error::Corrupt(format!("package name `{name}`")))?,
+                    agora_core::PublicKey::from_bytes(&owner)
+                        .map_err(|_| Error::Corrupt(format!("owner key of `{name}`")))?,
+                ))
+            })
+            .collect()
+        })
+    }
+
     /// Digests of every artifact this node holds, ascending.
     pub fn held_artifacts(&self) -> Result<Vec<Digest>> {
         self.database.read(sync::held_artifacts)

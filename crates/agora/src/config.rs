@@ -26,6 +26,36 @@ pub struct Config {
     pub chunk_size: u32,
     /// Read cache settings.
     pub cache: CacheSettings,
+    /// Peer-to-peer settings.
+    pub network: NetworkSettings,
+}
+
+/// How the node joins the peer-to-peer network.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NetworkSettings {
+    /// Run the network at all (false: an offline node serving its own catalog).
+    pub enabled: bool,
+    /// Multiaddrs to listen on. Flag: `--listen` (repeatable).
+    pub listen: Vec<String>,
+    /// Peers to join through, each ending in `/p2p/<peer id>`. Flag: `--bootstrap`.
+    pub bootstrap: Vec<String>,
+    /// Deadline of one DHT lookup, in milliseconds.
+    pub query_timeout_ms: u64,
+    /// Deadline of one request to a peer, in milliseconds.
+    pub request_timeout_ms: u64,
+}
+
+impl Default for NetworkSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: vec!["/ip4/0.0.0.0/tcp/0".to_owned()],
+            bootstrap: Vec::new(),
+            query_timeout_ms: 10_000,
+            request_timeout_ms: 10_000,
+        }
+    }
 }
 
 /// The read cache in front of the catalog.
@@ -48,6 +78,7 @@ impl Default for Config {
             max_artifact_size: 256 * 1024 * 1024,
             chunk_size: agora_core::ArtifactInfo::DEFAULT_CHUNK_SIZE,
             cache: CacheSettings::default(),
+            network: NetworkSettings::default(),
         }
     }
 }
@@ -112,6 +143,25 @@ impl Config {
         }
         if self.cache.max_entries == 0 {
             return invalid("cache.max_entries must be greater than 0".into());
+        }
+        for (field, addresses) in
+            [("network.listen", &self.network.listen), ("network.bootstrap", &self.network.bootstrap)]
+        {
+            for address in addresses {
+                let parsed: agora_net::Multiaddr = address.parse().map_err(|error| Error::Config {
+                    origin: origin.to_owned(),
+                    message: format!("{field}: `{address}` is not a multiaddr: {error}"),
+                })?;
+                if field == "network.bootstrap" {
+                    agora_net::split_peer(&parsed).map_err(|error| Error::Config {
+                        origin: origin.to_owned(),
+                        message: format!("{field}: {error}"),
+                    })?;
+                }
+            }
+        }
+        if self.network.query_timeout_ms == 0 || self.network.request_timeout_ms == 0 {
+            return invalid("network timeouts must be greater than 0".into());
         }
         Ok(())
     }

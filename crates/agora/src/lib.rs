@@ -1,7 +1,8 @@
 //! Agora: a decentralized package registry.
 //!
 //! This is the facade crate. It composes the domain model (`agora-core`), the
-//! SQLite store (`agora-store`) and the read cache (`agora-cache`) into a [`Node`],
+//! SQLite store (`agora-store`), the read cache (`agora-cache`) and the libp2p
+//! network (`agora-net`) into a [`Node`],
 //! and offers [`LocalRegistry`] (the store as a [`Registry`]) and the [`archive`]
 //! functions that turn package directories into deterministic archives and back.
 //! The `agora` binary (crate `agora-cli`) is a thin shell around this crate.
@@ -16,7 +17,11 @@
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let dir = tempfile::tempdir()?;
-//! let node = Node::builder().data_dir(dir.path().join("node")).build().await?;
+//! let node = Node::builder()
+//!     .data_dir(dir.path().join("node"))
+//!     .listen(["/ip4/127.0.0.1/tcp/0"]) // peer-to-peer; other nodes bootstrap from here
+//!     .build()
+//!     .await?;
 //!
 //! // Write a package skeleton, pack it, publish it.
 //! let package = dir.path().join("hello");
@@ -27,6 +32,7 @@
 //!
 //! let hits = node.search(&Query::new("hello")).await?.hits;
 //! assert_eq!(hits[0].name.as_str(), "hello");
+//! node.shutdown().await;
 //! # Ok(())
 //! # }
 //! ```
@@ -36,7 +42,9 @@ mod config;
 mod error;
 mod keys;
 mod local;
+mod network;
 mod node;
+mod validator;
 
 pub use agora_cache::{CacheConfig, CacheStats, CachedRegistry};
 pub use agora_core::{
@@ -44,10 +52,12 @@ pub use agora_core::{
     PackageName, PublicKey, Publication, Publisher, Query, Registry, RegistryMetadata, SearchHit, SearchResults,
     SearchScope, SecretKey, SignedManifest, SignedPackageIndex, Version, VersionEntry, VersionReq, parse_version,
 };
-pub use config::{CacheSettings, Config, DEFAULT_API_ADDR, default_data_dir};
+/// The network crate, for peer ids, multiaddrs and the handle.
+pub use agora_net as net;
+pub use config::{CacheSettings, Config, DEFAULT_API_ADDR, NetworkSettings, default_data_dir};
 pub use error::{Error, Result};
 pub use local::LocalRegistry;
-pub use node::{CacheCounters, Node, NodeBuilder, NodeStatus, Published, api_token_path};
+pub use node::{CacheCounters, NetworkSummary, Node, NodeBuilder, NodeStatus, PeerInfo, Published, api_token_path};
 
 /// The domain model crate, for what the re-exports above leave out.
 pub use agora_core as core;

@@ -39,6 +39,9 @@ pub struct NodeBuilder {
 enum Override {
     Api(std::net::SocketAddr),
     MaxArtifactSize(u64),
+    Listen(Vec<String>),
+    Bootstrap(Vec<String>),
+    Offline,
 }
 
 impl NodeBuilder {
@@ -72,6 +75,24 @@ impl NodeBuilder {
         self
     }
 
+    /// Replaces the listen addresses (multiaddrs such as `/ip4/127.0.0.1/tcp/0`).
+    pub fn listen(mut self, addresses: impl IntoIterator<Item = impl ToString>) -> Self {
+        self.overrides.push(Override::Listen(addresses.into_iter().map(|a| a.to_string()).collect()));
+        self
+    }
+
+    /// Adds bootstrap peers (multiaddrs ending in `/p2p/<peer id>`).
+    pub fn bootstrap(mut self, addresses: impl IntoIterator<Item = impl ToString>) -> Self {
+        self.overrides.push(Override::Bootstrap(addresses.into_iter().map(|a| a.to_string()).collect()));
+        self
+    }
+
+    /// Runs without the peer-to-peer network.
+    pub fn offline(mut self) -> Self {
+        self.overrides.push(Override::Offline);
+        self
+    }
+
     /// Resolves the configuration without opening anything.
     pub fn resolve_config(&self) -> Result<Config> {
         let data_dir = self.data_dir.clone().unwrap_or_else(crate::default_data_dir);
@@ -89,6 +110,9 @@ impl NodeBuilder {
             match value {
                 Override::Api(addr) => config.api = *addr,
                 Override::MaxArtifactSize(bytes) => config.max_artifact_size = *bytes,
+                Override::Listen(addresses) => config.network.listen.clone_from(addresses),
+                Override::Bootstrap(addresses) => config.network.bootstrap.extend(addresses.iter().cloned()),
+                Override::Offline => config.network.enabled = false,
             }
         }
         config.validate("the command line")?;
@@ -113,20 +137,27 @@ impl NodeBuilder {
             .map_err(|error| Error::Config { origin: "node start".into(), message: error.to_string() })??
         };
         let (identity, publisher, store) = opened;
-        let registry =
-            CachedRegistry::new(LocalRegistry::new(store, config.max_artifact_size), config.cache.to_cache_config());
+        let registry = CachedRegistry::new(
+            LocalRegistry::new(store.clone(), config.max_artifact_size),
+            config.cache.to_cache_config(),
+        );
         tracing::info!(data_dir = %data_dir.display(), publisher = %publisher.public_key(), "node opened");
-        Ok(Node {
-            inner: Arc::new(NodeInner {
-                data_dir,
-                config,
-                registry,
-                identity,
-                publisher: RwLock::new(publisher),
-                publish_lock: tokio::sync::Mutex::new(()),
-                started: Instant::now(),
-            }),
-        })
+        let inner = NodeInner {
+            data_dir,
+            config,
+            store,
+            registry,
+            identity,
+            publisher: RwLock::new(publisher),
+            publish_lock: tokio::sync::Mutex::new(()),
+            started: Instant::now(),
+            network: std::sync::OnceLock::new(),
+        };
+        let node = Node { inner: Arc::new(inner) };
+        if node.inner.config.network.enabled {
+            crate::network::start(&node).await?;
+        }
+        Ok(node)
     }
 }
 
@@ -137,9 +168,10 @@ pub struct Node {
 }
 
 #[derive(Debug)]
-struct NodeInner {
+pub(crate) struct NodeInner {
     data_dir: PathBuf,
     config: Config,
+    store: Store,
     registry: CachedRegistry<LocalRegistry>,
     identity: SecretKey,
     publisher: RwLock<SecretKey>,
@@ -147,6 +179,8 @@ struct NodeInner {
     /// index and sign its successor.
     publish_lock: tokio::sync::Mutex<()>,
     started: Instant,
+    /// Set once at start when the network is enabled.
+    network: std::sync::OnceLock<crate::network::Network>,
 }
 
 /// What a node reports about itself.
@@ -168,6 +202,25 @@ pub struct NodeStatus {
     pub max_artifact_size: u64,
     /// Seconds since start.
     pub uptime_secs: u64,
+    /// The peer-to-peer side, when enabled.
+    pub network: Option<NetworkSummary>,
+}
+
+/// The network part of [`NodeStatus`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NetworkSummary {
+    /// This node's peer id.
+    pub peer_id: String,
+    /// Where it listens, each with `/p2p/<peer id>` (what others bootstrap from).
+    pub listen_addrs: Vec<String>,
+    /// Peers with an open connection.
+    pub connected_peers: Vec<String>,
+    /// Peers in the DHT routing table.
+    pub routing_table_size: usize,
+    /// Records in the local DHT store.
+    pub dht_records: usize,
+    /// Artifacts this node announces as a provider.
+    pub dht_provided: usize,
 }
 
 /// Read-cache hits and misses.
@@ -177,6 +230,21 @@ pub struct CacheCounters {
     pub hits: u64,
     /// Lookups that went to the store.
     pub misses: u64,
+}
+
+/// A peer as `agora peers` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PeerInfo {
+    /// Its peer id.
+    pub peer_id: String,
+    /// Whether a connection is open now.
+    pub connected: bool,
+    /// Where it listens (as last identified).
+    pub addresses: Vec<String>,
+    /// Unix seconds it was last identified (0: never).
+    pub last_seen: u64,
+    /// Strikes recorded against it this run (invalid records, bad chunks, garbage).
+    pub strikes: u32,
 }
 
 /// The result of publishing an archive.
@@ -288,7 +356,7 @@ impl Node {
             .into());
         }
         let (manifest, index) = self.publisher().publish(metadata, info, current.as_ref(), unix_now())?;
-        self.inner.registry.publish(Publication { manifest: manifest.clone(), index, artifact: archive_data }).await?;
+        self.publish(Publication { manifest: manifest.clone(), index, artifact: archive_data }).await?;
         Ok(Published { manifest, created: true })
     }
 
@@ -300,7 +368,7 @@ impl Node {
             return Err(CoreError::PackageNotFound(name.clone()).into());
         };
         match self.publisher().set_yanked(&current, version, yanked, unix_now())? {
-            Some(next) => Ok(self.inner.registry.yank(next).await?),
+            Some(next) => Ok(self.yank(next).await?),
             None => Ok(IndexChange::default()),
         }
     }
@@ -317,11 +385,98 @@ impl Node {
             cache: CacheCounters { hits: total.hits, misses: total.misses },
             max_artifact_size: self.inner.config.max_artifact_size,
             uptime_secs: self.inner.started.elapsed().as_secs(),
+            network: match self.network() {
+                Some(network) => Some(network.summary().await?),
+                None => None,
+            },
         })
     }
 
+    /// Known and connected peers, connected first.
+    pub async fn peers(&self) -> Result<Vec<PeerInfo>> {
+        let Some(network) = self.network() else { return Ok(Vec::new()) };
+        let status = network.handle().status().await.map_err(crate::network::network_error)?;
+        let store = self.inner.store.clone();
+        let known = tokio::task::spawn_blocking(move || store.catalog().known_peers(1000))
+            .await
+            .map_err(|error| Error::Config { origin: "peers".into(), message: error.to_string() })??;
+        let connected: std::collections::HashSet<String> =
+            status.connected_peers.iter().map(ToString::to_string).collect();
+        let mut peers: Vec<PeerInfo> = known
+            .into_iter()
+            .map(|peer| PeerInfo {
+                connected: connected.contains(&peer.peer_id),
+                strikes: peer.peer_id.parse().map_or(0, |id| self.strikes(&id)),
+                peer_id: peer.peer_id,
+                addresses: peer.addresses,
+                last_seen: peer.last_seen,
+            })
+            .collect();
+        for peer in &status.connected_peers {
+            if !peers.iter().any(|known| known.peer_id == peer.to_string()) {
+                peers.push(PeerInfo {
+                    peer_id: peer.to_string(),
+                    connected: true,
+                    addresses: Vec::new(),
+                    last_seen: 0,
+                    strikes: self.strikes(peer),
+                });
+            }
+        }
+        peers.sort_by_key(|peer| (!peer.connected, std::cmp::Reverse(peer.last_seen)));
+        Ok(peers)
+    }
+
+    /// Stops the network and the node's background tasks. The store stays usable.
+    pub async fn shutdown(&self) {
+        if let Some(network) = self.network() {
+            network.shutdown().await;
+        }
+    }
+
+    /// The local (catalog-only, cached) registry, without network fallbacks.
+    pub(crate) fn local(&self) -> &CachedRegistry<LocalRegistry> {
+        &self.inner.registry
+    }
+
+    pub(crate) fn downgrade(&self) -> std::sync::Weak<NodeInner> {
+        Arc::downgrade(&self.inner)
+    }
+
+    pub(crate) fn upgrade(weak: &std::sync::Weak<NodeInner>) -> Option<Node> {
+        weak.upgrade().map(|inner| Node { inner })
+    }
+
+    pub(crate) fn identity_seed(&self) -> [u8; 32] {
+        self.inner.identity.to_bytes()
+    }
+
+    /// The peer-to-peer handle, when the network is running (for tools and tests
+    /// that drive the network directly).
+    pub fn network_handle(&self) -> Option<&agora_net::NetworkHandle> {
+        self.network().map(crate::network::Network::handle)
+    }
+
+    /// Strikes this node has recorded against `peer` (invalid records, garbage on a
+    /// protocol, bad chunks).
+    pub fn strikes(&self, peer: &agora_net::PeerId) -> u32 {
+        self.network().map_or(0, |network| network.strikes(peer))
+    }
+
+    pub(crate) fn network(&self) -> Option<&crate::network::Network> {
+        self.inner.network.get()
+    }
+
+    pub(crate) fn set_network(&self, network: crate::network::Network) {
+        let _ = self.inner.network.set(network);
+    }
+
+    pub(crate) fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
     async fn current_index(&self, name: &PackageName) -> Result<Option<PackageIndex>> {
-        match self.inner.registry.get_package(name).await {
+        match self.get_package(name).await {
             Ok(index) => Ok(Some(index.into_index())),
             Err(CoreError::PackageNotFound(_)) => Ok(None),
             Err(error) => Err(error.into()),
@@ -378,19 +533,32 @@ fn inspect_archive(
 #[async_trait]
 impl Registry for Node {
     async fn publish(&self, publication: Publication) -> CoreResult<()> {
-        self.inner.registry.publish(publication).await
+        let (manifest, index) = (publication.manifest.clone(), publication.index.clone());
+        self.inner.registry.publish(publication).await?;
+        if let Some(network) = self.network() {
+            network.publish_in_background(manifest, index);
+        }
+        Ok(())
     }
 
     async fn get_package(&self, name: &PackageName) -> CoreResult<SignedPackageIndex> {
-        self.inner.registry.get_package(name).await
+        match (self.inner.registry.get_package(name).await, self.network()) {
+            (Err(CoreError::PackageNotFound(_)), Some(network)) => network.index_from_dht(self, name).await,
+            (result, _) => result,
+        }
     }
 
     async fn get_version(&self, name: &PackageName, version: &Version) -> CoreResult<SignedManifest> {
-        self.inner.registry.get_version(name, version).await
+        match (self.inner.registry.get_version(name, version).await, self.network()) {
+            (Err(CoreError::PackageNotFound(_) | CoreError::VersionNotFound { .. }), Some(network)) => {
+                network.manifest_from_dht(self, name, version).await
+            }
+            (result, _) => result,
+        }
     }
 
     async fn list_versions(&self, name: &PackageName) -> CoreResult<Vec<VersionEntry>> {
-        self.inner.registry.list_versions(name).await
+        Ok(self.get_package(name).await?.into_index().versions)
     }
 
     async fn search(&self, query: &Query) -> CoreResult<SearchResults> {
@@ -398,11 +566,21 @@ impl Registry for Node {
     }
 
     async fn fetch_artifact(&self, name: &PackageName, version: &Version) -> CoreResult<Artifact> {
-        self.inner.registry.fetch_artifact(name, version).await
+        match (self.inner.registry.fetch_artifact(name, version).await, self.network()) {
+            (Err(error), Some(network)) if error.is_not_found() => {
+                let manifest = self.get_version(name, version).await?;
+                network.download(self, manifest).await
+            }
+            (result, _) => result,
+        }
     }
 
     async fn yank(&self, index: SignedPackageIndex) -> CoreResult<IndexChange> {
-        self.inner.registry.yank(index).await
+        let change = self.inner.registry.yank(index.clone()).await?;
+        if let Some(network) = self.network() {
+            network.announce_index_in_background(index);
+        }
+        Ok(change)
     }
 
     async fn metadata(&self) -> CoreResult<RegistryMetadata> {

@@ -1,0 +1,713 @@
+//! The node's peer-to-peer side: starts the `agora-net` actor, answers its events
+//! from the store (chunks, catalog pages, announcements, inbound records), keeps
+//! the catalog converging (catalog sync with every new peer), and gives the
+//! `Registry` methods their network fallbacks (DHT lookups, provider downloads).
+//!
+//! The network emits events; this module decides what to persist. SQLite and file
+//! work runs on the blocking pool, never in the network task.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use agora_core::{
+    Artifact, ArtifactData, Digest, Error as CoreError, PackageName, Registry, Result as CoreResult, SignedManifest,
+    SignedPackageIndex, Version,
+};
+use agora_net::{
+    Announcement, ChunkRequest, ChunkResponse, MAX_SYNC_RESPONSE, Multiaddr, NetworkConfig, NetworkEvent,
+    NetworkHandle, PeerId, RecordKey, SyncEntry, SyncRequest, SyncResponse, Verdict, Wire, peer_address,
+};
+use agora_store::Ingested;
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+
+use crate::local::unix_now;
+use crate::node::{NetworkSummary, Node, NodeInner};
+use crate::validator::OwnerValidator;
+use crate::{Error, Result};
+
+/// Packages per catalog-sync page.
+const SYNC_PAGE: u16 = 256;
+/// Upper bound on pages pulled from one peer in one sync.
+const MAX_SYNC_PAGES: usize = 10_000;
+/// Peers synced with at once.
+const SYNC_SLOTS: usize = 4;
+/// Network events handled at once.
+const EVENT_SLOTS: usize = 64;
+/// DHT puts and provides in flight during a republish.
+const REPUBLISH_SLOTS: usize = 16;
+/// Providers tried, one after another, for one download.
+const MAX_PROVIDERS_TRIED: usize = 8;
+/// Known peers re-dialed at start.
+const REDIAL_PEERS: usize = 32;
+/// Peers whose strikes are remembered (reputation proper comes later).
+const MAX_STRIKE_ENTRIES: usize = 10_000;
+
+/// The running network of a node.
+#[derive(Debug)]
+pub(crate) struct Network {
+    handle: NetworkHandle,
+    validator: Arc<OwnerValidator>,
+    state: Arc<State>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    syncing: Mutex<HashSet<PeerId>>,
+    strikes: Mutex<HashMap<PeerId, u32>>,
+    connected: AtomicUsize,
+}
+
+impl Drop for Network {
+    fn drop(&mut self) {
+        for task in self.tasks.lock().unwrap_or_else(std::sync::PoisonError::into_inner).drain(..) {
+            task.abort();
+        }
+    }
+}
+
+/// Starts the network for `node`: the actor, the event loop, re-dials of known
+/// peers and the republish of what this node owns and holds.
+pub(crate) async fn start(node: &Node) -> Result<()> {
+    let settings = &node.config().network;
+    let config_error = |message: String| Error::Config { origin: "network".into(), message };
+    let parse = |addresses: &[String]| -> Result<Vec<Multiaddr>> {
+        addresses
+            .iter()
+            .map(|a| a.parse().map_err(|e| config_error(format!("`{a}` is not a multiaddr: {e}"))))
+            .collect()
+    };
+    let mut config = NetworkConfig::new(node.identity_seed());
+    config.listen = parse(&settings.listen)?;
+    config.bootstrap = parse(&settings.bootstrap)?;
+    config.query_timeout = Duration::from_millis(settings.query_timeout_ms);
+    config.request_timeout = Duration::from_millis(settings.request_timeout_ms);
+
+    let store = node.store().clone();
+    let owners = blocking(move || store.catalog().owners()).await?;
+    let validator = Arc::new(OwnerValidator::new(owners));
+    let (handle, events, actor) =
+        agora_net::spawn(config, validator.clone()).await.map_err(|error| config_error(error.to_string()))?;
+    tokio::fs::create_dir_all(downloads_dir(node)).await.map_err(|error| Error::io(downloads_dir(node), error))?;
+
+    let state = Arc::new(State::default());
+    let service = tokio::spawn(event_loop(node.downgrade(), handle.clone(), state.clone(), events));
+    let warmup = tokio::spawn(warm_up(node.downgrade(), handle.clone()));
+    let network = Network { handle, validator, state, tasks: Mutex::new(vec![actor, service, warmup]) };
+    tracing::info!(peer_id = %network.handle.peer_id(), "network started");
+    node.set_network(network);
+    Ok(())
+}
+
+impl Network {
+    pub(crate) fn handle(&self) -> &NetworkHandle {
+        &self.handle
+    }
+
+    pub(crate) async fn summary(&self) -> CoreResult<NetworkSummary> {
+        let status = self.handle.status().await.map_err(network_error)?;
+        Ok(NetworkSummary {
+            peer_id: status.peer_id.to_string(),
+            listen_addrs: status.listen_addrs.iter().map(|a| peer_address(a, status.peer_id).to_string()).collect(),
+            connected_peers: status.connected_peers.iter().map(ToString::to_string).collect(),
+            routing_table_size: status.routing_table_size,
+            dht_records: status.dht_records,
+            dht_provided: status.dht_provided,
+        })
+    }
+
+    pub(crate) async fn shutdown(&self) {
+        self.handle.shutdown().await;
+        let tasks: Vec<JoinHandle<()>> =
+            self.tasks.lock().unwrap_or_else(std::sync::PoisonError::into_inner).drain(..).collect();
+        for task in tasks {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+
+    /// Strikes recorded against a peer (invalid records, garbage, bad chunks).
+    pub(crate) fn strikes(&self, peer: &PeerId) -> u32 {
+        self.state.strikes.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(peer).copied().unwrap_or(0)
+    }
+
+    /// Puts the records of a new version in the DHT, provides its artifact and
+    /// announces it, without making the publisher wait. Failures are logged: a
+    /// lone node publishes fine and pushes its records when peers appear.
+    pub(crate) fn publish_in_background(&self, manifest: SignedManifest, index: SignedPackageIndex) {
+        let handle = self.handle.clone();
+        tokio::spawn(async move {
+            let inner = manifest.manifest();
+            let name = inner.name().clone();
+            let announcement = Announcement::Publish { manifest: manifest.to_bytes(), index: index.to_bytes() };
+            let (index_put, manifest_put, provided, announced) = tokio::join!(
+                handle.put_record(RecordKey::Index(name.clone()), index.to_bytes()),
+                handle.put_record(RecordKey::Manifest(name.clone(), inner.version().clone()), manifest.to_bytes()),
+                handle.start_providing(inner.artifact.digest),
+                handle.announce(announcement.encode()),
+            );
+            tracing::info!(
+                package = %name,
+                version = %inner.version(),
+                index_put = ?index_put.err(),
+                manifest_put = ?manifest_put.err(),
+                provided = ?provided.err(),
+                announced = ?announced,
+                "published to the network"
+            );
+        });
+    }
+
+    /// Puts and announces an index update (a yank) in the background.
+    pub(crate) fn announce_index_in_background(&self, index: SignedPackageIndex) {
+        let handle = self.handle.clone();
+        tokio::spawn(async move {
+            let name = index.index().name.clone();
+            let announcement = Announcement::Index { index: index.to_bytes() };
+            let (put, announced) = tokio::join!(
+                handle.put_record(RecordKey::Index(name.clone()), index.to_bytes()),
+                handle.announce(announcement.encode())
+            );
+            tracing::info!(package = %name, put = ?put.err(), announced = ?announced, "index update sent to the network");
+        });
+    }
+
+    /// Looks up the index of `name` in the DHT, verifies it and stores it.
+    pub(crate) async fn index_from_dht(&self, node: &Node, name: &PackageName) -> CoreResult<SignedPackageIndex> {
+        let value = self
+            .handle
+            .get_record(RecordKey::Index(name.clone()))
+            .await
+            .map_err(network_error)?
+            .ok_or_else(|| CoreError::PackageNotFound(name.clone()))?;
+        let index = SignedPackageIndex::from_bytes(&value)?;
+        if &index.index().name != name {
+            return Err(CoreError::InvalidIndex(format!(
+                "the DHT returned the index of `{}` for `{name}`",
+                index.index().name
+            )));
+        }
+        ingest_one(node, &self.validator, index.clone(), Vec::new()).await?;
+        // What the catalog holds now (it may have had a newer copy).
+        node.local().get_package(name).await
+    }
+
+    /// Looks up the manifest of `name@version` in the DHT (and the index, if the
+    /// local one does not list the version), verifies and stores both.
+    pub(crate) async fn manifest_from_dht(
+        &self,
+        node: &Node,
+        name: &PackageName,
+        version: &Version,
+    ) -> CoreResult<SignedManifest> {
+        let index = match node.local().get_package(name).await {
+            Ok(index) if index.index().entry(version).is_some() => index,
+            Ok(_) | Err(CoreError::PackageNotFound(_)) => self.index_from_dht(node, name).await?,
+            Err(error) => return Err(error),
+        };
+        if index.index().entry(version).is_none() {
+            return Err(CoreError::VersionNotFound { name: name.clone(), version: version.clone() });
+        }
+        let value = self
+            .handle
+            .get_record(RecordKey::Manifest(name.clone(), version.clone()))
+            .await
+            .map_err(network_error)?
+            .ok_or_else(|| CoreError::VersionNotFound { name: name.clone(), version: version.clone() })?;
+        let manifest = SignedManifest::from_bytes(&value)?;
+        ingest_one(node, &self.validator, index, vec![manifest]).await?;
+        node.local().get_version(name, version).await
+    }
+
+    /// Downloads the artifact of `manifest` from a provider, chunk by chunk, each
+    /// chunk verified before it is written; on any failure the next provider is
+    /// tried. The verified artifact is stored and this node becomes a provider.
+    pub(crate) async fn download(&self, node: &Node, manifest: SignedManifest) -> CoreResult<Artifact> {
+        let info = manifest.manifest().artifact.clone();
+        let (name, version) = (manifest.manifest().name().clone(), manifest.manifest().version().clone());
+        if info.size > node.config().max_artifact_size {
+            return Err(CoreError::ArtifactTooLarge { size: info.size, limit: node.config().max_artifact_size });
+        }
+        let providers = self.handle.get_providers(info.digest).await.map_err(network_error)?;
+        if providers.is_empty() {
+            tracing::warn!(package = %name, %version, digest = %info.digest, "no providers found");
+            return Err(CoreError::ArtifactUnavailable { name, version });
+        }
+        let mut failures = Vec::new();
+        for peer in providers.into_iter().take(MAX_PROVIDERS_TRIED) {
+            match self.download_from(node, peer, &manifest).await {
+                Ok(path) => {
+                    let handle = self.handle.clone();
+                    let digest = info.digest;
+                    tokio::spawn(async move {
+                        if let Err(error) = handle.start_providing(digest).await {
+                            tracing::debug!(%digest, %error, "providing after download");
+                        }
+                    });
+                    tracing::info!(package = %name, %version, provider = %peer, "artifact downloaded");
+                    return Ok(Artifact { manifest, data: ArtifactData::File(path) });
+                }
+                Err(error) => {
+                    tracing::warn!(package = %name, %version, provider = %peer, %error, "provider failed; trying the next");
+                    failures.push(format!("{peer}: {error}"));
+                }
+            }
+        }
+        Err(CoreError::Network(format!(
+            "could not download {name}@{version} from any of {} providers: {}",
+            failures.len(),
+            failures.join("; ")
+        )))
+    }
+
+    async fn download_from(
+        &self,
+        node: &Node,
+        peer: PeerId,
+        manifest: &SignedManifest,
+    ) -> CoreResult<std::path::PathBuf> {
+        use tokio::io::AsyncWriteExt;
+        let info = &manifest.manifest().artifact;
+        let dir = downloads_dir(node);
+        let temp = tempfile::NamedTempFile::new_in(&dir)
+            .map_err(|error| CoreError::Io(format!("{}: {error}", dir.display())))?;
+        let (file, temp_path) = temp.into_parts();
+        let mut file = tokio::fs::File::from_std(file);
+        for index in 0..info.chunks.len() {
+            let request = ChunkRequest { digest: info.digest, index: index as u32 };
+            let response = self.handle.request_chunk(peer, request).await.map_err(network_error)?;
+            let bytes = match response {
+                ChunkResponse::Data(bytes) => bytes,
+                other => return Err(CoreError::Network(format!("chunk {index}: provider answered {other:?}"))),
+            };
+            let expected_len = info.chunk_range(index).map(|(_, len)| len as usize);
+            if Some(bytes.len()) != expected_len || Digest::of(&bytes) != info.chunks[index] {
+                self.strike(peer, format!("sent a bad chunk {index} of {}", info.digest));
+                return Err(CoreError::DigestMismatch { expected: info.chunks[index], actual: Digest::of(&bytes) });
+            }
+            file.write_all(&bytes).await.map_err(|error| CoreError::Io(error.to_string()))?;
+        }
+        file.flush().await.map_err(|error| CoreError::Io(error.to_string()))?;
+        drop(file);
+        let store = node.store().clone();
+        let expected = info.clone();
+        let source = temp_path.to_path_buf();
+        let stored = blocking(move || {
+            let stored = store.artifacts().put(&expected, &ArtifactData::File(source))?;
+            store.catalog().record_artifact(&expected.digest, expected.size, false, unix_now())?;
+            Ok(stored.path)
+        })
+        .await?;
+        drop(temp_path);
+        Ok(stored)
+    }
+
+    fn strike(&self, peer: PeerId, reason: String) {
+        strike(&self.state, peer, &reason);
+    }
+}
+
+fn strike(state: &State, peer: PeerId, reason: &str) {
+    tracing::warn!(%peer, reason, "strike against peer");
+    let mut strikes = state.strikes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if strikes.len() >= MAX_STRIKE_ENTRIES && !strikes.contains_key(&peer) {
+        return;
+    }
+    *strikes.entry(peer).or_default() += 1;
+}
+
+fn downloads_dir(node: &Node) -> std::path::PathBuf {
+    node.data_dir().join("tmp").join("downloads")
+}
+
+pub(crate) fn network_error(error: agora_net::NetworkError) -> CoreError {
+    CoreError::Network(error.to_string())
+}
+
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> agora_store::Result<T> + Send + 'static) -> CoreResult<T> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(result) => result.map_err(CoreError::from),
+        Err(error) => Err(CoreError::Storage(format!("store task failed: {error}"))),
+    }
+}
+
+/// What ingesting a batch of records did.
+#[derive(Debug, Default)]
+struct IngestReport {
+    changed: Vec<PackageName>,
+    rejected: Vec<String>,
+    /// The first rule violation (bad owner, rewritten version…), if any.
+    invalid: Option<CoreError>,
+}
+
+/// Stores verified records from the network: each index first (trust on first
+/// use, successor rules), then its manifests. Invalid ones are skipped and
+/// reported; the rest of the batch still lands.
+async fn ingest(
+    node: &Node,
+    validator: &OwnerValidator,
+    batch: Vec<(SignedPackageIndex, Vec<SignedManifest>)>,
+) -> CoreResult<IngestReport> {
+    let store = node.store().clone();
+    let owners: Vec<(PackageName, agora_core::PublicKey)> =
+        batch.iter().map(|(index, _)| (index.index().name.clone(), index.index().owner)).collect();
+    let report = blocking(move || {
+        let mut report = IngestReport::default();
+        for (index, manifests) in batch {
+            let name = index.index().name.clone();
+            let mut changed = false;
+            let reject = |error: agora_store::Error, report: &mut IngestReport| {
+                let error = CoreError::from(error);
+                report.rejected.push(format!("{name}: {error}"));
+                if error.is_invalid_input() && report.invalid.is_none() {
+                    report.invalid = Some(error);
+                }
+            };
+            match store.catalog().ingest_index(&index) {
+                Ok(Ingested::Inserted | Ingested::Updated(_)) => changed = true,
+                Ok(Ingested::Unchanged | Ingested::Stale) => {}
+                Err(error) => {
+                    reject(error, &mut report);
+                    continue;
+                }
+            }
+            for manifest in manifests {
+                match store.catalog().ingest_manifest(&manifest) {
+                    Ok(Ingested::Inserted | Ingested::Updated(_)) => changed = true,
+                    Ok(_) => {}
+                    Err(error) => reject(error, &mut report),
+                }
+            }
+            if changed {
+                report.changed.push(name);
+            }
+        }
+        Ok(report)
+    })
+    .await?;
+    for (name, owner) in owners {
+        if report.changed.contains(&name) {
+            validator.learn(&name, owner);
+        }
+    }
+    for name in &report.changed {
+        node.local().invalidate_package(name).await;
+    }
+    if !report.changed.is_empty() {
+        node.local().invalidate_searches();
+    }
+    Ok(report)
+}
+
+/// Ingests one package; a rule violation is returned as the error.
+async fn ingest_one(
+    node: &Node,
+    validator: &OwnerValidator,
+    index: SignedPackageIndex,
+    manifests: Vec<SignedManifest>,
+) -> CoreResult<bool> {
+    let report = ingest(node, validator, vec![(index, manifests)]).await?;
+    match report.invalid {
+        Some(error) => Err(error),
+        None => Ok(!report.changed.is_empty()),
+    }
+}
+
+async fn event_loop(
+    node: Weak<NodeInner>,
+    handle: NetworkHandle,
+    state: Arc<State>,
+    mut events: tokio::sync::mpsc::Receiver<NetworkEvent>,
+) {
+    let slots = Arc::new(Semaphore::new(EVENT_SLOTS));
+    let sync_slots = Arc::new(Semaphore::new(SYNC_SLOTS));
+    while let Some(event) = events.recv().await {
+        let Some(node) = Node::upgrade(&node) else { break };
+        let Ok(permit) = slots.clone().acquire_owned().await else { break };
+        let (handle, state, sync_slots) = (handle.clone(), state.clone(), sync_slots.clone());
+        tokio::spawn(async move {
+            on_event(&node, &handle, &state, &sync_slots, event).await;
+            drop(permit);
+        });
+    }
+    tracing::debug!("network event loop ended");
+}
+
+async fn on_event(
+    node: &Node,
+    handle: &NetworkHandle,
+    state: &Arc<State>,
+    sync_slots: &Arc<Semaphore>,
+    event: NetworkEvent,
+) {
+    let Some(network) = node.network() else { return };
+    match event {
+        NetworkEvent::Announcement { id, data } => {
+            let source = id.propagation_source();
+            let verdict = judge_announcement(node, &network.validator, &data).await;
+            if let Err(reason) = &verdict {
+                strike(state, source, reason);
+            }
+            let verdict = verdict.unwrap_or(Verdict::Reject);
+            handle.report_announcement(id, verdict).await;
+        }
+        NetworkEvent::ChunkRequested { request, reply, .. } => {
+            let store = node.store().clone();
+            let response = blocking(move || {
+                let Some(manifest) = store.catalog().manifest_for_digest(&request.digest)? else {
+                    return Ok(ChunkResponse::NotFound);
+                };
+                let info = &manifest.manifest().artifact;
+                if request.index as usize >= info.chunks.len() {
+                    return Ok(ChunkResponse::OutOfRange);
+                }
+                match store.artifacts().read_chunk(info, request.index as usize) {
+                    Ok(Some(bytes)) => Ok(ChunkResponse::Data(bytes)),
+                    Ok(None) => Ok(ChunkResponse::NotFound),
+                    Err(error) => {
+                        tracing::error!(digest = %request.digest, %error, "not serving a chunk that fails verification");
+                        Ok(ChunkResponse::Unavailable)
+                    }
+                }
+            })
+            .await
+            .unwrap_or(ChunkResponse::Unavailable);
+            handle.respond_chunk(reply, response).await;
+        }
+        NetworkEvent::SyncRequested { request, reply, .. } => {
+            let store = node.store().clone();
+            let limit = usize::from(request.limit.min(SYNC_PAGE));
+            let after = request.after;
+            let page =
+                blocking(move || store.catalog().page(after.as_ref(), limit, MAX_SYNC_RESPONSE - 1024 * 1024)).await;
+            let response = match page {
+                Ok((entries, next)) => SyncResponse {
+                    entries: entries
+                        .into_iter()
+                        .map(|e| SyncEntry { index: e.index, manifests: e.manifests })
+                        .collect(),
+                    next,
+                },
+                Err(error) => {
+                    tracing::error!(%error, "could not read a catalog page for a peer");
+                    SyncResponse::default()
+                }
+            };
+            handle.respond_sync(reply, response).await;
+        }
+        NetworkEvent::PeerConnected { peer, .. } => {
+            let before = state.connected.fetch_add(1, Ordering::SeqCst);
+            if before == 0 {
+                // The first peer after being alone: push what we own and hold.
+                tokio::spawn(republish(node.downgrade(), handle.clone()));
+            }
+            sync_with(node, handle, state, sync_slots, peer).await;
+        }
+        NetworkEvent::PeerDisconnected { .. } => {
+            state.connected.fetch_sub(1, Ordering::SeqCst);
+        }
+        NetworkEvent::PeerIdentified { peer, listen_addrs } => {
+            let addresses: Vec<String> = listen_addrs.iter().map(|a| peer_address(a, peer).to_string()).collect();
+            let store = node.store().clone();
+            let peer_id = peer.to_string();
+            if let Err(error) = blocking(move || store.catalog().save_peer(&peer_id, &addresses, unix_now())).await {
+                tracing::warn!(%peer, %error, "could not remember a peer");
+            }
+        }
+        NetworkEvent::RecordStored { peer, key, value } => {
+            let outcome = match key {
+                RecordKey::Index(_) => match SignedPackageIndex::from_bytes(&value) {
+                    Ok(index) => ingest_one(node, &network.validator, index, Vec::new()).await.map(drop),
+                    Err(error) => Err(error),
+                },
+                RecordKey::Manifest(name, _) => {
+                    match (SignedManifest::from_bytes(&value), node.local().get_package(&name).await) {
+                        (Ok(manifest), Ok(index)) => {
+                            ingest_one(node, &network.validator, index, vec![manifest]).await.map(drop)
+                        }
+                        (Err(error), _) => Err(error),
+                        // A manifest for a package we do not know yet: the index will follow.
+                        (Ok(_), Err(_)) => Ok(()),
+                    }
+                }
+            };
+            if let Err(error) = outcome
+                && error.is_invalid_input()
+            {
+                strike(state, peer, &format!("stored an invalid record: {error}"));
+            }
+        }
+        NetworkEvent::PeerMisbehaved { peer, reason } => strike(state, peer, &reason),
+    }
+}
+
+/// Decides on an announcement. `Err(reason)` means reject and strike.
+async fn judge_announcement(node: &Node, validator: &OwnerValidator, data: &[u8]) -> Result<Verdict, String> {
+    let announcement = Announcement::decode(data).map_err(|reason| format!("malformed announcement: {reason}"))?;
+    let (index, manifests) = match announcement {
+        Announcement::Publish { manifest, index } => {
+            let index = SignedPackageIndex::from_bytes(&index).map_err(|e| e.to_string())?;
+            let manifest = SignedManifest::from_bytes(&manifest).map_err(|e| e.to_string())?;
+            (index, vec![manifest])
+        }
+        Announcement::Index { index } => {
+            (SignedPackageIndex::from_bytes(&index).map_err(|e| e.to_string())?, Vec::new())
+        }
+    };
+    match ingest_one(node, validator, index, manifests).await {
+        Ok(true) => Ok(Verdict::Accept),
+        Ok(false) => Ok(Verdict::Ignore),
+        Err(error) if error.is_invalid_input() => Err(error.to_string()),
+        Err(error) => {
+            tracing::warn!(%error, "could not store an announcement");
+            Ok(Verdict::Ignore)
+        }
+    }
+}
+
+/// Pulls `peer`'s catalog page by page and stores what is new and valid.
+async fn sync_with(node: &Node, handle: &NetworkHandle, state: &Arc<State>, slots: &Arc<Semaphore>, peer: PeerId) {
+    if !state.syncing.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(peer) {
+        return;
+    }
+    let Some(network) = node.network() else { return };
+    let _slot = slots.acquire().await;
+    let mut after: Option<PackageName> = None;
+    let mut stored = 0usize;
+    for _ in 0..MAX_SYNC_PAGES {
+        let page = match handle.request_sync(peer, SyncRequest { after: after.clone(), limit: SYNC_PAGE }).await {
+            Ok(page) => page,
+            Err(error) => {
+                tracing::debug!(%peer, %error, "catalog sync stopped");
+                break;
+            }
+        };
+        let mut batch = Vec::with_capacity(page.entries.len());
+        for entry in page.entries {
+            let index = match SignedPackageIndex::from_bytes(&entry.index) {
+                Ok(index) => index,
+                Err(error) => {
+                    strike(state, peer, &format!("sync sent an invalid index: {error}"));
+                    continue;
+                }
+            };
+            let mut manifests = Vec::with_capacity(entry.manifests.len());
+            for bytes in entry.manifests {
+                match SignedManifest::from_bytes(&bytes) {
+                    Ok(manifest) => manifests.push(manifest),
+                    Err(error) => strike(state, peer, &format!("sync sent an invalid manifest: {error}")),
+                }
+            }
+            batch.push((index, manifests));
+        }
+        match ingest(node, &network.validator, batch).await {
+            Ok(report) => {
+                stored += report.changed.len();
+                if let Some(error) = report.invalid {
+                    strike(state, peer, &format!("sync sent records breaking the rules: {error}"));
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%peer, %error, "catalog sync could not store a page");
+                break;
+            }
+        }
+        match page.next {
+            Some(next) if after.as_ref().is_none_or(|previous| &next > previous) => after = Some(next),
+            Some(_) => {
+                strike(state, peer, "sync cursor did not advance");
+                break;
+            }
+            None => break,
+        }
+    }
+    if stored > 0 {
+        tracing::info!(%peer, packages = stored, "catalog sync stored new records");
+    }
+    let _ = network;
+    state.syncing.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&peer);
+}
+
+/// At start: re-dial peers known from earlier runs, then republish.
+async fn warm_up(node: Weak<NodeInner>, handle: NetworkHandle) {
+    if let Some(strong) = Node::upgrade(&node) {
+        let store = strong.store().clone();
+        drop(strong);
+        match blocking(move || store.catalog().known_peers(REDIAL_PEERS)).await {
+            Ok(peers) => {
+                for peer in peers {
+                    let Some(address) = peer.addresses.iter().find_map(|a| a.parse::<Multiaddr>().ok()) else {
+                        continue;
+                    };
+                    let handle = handle.clone();
+                    tokio::spawn(async move {
+                        if let Err(error) = handle.dial(address.clone()).await {
+                            tracing::debug!(%address, %error, "known peer unreachable");
+                        }
+                    });
+                }
+            }
+            Err(error) => tracing::warn!(%error, "could not read known peers"),
+        }
+    }
+    republish(node, handle).await;
+}
+
+/// Re-puts the records of the packages this node owns and provides every
+/// artifact it holds (the DHT's memory store is empty after a restart).
+async fn republish(node: Weak<NodeInner>, handle: NetworkHandle) {
+    let Some(strong) = Node::upgrade(&node) else { return };
+    let store = strong.store().clone();
+    let owner = strong.publisher_key();
+    drop(strong);
+    let slots = Arc::new(Semaphore::new(REPUBLISH_SLOTS));
+    let mut puts = tokio::task::JoinSet::new();
+    let mut after: Option<PackageName> = None;
+    loop {
+        let cursor = after.clone();
+        let page_store = store.clone();
+        let Ok((entries, next)) =
+            blocking(move || page_store.catalog().page(cursor.as_ref(), 256, 8 * 1024 * 1024)).await
+        else {
+            break;
+        };
+        for entry in entries {
+            let Ok(index) = SignedPackageIndex::from_bytes(&entry.index) else { continue };
+            if index.index().owner != owner {
+                continue;
+            }
+            let name = index.index().name.clone();
+            let mut records = vec![(RecordKey::Index(name.clone()), entry.index)];
+            for bytes in entry.manifests {
+                if let Ok(manifest) = SignedManifest::from_bytes(&bytes) {
+                    records.push((RecordKey::Manifest(name.clone(), manifest.manifest().version().clone()), bytes));
+                }
+            }
+            for (key, value) in records {
+                let (handle, slots) = (handle.clone(), slots.clone());
+                puts.spawn(async move {
+                    let _slot = slots.acquire().await;
+                    let _ = handle.put_record(key, value).await;
+                });
+            }
+        }
+        match next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    let held = blocking(move || store.catalog().held_artifacts()).await.unwrap_or_default();
+    let provided = held.len();
+    for digest in held {
+        let (handle, slots) = (handle.clone(), slots.clone());
+        puts.spawn(async move {
+            let _slot = slots.acquire().await;
+            let _ = handle.start_providing(digest).await;
+        });
+    }
+    while puts.join_next().await.is_some() {}
+    tracing::debug!(provided, "republished records and provider records");
+}

@@ -1,0 +1,97 @@
+//! The DHT record validator the node gives the network: signatures, key match,
+//! and the owners this node already knows (trust on first use), so a record for
+//! a known name signed by another key never enters the local DHT store.
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+
+use agora_core::{PackageName, PublicKey, SignedManifest, SignedPackageIndex};
+use agora_net::{MAX_RECORD_SIZE, RecordKey, RecordValidator};
+
+/// Validates records against signatures and known owners. The owner map mirrors
+/// the catalog's `packages.owner` column (one entry per known name, so it is
+/// bounded by the catalog itself).
+#[derive(Debug, Default)]
+pub(crate) struct OwnerValidator {
+    owners: RwLock<HashMap<PackageName, PublicKey>>,
+}
+
+impl OwnerValidator {
+    pub(crate) fn new(owners: impl IntoIterator<Item = (PackageName, PublicKey)>) -> Self {
+        Self { owners: RwLock::new(owners.into_iter().collect()) }
+    }
+
+    /// Records the owner of a name the catalog accepted.
+    pub(crate) fn learn(&self, name: &PackageName, owner: PublicKey) {
+        self.owners.write().unwrap_or_else(std::sync::PoisonError::into_inner).entry(name.clone()).or_insert(owner);
+    }
+
+    fn check_owner(&self, name: &PackageName, signer: &PublicKey) -> Result<(), String> {
+        let owners = self.owners.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match owners.get(name) {
+            Some(owner) if owner != signer => {
+                Err(format!("`{name}` is owned by {owner}, the record is signed by {signer}"))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+impl RecordValidator for OwnerValidator {
+    fn validate(&self, key: &RecordKey, value: &[u8]) -> Result<u64, String> {
+        if value.len() > MAX_RECORD_SIZE {
+            return Err(format!("record of {} bytes exceeds {MAX_RECORD_SIZE}", value.len()));
+        }
+        match key {
+            RecordKey::Index(name) => {
+                let index = SignedPackageIndex::from_bytes(value).map_err(|error| error.to_string())?;
+                let inner = index.index();
+                if &inner.name != name {
+                    return Err(format!("index of `{}` stored under the key of `{name}`", inner.name));
+                }
+                self.check_owner(name, &inner.owner)?;
+                Ok(inner.sequence)
+            }
+            RecordKey::Manifest(name, version) => {
+                let manifest = SignedManifest::from_bytes(value).map_err(|error| error.to_string())?;
+                let inner = manifest.manifest();
+                if inner.name() != name || inner.version() != version {
+                    return Err(format!(
+                        "manifest of {}@{} stored under the key of {name}@{version}",
+                        inner.name(),
+                        inner.version()
+                    ));
+                }
+                self.check_owner(name, &inner.publisher)?;
+                Ok(0)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use agora_core::{ArtifactInfo, PackageMetadata, Publisher, SecretKey};
+
+    use super::*;
+
+    #[test]
+    fn known_owners_win_over_signatures_from_other_keys() {
+        let owner = Publisher::new(SecretKey::generate());
+        let thief = Publisher::new(SecretKey::generate());
+        let name: PackageName = "claimed".parse().unwrap();
+        let metadata = PackageMetadata::new(name.clone(), "1.0.0".parse().unwrap(), "x");
+        let info = ArtifactInfo::compute(b"x", 4096).unwrap();
+        let (_, stolen) = thief.publish(metadata, info, None, 1).unwrap();
+        let validator = OwnerValidator::default();
+        let key = RecordKey::Index(name.clone());
+        assert_eq!(validator.validate(&key, &stolen.to_bytes()), Ok(1), "unknown names are trusted on first use");
+        validator.learn(&name, owner.public_key());
+        assert!(validator.validate(&key, &stolen.to_bytes()).unwrap_err().contains("is owned by"));
+        let other_key = RecordKey::Index("other".parse().unwrap());
+        assert!(validator.validate(&other_key, &stolen.to_bytes()).unwrap_err().contains("stored under the key"));
+        let mut tampered = stolen.to_bytes();
+        tampered[10] ^= 1;
+        assert!(validator.validate(&key, &tampered).is_err());
+    }
+}
