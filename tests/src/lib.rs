@@ -1,11 +1,14 @@
 //! Test harness for Agora's workspace-level integration tests.
 //!
+//! [`net::TestNet`] runs N in-process nodes on 127.0.0.1 in temp dirs.
 //! [`TestNode`] runs the real `agora` binary as a node on `127.0.0.1:0` in a
 //! temporary data directory, finds its API address from the file the node writes,
 //! runs CLI commands against it, and stops it on drop. Nothing here sleeps for a
 //! fixed time: waits poll a condition until a deadline.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+pub mod net;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -44,6 +44,9 @@ pub struct NetworkSettings {
     pub query_timeout_ms: u64,
     /// Deadline of one request to a peer, in milliseconds.
     pub request_timeout_ms: u64,
+    /// Pull the catalogs of peers on connect (false: learn only from gossip and
+    /// DHT lookups).
+    pub catalog_sync: bool,
 }
 
 impl Default for NetworkSettings {
@@ -54,6 +57,7 @@ impl Default for NetworkSettings {
             bootstrap: Vec::new(),
             query_timeout_ms: 10_000,
             request_timeout_ms: 10_000,
+            catalog_sync: true,
         }
     }
 }

@@ -504,7 +504,9 @@ async fn on_event(
                 // The first peer after being alone: push what we own and hold.
                 tokio::spawn(republish(node.downgrade(), handle.clone()));
             }
-            sync_with(node, handle, state, sync_slots, peer).await;
+            if node.config().network.catalog_sync {
+                sync_with(node, handle, state, sync_slots, peer).await;
+            }
         }
         NetworkEvent::PeerDisconnected { .. } => {
             state.connected.fetch_sub(1, Ordering::SeqCst);

@@ -42,6 +42,7 @@ enum Override {
     Listen(Vec<String>),
     Bootstrap(Vec<String>),
     Offline,
+    CatalogSync(bool),
 }
 
 impl NodeBuilder {
@@ -93,6 +94,12 @@ impl NodeBuilder {
         self
     }
 
+    /// Turns catalog sync with new peers on or off.
+    pub fn catalog_sync(mut self, enabled: bool) -> Self {
+        self.overrides.push(Override::CatalogSync(enabled));
+        self
+    }
+
     /// Resolves the configuration without opening anything.
     pub fn resolve_config(&self) -> Result<Config> {
         let data_dir = self.data_dir.clone().unwrap_or_else(crate::default_data_dir);
@@ -113,6 +120,7 @@ impl NodeBuilder {
                 Override::Listen(addresses) => config.network.listen.clone_from(addresses),
                 Override::Bootstrap(addresses) => config.network.bootstrap.extend(addresses.iter().cloned()),
                 Override::Offline => config.network.enabled = false,
+                Override::CatalogSync(enabled) => config.network.catalog_sync = *enabled,
             }
         }
         config.validate("the command line")?;

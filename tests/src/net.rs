@@ -1,0 +1,190 @@
+//! [`TestNet`]: N real nodes in this process, each with its own temp data dir,
+//! a libp2p swarm on `127.0.0.1:0`, and the first node as everyone's bootstrap.
+//! Waits poll a condition until a deadline; nothing sleeps a fixed time.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use agora::{ArtifactData, Node, PackageName, Published, Query, Registry, archive};
+
+/// Default deadline for network conditions in tests.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+/// A network of in-process nodes.
+#[derive(Debug)]
+pub struct TestNet {
+    root: tempfile::TempDir,
+    nodes: Vec<Option<Node>>,
+    bootstrap: Option<String>,
+}
+
+impl TestNet {
+    /// Starts `n` nodes; node 0 is the bootstrap of all others. Waits until every
+    /// node has a peer.
+    pub async fn new(n: usize) -> Self {
+        let mut net = Self { root: tempfile::tempdir().expect("temp dir"), nodes: Vec::new(), bootstrap: None };
+        for _ in 0..n {
+            net.add_node().await;
+        }
+        net.wait_connected().await;
+        net
+    }
+
+    /// Starts one more node (bootstrapping from node 0, if any); returns its index.
+    pub async fn add_node(&mut self) -> usize {
+        let bootstrap = self.bootstrap.clone();
+        self.add_node_with(bootstrap.as_deref()).await
+    }
+
+    /// Starts one more node bootstrapping from `bootstrap` (or alone); returns its index.
+    pub async fn add_node_with(&mut self, bootstrap: Option<&str>) -> usize {
+        let index = self.nodes.len();
+        let node = start(&self.dir(index), bootstrap).await;
+        if self.bootstrap.is_none() {
+            self.bootstrap = Some(Self::address_of(&node).await);
+        }
+        self.nodes.push(Some(node));
+        index
+    }
+
+    /// The `/ip4/127.0.0.1/tcp/…/p2p/…` address of a node.
+    pub async fn address(&self, index: usize) -> String {
+        Self::address_of(self.node(index)).await
+    }
+
+    async fn address_of(node: &Node) -> String {
+        let status = node.status().await.expect("status");
+        status.network.expect("network enabled").listen_addrs.into_iter().next().expect("a listen address")
+    }
+
+    /// Node `index` (panics if it was stopped).
+    pub fn node(&self, index: usize) -> &Node {
+        self.nodes[index].as_ref().expect("node is running")
+    }
+
+    /// Running nodes with their indexes.
+    pub fn running(&self) -> impl Iterator<Item = (usize, &Node)> {
+        self.nodes.iter().enumerate().filter_map(|(i, node)| node.as_ref().map(|node| (i, node)))
+    }
+
+    /// Number of nodes ever started.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// True when no node was started.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// Data dir of node `index`.
+    pub fn dir(&self, index: usize) -> PathBuf {
+        self.root.path().join(format!("node-{index}"))
+    }
+
+    /// Stops node `index` (network down, data dir kept).
+    pub async fn stop(&mut self, index: usize) {
+        if let Some(node) = self.nodes[index].take() {
+            node.shutdown().await;
+        }
+    }
+
+    /// Starts node `index` again on its data dir, bootstrapping from `bootstrap`
+    /// (or only from the peers it remembers, with `None`).
+    pub async fn restart(&mut self, index: usize, bootstrap: Option<&str>) {
+        assert!(self.nodes[index].is_none(), "stop the node first");
+        self.nodes[index] = Some(start(&self.dir(index), bootstrap).await);
+    }
+
+    /// Waits until every running node has at least one connected peer.
+    pub async fn wait_connected(&self) {
+        let ok = wait_until(DEADLINE, || async {
+            for (_, node) in self.running() {
+                if connected_peers(node).await == 0 && self.running().count() > 1 {
+                    return false;
+                }
+            }
+            true
+        })
+        .await;
+        assert!(ok, "nodes did not connect within {DEADLINE:?}");
+    }
+
+    /// Waits until `name` is in the local catalog (search) of every running node.
+    pub async fn wait_searchable_everywhere(&self, name: &str) {
+        for (index, node) in self.running() {
+            let ok = wait_until(DEADLINE, || searchable(node, name)).await;
+            assert!(ok, "node {index} never found `{name}` in its catalog");
+        }
+    }
+
+    /// Packs and publishes a package on node `index`.
+    pub async fn publish(&self, index: usize, name: &str, version: &str, content: &[u8]) -> Published {
+        let dir = self.root.path().join("packages").join(format!("{name}-{version}-{index}"));
+        write_package(&dir, name, version, content);
+        let (_, bytes) = archive::pack(&dir, 1 << 30).expect("pack");
+        self.node(index).publish_archive(ArtifactData::Bytes(bytes.into())).await.expect("publish")
+    }
+
+    /// The root temp dir.
+    pub fn root(&self) -> &Path {
+        self.root.path()
+    }
+}
+
+/// Writes a package directory with one content file.
+pub fn write_package(dir: &Path, name: &str, version: &str, content: &[u8]) {
+    std::fs::create_dir_all(dir).expect("package dir");
+    let manifest = format!(
+        "[package]\nname = \"{name}\"\nversion = \"{version}\"\ndescription = \"test package {name}\"\nkeywords = [\"test\"]\n"
+    );
+    std::fs::write(dir.join("agora.toml"), manifest).expect("agora.toml");
+    std::fs::write(dir.join("content.bin"), content).expect("content");
+}
+
+/// Starts a node in `dir` listening on 127.0.0.1.
+pub async fn start(dir: &Path, bootstrap: Option<&str>) -> Node {
+    let mut builder = Node::builder().data_dir(dir).listen(["/ip4/127.0.0.1/tcp/0"]);
+    if let Some(address) = bootstrap {
+        builder = builder.bootstrap([address]);
+    }
+    builder.build().await.expect("node starts")
+}
+
+/// Whether `name` is in `node`'s catalog.
+pub async fn searchable(node: &Node, name: &str) -> bool {
+    node.search(&Query::new(name)).await.is_ok_and(|results| results.hits.iter().any(|hit| hit.name.as_str() == name))
+}
+
+/// Connected peers of `node`.
+pub async fn connected_peers(node: &Node) -> usize {
+    node.status().await.ok().and_then(|status| status.network).map_or(0, |network| network.connected_peers.len())
+}
+
+/// Reads the bytes of a fetched artifact.
+pub fn artifact_bytes(data: &ArtifactData) -> Vec<u8> {
+    match data {
+        ArtifactData::Bytes(bytes) => bytes.to_vec(),
+        ArtifactData::File(path) => std::fs::read(path).expect("artifact file"),
+    }
+}
+
+/// Parses a package name.
+pub fn name(text: &str) -> PackageName {
+    text.parse().expect("valid name")
+}
+
+/// Polls `condition` until it holds or `deadline` passes.
+pub async fn wait_until<F: Future<Output = bool>>(deadline: Duration, mut condition: impl FnMut() -> F) -> bool {
+    let end = Instant::now() + deadline;
+    loop {
+        if condition().await {
+            return true;
+        }
+        if Instant::now() >= end {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
