@@ -299,3 +299,35 @@ fn a_restarted_node_keeps_its_keys_and_catalog() {
         }
     }
 }
+
+#[test]
+fn two_nodes_from_the_command_line() {
+    let first = TestNode::start();
+    let status = first.json(&["status"]);
+    let address = status["network"]["listen_addrs"][0].as_str().unwrap().to_owned();
+    assert!(address.starts_with("/ip4/127.0.0.1/tcp/") && address.contains("/p2p/"), "{address}");
+    let second = TestNode::start_with(&["--bootstrap", &address]);
+
+    let work = first.scratch();
+    write_package(
+        &work.join("shared"),
+        &manifest("shared-pkg", "1.0.0", "published on the first node"),
+        &[("a.txt", b"hi")],
+    );
+    first.ok(&["publish", "shared"]);
+
+    let found = agora_tests::wait_until(std::time::Duration::from_secs(30), || {
+        second.run(&["search", "shared", "--json"]).stdout.contains("shared-pkg")
+    });
+    assert!(found, "the second node never saw the package:\n{}", second.log());
+    let info = second.json(&["info", "shared-pkg"]);
+    assert_eq!(info["manifest"]["manifest"]["description"], "published on the first node");
+    second.ok(&["fetch", "shared-pkg", "-o", "got"]);
+    assert_eq!(std::fs::read(second.scratch().join("got/a.txt")).unwrap(), b"hi");
+
+    let peers = second.json(&["peers"]);
+    let first_id = status["network"]["peer_id"].as_str().unwrap();
+    assert!(peers.as_array().unwrap().iter().any(|p| p["peer_id"] == first_id && p["connected"] == true), "{peers}");
+    let table = second.ok(&["status"]).stdout;
+    assert!(table.contains("peer id:") && table.contains("1 connected"), "{table}");
+}
