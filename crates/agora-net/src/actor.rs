@@ -31,7 +31,7 @@ use crate::config::NetworkConfig;
 use crate::event::{AnnouncementId, NetworkEvent, Reply, Verdict};
 use crate::handle::{Command, NetworkError, NetworkHandle, NetworkStatus, Responder};
 use crate::protocol::{
-    ARTIFACT_PROTOCOL, ChunkCodec, ChunkResponse, MAX_ANNOUNCEMENT, SYNC_PROTOCOL, SyncCodec, SyncResponse,
+    ARTIFACT_PROTOCOL, ChunkCodec, ChunkResponse, Incoming, MAX_ANNOUNCEMENT, SYNC_PROTOCOL, SyncCodec, SyncResponse,
 };
 use crate::records::{MAX_RECORD_SIZE, RecordKey, RecordValidator, digest_of_provider_key, provider_key};
 
@@ -398,7 +398,7 @@ impl Actor {
                     let _ = reply.send(Err(NetworkError::Busy("chunk requests")));
                     return;
                 }
-                let id = self.swarm.behaviour_mut().artifacts.send_request(&peer, request);
+                let id = self.swarm.behaviour_mut().artifacts.send_request(&peer, Incoming::Valid(request));
                 self.pending_chunks.insert(id, Pending::new(self.request_timeout + Duration::from_secs(1), reply));
             }
             Command::RespondChunk { reply, response } => {
@@ -411,7 +411,7 @@ impl Actor {
                     let _ = reply.send(Err(NetworkError::Busy("sync requests")));
                     return;
                 }
-                let id = self.swarm.behaviour_mut().sync.send_request(&peer, request);
+                let id = self.swarm.behaviour_mut().sync.send_request(&peer, Incoming::Valid(request));
                 self.pending_syncs.insert(id, Pending::new(self.request_timeout + Duration::from_secs(1), reply));
             }
             Command::RespondSync { reply, response } => {
@@ -469,6 +469,7 @@ impl Actor {
                     dht_provided,
                 }));
             }
+            Command::StoreRecord { key, value } => self.store_record(key, value),
             Command::Shutdown => {}
         }
     }
@@ -615,17 +616,12 @@ impl Actor {
                         return;
                     }
                 };
-                let store = self.swarm.behaviour_mut().kad.store_mut();
-                let current = store.get(&record.key).and_then(|held| self.validator.validate(&key, &held.value).ok());
-                if current.is_some_and(|held| held >= sequence) {
+                if self.held_sequence(&key).is_some_and(|held| held >= sequence) {
                     return;
                 }
-                let value = record.value.clone();
-                if let Err(error) = store.put(record) {
-                    tracing::warn!(%key, ?error, "could not store an inbound record");
-                    return;
-                }
-                let _ = self.emit(NetworkEvent::RecordStored { peer: source, key, value });
+                // The node checks it against its catalog and stores it with
+                // `store_record` only if it passes; nothing is stored here.
+                let _ = self.emit(NetworkEvent::RecordReceived { peer: source, key, value: record.value });
             }
             kad::InboundRequest::AddProvider { record: Some(record) } => {
                 if digest_of_provider_key(&record.key).is_none() {
@@ -637,6 +633,22 @@ impl Actor {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// Sequence of the valid copy of `key` in the local DHT store, if any.
+    fn held_sequence(&mut self, key: &RecordKey) -> Option<u64> {
+        let held = self.swarm.behaviour_mut().kad.store_mut().get(&key.to_kad())?;
+        self.validator.validate(key, &held.value).ok()
+    }
+
+    fn store_record(&mut self, key: RecordKey, value: Vec<u8>) {
+        let Ok(sequence) = self.validator.validate(&key, &value) else { return };
+        if self.held_sequence(&key).is_some_and(|held| held >= sequence) {
+            return;
+        }
+        if let Err(error) = self.swarm.behaviour_mut().kad.store_mut().put(kad::Record::new(key.to_kad(), value)) {
+            tracing::warn!(%key, ?error, "could not store a record in the local DHT store");
         }
     }
 
@@ -801,15 +813,19 @@ enum Exchange {
 /// Handles one event of a request-response protocol: answers pending outbound
 /// requests, turns inbound requests into node events, spots garbage.
 fn on_exchange<Req, Resp>(
-    event: request_response::Event<Req, Resp>,
+    event: request_response::Event<Incoming<Req>, Resp>,
     pending: &mut HashMap<OutboundRequestId, Pending<Resp>>,
     inbound: impl FnOnce(PeerId, Req, Reply<Resp>) -> NetworkEvent,
 ) -> Exchange {
     let is_garbage = |error: &std::io::Error| error.kind() == std::io::ErrorKind::InvalidData;
     match event {
         request_response::Event::Message { peer, message, .. } => match message {
-            request_response::Message::Request { request, channel, .. } => {
+            request_response::Message::Request { request: Incoming::Valid(request), channel, .. } => {
                 Exchange::Inbound(inbound(peer, request, Reply(channel)))
+            }
+            // Dropping the channel closes the stream without an answer.
+            request_response::Message::Request { request: Incoming::Invalid(reason), .. } => {
+                Exchange::Garbage { peer, what: format!("request: {reason}") }
             }
             request_response::Message::Response { request_id, response } => {
                 if let Some(waiting) = pending.remove(&request_id) {

@@ -57,8 +57,9 @@ pub enum NetworkEvent {
         /// Pass back to `respond_sync`.
         reply: Reply<SyncResponse>,
     },
-    /// A peer stored a record with us; it passed the validator.
-    RecordStored {
+    /// A peer asked us to store a record; it passed the validator. The node
+    /// decides: if it accepts the record, it calls `store_record`.
+    RecordReceived {
         /// The peer that sent it.
         peer: PeerId,
         /// Its key.

@@ -68,6 +68,7 @@ pub(crate) enum Command {
     Listen { address: Multiaddr, reply: Responder<Multiaddr> },
     Dial { address: Multiaddr, reply: Responder<PeerId> },
     PutRecord { key: RecordKey, value: Vec<u8>, reply: Responder<()> },
+    StoreRecord { key: RecordKey, value: Vec<u8> },
     GetRecord { key: RecordKey, reply: Responder<Option<Vec<u8>>> },
     StartProviding { digest: Digest, reply: Responder<()> },
     GetProviders { digest: Digest, reply: Responder<Vec<PeerId>> },
@@ -112,6 +113,13 @@ impl NetworkHandle {
     /// and republishes it later.
     pub async fn put_record(&self, key: RecordKey, value: Vec<u8>) -> Result<(), NetworkError> {
         self.call(|reply| Command::PutRecord { key, value, reply }).await
+    }
+
+    /// Stores a record in the local DHT store only (no network traffic), so this
+    /// node answers lookups for it. Used for records the node accepted. A copy with
+    /// an equal or higher sequence already held is kept.
+    pub async fn store_record(&self, key: RecordKey, value: Vec<u8>) {
+        self.tell(Command::StoreRecord { key, value }).await;
     }
 
     /// Looks a record up: collects copies from several peers, keeps the valid one

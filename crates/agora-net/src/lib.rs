@@ -23,8 +23,8 @@ pub use event::{AnnouncementId, NetworkEvent, Reply, Verdict};
 pub use handle::{NetworkError, NetworkHandle, NetworkStatus};
 pub use libp2p::{Multiaddr, PeerId};
 pub use protocol::{
-    ARTIFACT_PROTOCOL, Announcement, ChunkCodec, ChunkRequest, ChunkResponse, MAX_ANNOUNCEMENT, MAX_SYNC_PAGE,
-    MAX_SYNC_RESPONSE, SYNC_PROTOCOL, SyncCodec, SyncEntry, SyncRequest, SyncResponse, Wire,
+    ARTIFACT_PROTOCOL, Announcement, ChunkCodec, ChunkRequest, ChunkResponse, Incoming, MAX_ANNOUNCEMENT,
+    MAX_SYNC_PAGE, MAX_SYNC_RESPONSE, SYNC_PROTOCOL, SyncCodec, SyncEntry, SyncRequest, SyncResponse, Wire,
 };
 pub use records::{
     MAX_RECORD_SIZE, RecordKey, RecordValidator, SignatureValidator, digest_of_provider_key, provider_key,

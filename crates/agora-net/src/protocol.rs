@@ -233,6 +233,16 @@ impl Wire for Announcement {
     }
 }
 
+/// An inbound request as the codec decoded it. Garbage is not an I/O error (which
+/// libp2p would only log): it reaches the actor, which counts it against the peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Incoming<T> {
+    /// A well-formed request.
+    Valid(T),
+    /// Bytes that did not decode, or a frame over the limit, with the reason.
+    Invalid(String),
+}
+
 /// A request-response codec for one protocol: bounded length-prefixed frames
 /// holding [`Wire`] messages.
 #[derive(Debug)]
@@ -273,12 +283,25 @@ impl Default for SyncCodec {
 
 impl<Req: Wire + 'static, Resp: Wire + 'static> Codec for FrameCodec<Req, Resp> {
     type Protocol = StreamProtocol;
-    type Request = Req;
+    type Request = Incoming<Req>;
     type Response = Resp;
 
-    async fn read_request<T: AsyncRead + Unpin + Send>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Req> {
-        let frame = read_frame(io, self.max_request).await?;
-        Req::decode(&frame).map_err(invalid_data)
+    async fn read_request<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> io::Result<Incoming<Req>> {
+        let frame = match read_frame(io, self.max_request).await {
+            Ok(frame) => frame,
+            Err(error) if error.kind() == io::ErrorKind::InvalidData => {
+                return Ok(Incoming::Invalid(error.to_string()));
+            }
+            Err(error) => return Err(error),
+        };
+        Ok(match Req::decode(&frame) {
+            Ok(request) => Incoming::Valid(request),
+            Err(reason) => Incoming::Invalid(reason),
+        })
     }
 
     async fn read_response<T: AsyncRead + Unpin + Send>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Resp> {
@@ -290,9 +313,12 @@ impl<Req: Wire + 'static, Resp: Wire + 'static> Codec for FrameCodec<Req, Resp> 
         &mut self,
         _: &StreamProtocol,
         io: &mut T,
-        request: Req,
+        request: Incoming<Req>,
     ) -> io::Result<()> {
-        write_frame(io, &request.encode(), self.max_request).await
+        match request {
+            Incoming::Valid(request) => write_frame(io, &request.encode(), self.max_request).await,
+            Incoming::Invalid(reason) => Err(io::Error::new(io::ErrorKind::InvalidInput, reason)),
+        }
     }
 
     async fn write_response<T: AsyncWrite + Unpin + Send>(
@@ -453,7 +479,10 @@ mod tests {
     async fn oversized_frames_are_refused_before_allocation() {
         let mut codec = ChunkCodec::default();
         let mut reader = futures::io::Cursor::new(vec![0xff, 0xff, 0xff, 0xff]);
-        let error = codec.read_request(&ARTIFACT_PROTOCOL, &mut reader).await.unwrap_err();
-        assert_eq!(error.kind(), io::ErrorKind::InvalidData);
+        let request = codec.read_request(&ARTIFACT_PROTOCOL, &mut reader).await.unwrap();
+        assert!(matches!(request, Incoming::Invalid(reason) if reason.contains("exceeds the limit")));
+        let mut reader = futures::io::Cursor::new(vec![0, 0, 0, 3, 1, 2, 3]);
+        let request = codec.read_request(&ARTIFACT_PROTOCOL, &mut reader).await.unwrap();
+        assert!(matches!(request, Incoming::Invalid(_)));
     }
 }

@@ -177,6 +177,27 @@ impl Catalog {
         self.database.write(|tx| sync::ingest_manifest(tx, manifest))
     }
 
+    /// Ingests a package as one unit: its index, then each manifest, all in one
+    /// transaction. If the index or any manifest breaks a rule, nothing is stored
+    /// (so a peer cannot land an index while its manifest is refused). Returns
+    /// [`Ingested::Updated`]/[`Ingested::Inserted`] when anything was stored, else
+    /// the index's own outcome ([`Ingested::Unchanged`] or [`Ingested::Stale`]).
+    pub fn ingest_package(&self, index: &SignedPackageIndex, manifests: &[SignedManifest]) -> Result<Ingested> {
+        self.database.write(|tx| {
+            let outcome = sync::ingest_index(tx, index)?;
+            let mut inserted = false;
+            for manifest in manifests {
+                if matches!(sync::ingest_manifest(tx, manifest)?, Ingested::Inserted) {
+                    inserted = true;
+                }
+            }
+            Ok(match outcome {
+                Ingested::Unchanged | Ingested::Stale if inserted => Ingested::Inserted,
+                other => other,
+            })
+        })
+    }
+
     /// One page of the catalog for sync: packages in name order strictly after
     /// `after`, each with its index and all its stored manifests as wire bytes.
     ///

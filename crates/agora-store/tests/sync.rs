@@ -475,3 +475,23 @@ fn a_version_1_database_is_upgraded_keeping_its_data() {
     store.catalog().save_peer("peer", &addresses(&["/memory/1"]), NOW).unwrap();
     assert_eq!(store.catalog().known_peers(10).unwrap().len(), 1);
 }
+
+#[test]
+fn a_package_with_one_bad_manifest_is_refused_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = agora_store::Catalog::open(&dir.path().join("c.sqlite")).unwrap();
+    let owner = agora_core::Publisher::new(agora_core::SecretKey::generate());
+    let thief = agora_core::Publisher::new(agora_core::SecretKey::generate());
+    let metadata = |v: &str| agora_core::PackageMetadata::new("whole".parse().unwrap(), v.parse().unwrap(), "x");
+    let info = agora_core::ArtifactInfo::compute(b"one", 4096).unwrap();
+    let (manifest, index) = owner.publish(metadata("1.0.0"), info.clone(), None, 1).unwrap();
+    // A manifest for the same version signed by another key: the package is refused whole.
+    let (foreign, _) = thief.publish(metadata("1.0.0"), info, None, 1).unwrap();
+    assert!(catalog.ingest_package(&index, &[foreign]).is_err());
+    assert!(catalog.package(&"whole".parse().unwrap()).unwrap().is_none(), "the index landed without its manifest");
+    assert_eq!(
+        catalog.ingest_package(&index, std::slice::from_ref(&manifest)).unwrap(),
+        agora_store::Ingested::Inserted
+    );
+    assert_eq!(catalog.ingest_package(&index, &[manifest]).unwrap(), agora_store::Ingested::Unchanged);
+}

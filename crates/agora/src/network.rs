@@ -32,6 +32,8 @@ use crate::{Error, Result};
 const SYNC_PAGE: u16 = 256;
 /// Upper bound on pages pulled from one peer in one sync.
 const MAX_SYNC_PAGES: usize = 10_000;
+/// Upper bound on the time one peer's sync may hold a sync slot.
+const SYNC_BUDGET: Duration = Duration::from_secs(300);
 /// Peers synced with at once.
 const SYNC_SLOTS: usize = 4;
 /// Network events handled at once.
@@ -138,6 +140,8 @@ impl Network {
     /// announces it, without making the publisher wait. Failures are logged: a
     /// lone node publishes fine and pushes its records when peers appear.
     pub(crate) fn publish_in_background(&self, manifest: SignedManifest, index: SignedPackageIndex) {
+        // Our own names are known owners from now on, in the DHT store too.
+        self.validator.learn(&index.index().name, index.index().owner);
         let handle = self.handle.clone();
         tokio::spawn(async move {
             let inner = manifest.manifest();
@@ -358,31 +362,17 @@ async fn ingest(
         let mut report = IngestReport::default();
         for (index, manifests) in batch {
             let name = index.index().name.clone();
-            let mut changed = false;
-            let reject = |error: agora_store::Error, report: &mut IngestReport| {
-                let error = CoreError::from(error);
-                report.rejected.push(format!("{name}: {error}"));
-                if error.is_invalid_input() && report.invalid.is_none() {
-                    report.invalid = Some(error);
-                }
-            };
-            match store.catalog().ingest_index(&index) {
-                Ok(Ingested::Inserted | Ingested::Updated(_)) => changed = true,
+            // One transaction per package: a bad manifest takes its index down too.
+            match store.catalog().ingest_package(&index, &manifests) {
+                Ok(Ingested::Inserted | Ingested::Updated(_)) => report.changed.push(name),
                 Ok(Ingested::Unchanged | Ingested::Stale) => {}
                 Err(error) => {
-                    reject(error, &mut report);
-                    continue;
+                    let error = CoreError::from(error);
+                    report.rejected.push(format!("{name}: {error}"));
+                    if error.is_invalid_input() && report.invalid.is_none() {
+                        report.invalid = Some(error);
+                    }
                 }
-            }
-            for manifest in manifests {
-                match store.catalog().ingest_manifest(&manifest) {
-                    Ok(Ingested::Inserted | Ingested::Updated(_)) => changed = true,
-                    Ok(_) => {}
-                    Err(error) => reject(error, &mut report),
-                }
-            }
-            if changed {
-                report.changed.push(name);
             }
         }
         Ok(report)
@@ -519,27 +509,31 @@ async fn on_event(
                 tracing::warn!(%peer, %error, "could not remember a peer");
             }
         }
-        NetworkEvent::RecordStored { peer, key, value } => {
-            let outcome = match key {
+        NetworkEvent::RecordReceived { peer, key, value } => {
+            let outcome = match &key {
                 RecordKey::Index(_) => match SignedPackageIndex::from_bytes(&value) {
-                    Ok(index) => ingest_one(node, &network.validator, index, Vec::new()).await.map(drop),
+                    Ok(index) => ingest_one(node, &network.validator, index, Vec::new()).await.map(|_| true),
                     Err(error) => Err(error),
                 },
                 RecordKey::Manifest(name, _) => {
-                    match (SignedManifest::from_bytes(&value), node.local().get_package(&name).await) {
+                    match (SignedManifest::from_bytes(&value), node.local().get_package(name).await) {
                         (Ok(manifest), Ok(index)) => {
-                            ingest_one(node, &network.validator, index, vec![manifest]).await.map(drop)
+                            ingest_one(node, &network.validator, index, vec![manifest]).await.map(|_| true)
                         }
                         (Err(error), _) => Err(error),
-                        // A manifest for a package we do not know yet: the index will follow.
-                        (Ok(_), Err(_)) => Ok(()),
+                        // A manifest for a package we do not know: not ours to keep.
+                        (Ok(_), Err(_)) => Ok(false),
                     }
                 }
             };
-            if let Err(error) = outcome
-                && error.is_invalid_input()
-            {
-                strike(state, peer, &format!("stored an invalid record: {error}"));
+            match outcome {
+                // The catalog accepted it (or already had it): serve it from the DHT store too.
+                Ok(true) => handle.store_record(key, value).await,
+                Ok(false) => {}
+                Err(error) if error.is_invalid_input() => {
+                    strike(state, peer, &format!("stored an invalid record: {error}"));
+                }
+                Err(error) => tracing::warn!(%peer, %error, "could not check an inbound record"),
             }
         }
         NetworkEvent::PeerMisbehaved { peer, reason } => strike(state, peer, &reason),
@@ -579,7 +573,12 @@ async fn sync_with(node: &Node, handle: &NetworkHandle, state: &Arc<State>, slot
     let _slot = slots.acquire().await;
     let mut after: Option<PackageName> = None;
     let mut stored = 0usize;
+    let started = std::time::Instant::now();
     for _ in 0..MAX_SYNC_PAGES {
+        if started.elapsed() > SYNC_BUDGET {
+            tracing::warn!(%peer, "catalog sync ran out of time; the rest comes with the next connection");
+            break;
+        }
         let page = match handle.request_sync(peer, SyncRequest { after: after.clone(), limit: SYNC_PAGE }).await {
             Ok(page) => page,
             Err(error) => {
@@ -678,15 +677,20 @@ async fn republish(node: Weak<NodeInner>, handle: NetworkHandle) {
         };
         for entry in entries {
             let Ok(index) = SignedPackageIndex::from_bytes(&entry.index) else { continue };
-            if index.index().owner != owner {
-                continue;
-            }
             let name = index.index().name.clone();
             let mut records = vec![(RecordKey::Index(name.clone()), entry.index)];
             for bytes in entry.manifests {
                 if let Ok(manifest) = SignedManifest::from_bytes(&bytes) {
                     records.push((RecordKey::Manifest(name.clone(), manifest.manifest().version().clone()), bytes));
                 }
+            }
+            if index.index().owner != owner {
+                // Serve what the catalog holds from the local DHT store; the owners
+                // republish to the network.
+                for (key, value) in records {
+                    handle.store_record(key, value).await;
+                }
+                continue;
             }
             for (key, value) in records {
                 let (handle, slots) = (handle.clone(), slots.clone());
