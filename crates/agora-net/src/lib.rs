@@ -9,6 +9,44 @@
 //!
 //! This crate never touches SQLite or the file system: the node above decides what
 //! to persist and answers requests from its own store.
+//!
+//! # Example
+//!
+//! Two network tasks on 127.0.0.1: one stores a signed record in the DHT, the
+//! other finds it.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use agora_core::{ArtifactInfo, PackageMetadata, Publisher, SecretKey};
+//! use agora_net::{NetworkConfig, RecordKey, SignatureValidator, peer_address};
+//!
+//! # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let mut config = NetworkConfig::new(SecretKey::generate().to_bytes());
+//! config.listen = vec!["/ip4/127.0.0.1/tcp/0".parse()?];
+//! let (first, _first_events, _) = agora_net::spawn(config, Arc::new(SignatureValidator)).await?;
+//! let address = peer_address(&first.status().await?.listen_addrs[0], first.peer_id());
+//!
+//! let mut config = NetworkConfig::new(SecretKey::generate().to_bytes());
+//! config.listen = vec!["/ip4/127.0.0.1/tcp/0".parse()?];
+//! let (second, _second_events, _) = agora_net::spawn(config, Arc::new(SignatureValidator)).await?;
+//! second.dial(address).await?;
+//! // Kademlia can route once identify has told each side where the other listens.
+//! while first.status().await?.routing_table_size == 0 {
+//!     tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+//! }
+//!
+//! let publisher = Publisher::new(SecretKey::generate());
+//! let metadata = PackageMetadata::new("doc".parse()?, agora_core::parse_version("1.0.0")?, "a doc example");
+//! let (_, index) = publisher.publish(metadata, ArtifactInfo::compute(b"x", 4096)?, None, 0)?;
+//! let key = RecordKey::Index("doc".parse()?);
+//! first.put_record(key.clone(), index.to_bytes()).await?;
+//! assert_eq!(second.get_record(key).await?, Some(index.to_bytes()));
+//! first.shutdown().await;
+//! second.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
 
 mod actor;
 mod config;

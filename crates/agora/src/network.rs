@@ -61,6 +61,8 @@ struct State {
     syncing: Mutex<HashSet<PeerId>>,
     strikes: Mutex<HashMap<PeerId, u32>>,
     connected: AtomicUsize,
+    /// Set once our records were pushed to a routable peer since we were last alone.
+    pushed: std::sync::atomic::AtomicBool,
 }
 
 impl Drop for Network {
@@ -96,11 +98,15 @@ pub(crate) async fn start(node: &Node) -> Result<()> {
     tokio::fs::create_dir_all(downloads_dir(node)).await.map_err(|error| Error::io(downloads_dir(node), error))?;
 
     let state = Arc::new(State::default());
-    let service = tokio::spawn(event_loop(node.downgrade(), handle.clone(), state.clone(), events));
-    let warmup = tokio::spawn(warm_up(node.downgrade(), handle.clone()));
-    let network = Network { handle, validator, state, tasks: Mutex::new(vec![actor, service, warmup]) };
+    let network = Network { handle: handle.clone(), validator, state: state.clone(), tasks: Mutex::new(vec![actor]) };
     tracing::info!(peer_id = %network.handle.peer_id(), "network started");
+    // Installed before the event loop starts, so no early event finds it missing.
     node.set_network(network);
+    let service = tokio::spawn(event_loop(node.downgrade(), handle.clone(), state, events));
+    let warmup = tokio::spawn(warm_up(node.downgrade(), handle));
+    if let Some(network) = node.network() {
+        network.tasks.lock().unwrap_or_else(std::sync::PoisonError::into_inner).extend([service, warmup]);
+    }
     Ok(())
 }
 
@@ -489,19 +495,22 @@ async fn on_event(
             handle.respond_sync(reply, response).await;
         }
         NetworkEvent::PeerConnected { peer, .. } => {
-            let before = state.connected.fetch_add(1, Ordering::SeqCst);
-            if before == 0 {
-                // The first peer after being alone: push what we own and hold.
-                tokio::spawn(republish(node.downgrade(), handle.clone()));
-            }
+            state.connected.fetch_add(1, Ordering::SeqCst);
             if node.config().network.catalog_sync {
                 sync_with(node, handle, state, sync_slots, peer).await;
             }
         }
         NetworkEvent::PeerDisconnected { .. } => {
-            state.connected.fetch_sub(1, Ordering::SeqCst);
+            if state.connected.fetch_sub(1, Ordering::SeqCst) == 1 {
+                state.pushed.store(false, Ordering::SeqCst);
+            }
         }
         NetworkEvent::PeerIdentified { peer, listen_addrs } => {
+            // Identified peers are in the routing table: the first one after being
+            // alone is where our records can go.
+            if !state.pushed.swap(true, Ordering::SeqCst) {
+                tokio::spawn(republish(node.downgrade(), handle.clone()));
+            }
             let addresses: Vec<String> = listen_addrs.iter().map(|a| peer_address(a, peer).to_string()).collect();
             let store = node.store().clone();
             let peer_id = peer.to_string();
