@@ -6,7 +6,7 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use agora::{ArtifactData, Node, PackageName, Published, Query, Registry, archive};
+use agora::{ArtifactData, NetworkSummary, Node, NodeBuilder, PackageName, Published, Query, Registry, archive};
 
 /// Default deadline for network conditions in tests.
 pub const DEADLINE: Duration = Duration::from_secs(30);
@@ -46,6 +46,28 @@ impl TestNet {
         }
         self.nodes.push(Some(node));
         index
+    }
+
+    /// Starts one more node bootstrapping from `bootstrap` (or alone), with its
+    /// builder passed through `configure` (e.g. `|b| b.catalog_sync(false)`);
+    /// returns its index.
+    pub async fn add_node_configured(
+        &mut self,
+        bootstrap: Option<&str>,
+        configure: impl FnOnce(NodeBuilder) -> NodeBuilder,
+    ) -> usize {
+        let index = self.nodes.len();
+        let node = start_configured(&self.dir(index), bootstrap, configure).await;
+        if self.bootstrap.is_none() {
+            self.bootstrap = Some(Self::address_of(&node).await);
+        }
+        self.nodes.push(Some(node));
+        index
+    }
+
+    /// The peer id of node `index`.
+    pub async fn peer_id(&self, index: usize) -> String {
+        network_summary(self.node(index)).await.peer_id
     }
 
     /// The `/ip4/127.0.0.1/tcp/…/p2p/…` address of a node.
@@ -111,6 +133,21 @@ impl TestNet {
         assert!(ok, "nodes did not connect within {DEADLINE:?}");
     }
 
+    /// Waits until every running node has a peer in its DHT routing table (so its
+    /// record puts and lookups reach someone), when there is more than one.
+    pub async fn wait_routing(&self) {
+        let ok = wait_until(DEADLINE, || async {
+            for (_, node) in self.running() {
+                if routing_table_size(node).await == 0 && self.running().count() > 1 {
+                    return false;
+                }
+            }
+            true
+        })
+        .await;
+        assert!(ok, "routing tables stayed empty for {DEADLINE:?}");
+    }
+
     /// Waits until `name` is in the local catalog (search) of every running node.
     pub async fn wait_searchable_everywhere(&self, name: &str) {
         for (index, node) in self.running() {
@@ -152,6 +189,24 @@ pub async fn start(dir: &Path, bootstrap: Option<&str>) -> Node {
     builder.build().await.expect("node starts")
 }
 
+/// Starts a node in `dir` listening on 127.0.0.1, its builder passed through `configure`.
+pub async fn start_configured(
+    dir: &Path,
+    bootstrap: Option<&str>,
+    configure: impl FnOnce(NodeBuilder) -> NodeBuilder,
+) -> Node {
+    let mut builder = Node::builder().data_dir(dir).listen(["/ip4/127.0.0.1/tcp/0"]);
+    if let Some(address) = bootstrap {
+        builder = builder.bootstrap([address]);
+    }
+    configure(builder).build().await.expect("node starts")
+}
+
+/// The network part of `node`'s status (panics when the network is off).
+pub async fn network_summary(node: &Node) -> NetworkSummary {
+    node.status().await.expect("status").network.expect("network enabled")
+}
+
 /// Whether `name` is in `node`'s catalog.
 pub async fn searchable(node: &Node, name: &str) -> bool {
     node.search(&Query::new(name)).await.is_ok_and(|results| results.hits.iter().any(|hit| hit.name.as_str() == name))
@@ -160,6 +215,11 @@ pub async fn searchable(node: &Node, name: &str) -> bool {
 /// Connected peers of `node`.
 pub async fn connected_peers(node: &Node) -> usize {
     node.status().await.ok().and_then(|status| status.network).map_or(0, |network| network.connected_peers.len())
+}
+
+/// Peers in `node`'s DHT routing table.
+pub async fn routing_table_size(node: &Node) -> usize {
+    node.status().await.ok().and_then(|status| status.network).map_or(0, |network| network.routing_table_size)
 }
 
 /// Reads the bytes of a fetched artifact.

@@ -436,7 +436,7 @@ pub(crate) mod tests {
         fn wire_and_json_round_trip(
             name in "[a-z][a-z0-9-]{0,20}",
             major in 0u64..100,
-            description in "[a-zA-Z0-9 ]{1,100}",
+            description in "[a-zA-Z0-9][a-zA-Z0-9 ]{0,99}",
             keywords in proptest::collection::btree_set("[a-z][a-z0-9]{0,10}", 0..5),
             content in proptest::collection::vec(any::<u8>(), 0..10_000),
         ) {
