@@ -17,13 +17,21 @@ pub struct TestNet {
     root: tempfile::TempDir,
     nodes: Vec<Option<Node>>,
     bootstrap: Option<String>,
+    /// Applied to every node this net starts.
+    configure: fn(NodeBuilder) -> NodeBuilder,
 }
 
 impl TestNet {
     /// Starts `n` nodes; node 0 is the bootstrap of all others. Waits until every
     /// node has a peer.
     pub async fn new(n: usize) -> Self {
-        let mut net = Self { root: tempfile::tempdir().expect("temp dir"), nodes: Vec::new(), bootstrap: None };
+        Self::with(n, |builder| builder).await
+    }
+
+    /// Like [`TestNet::new`], with `configure` applied to every node's builder.
+    pub async fn with(n: usize, configure: fn(NodeBuilder) -> NodeBuilder) -> Self {
+        let mut net =
+            Self { root: tempfile::tempdir().expect("temp dir"), nodes: Vec::new(), bootstrap: None, configure };
         for _ in 0..n {
             net.add_node().await;
         }
@@ -40,7 +48,7 @@ impl TestNet {
     /// Starts one more node bootstrapping from `bootstrap` (or alone); returns its index.
     pub async fn add_node_with(&mut self, bootstrap: Option<&str>) -> usize {
         let index = self.nodes.len();
-        let node = start(&self.dir(index), bootstrap).await;
+        let node = start_configured(&self.dir(index), bootstrap, self.configure).await;
         if self.bootstrap.is_none() {
             self.bootstrap = Some(Self::address_of(&node).await);
         }
@@ -57,7 +65,8 @@ impl TestNet {
         configure: impl FnOnce(NodeBuilder) -> NodeBuilder,
     ) -> usize {
         let index = self.nodes.len();
-        let node = start_configured(&self.dir(index), bootstrap, configure).await;
+        let base = self.configure;
+        let node = start_configured(&self.dir(index), bootstrap, |builder| configure(base(builder))).await;
         if self.bootstrap.is_none() {
             self.bootstrap = Some(Self::address_of(&node).await);
         }
@@ -116,7 +125,7 @@ impl TestNet {
     /// (or only from the peers it remembers, with `None`).
     pub async fn restart(&mut self, index: usize, bootstrap: Option<&str>) {
         assert!(self.nodes[index].is_none(), "stop the node first");
-        self.nodes[index] = Some(start(&self.dir(index), bootstrap).await);
+        self.nodes[index] = Some(start_configured(&self.dir(index), bootstrap, self.configure).await);
     }
 
     /// Waits until every running node has at least one connected peer.
@@ -168,6 +177,12 @@ impl TestNet {
     pub fn root(&self) -> &Path {
         self.root.path()
     }
+}
+
+/// Nodes that never block a peer: for tests that send one bad thing after
+/// another and check each rejection on its own.
+pub fn never_block(builder: NodeBuilder) -> NodeBuilder {
+    builder.configure(|config| config.reputation.invalid_threshold = u64::MAX)
 }
 
 /// Writes a package directory with one content file.

@@ -19,7 +19,7 @@ use agora::{
     ArtifactInfo, Digest, Node, PackageIndex, PackageMetadata, PublicKey, Publisher, Registry, SecretKey,
     SignedManifest, SignedPackageIndex, VersionEntry, parse_version,
 };
-use agora_tests::net::{DEADLINE, TestNet, name, searchable, wait_until};
+use agora_tests::net::{DEADLINE, TestNet, name, never_block, searchable, wait_until};
 use libp2p::kad;
 use peer::{Proto, Rogue, frame, unframe};
 
@@ -153,7 +153,7 @@ async fn assert_still_works(net: &TestNet, index: usize, package: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_dht_records_are_refused_and_struck() {
-    let net = TestNet::new(1).await;
+    let net = TestNet::with(1, never_block).await;
     let node = net.node(0);
     let rogue = Rogue::spawn();
     let honest = rogue.connect(node).await;
@@ -194,7 +194,7 @@ async fn forged_dht_records_are_refused_and_struck() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_known_name_is_not_taken_over_through_dht_or_sync() {
-    let net = TestNet::new(1).await;
+    let net = TestNet::with(1, never_block).await;
     let node = net.node(0);
     let published = net.publish(0, "claimed", "1.0.0", b"the owner's content").await;
     assert!(wait_until(DEADLINE, || async { dht_value(node, index_key("claimed")).await.is_some() }).await);
@@ -248,7 +248,7 @@ async fn a_known_name_is_not_taken_over_through_dht_or_sync() {
 /// the local DHT store (the catalog refuses it; the DHT serves it on).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_known_name_takeover_never_enters_the_dht_store() {
-    let net = TestNet::new(1).await;
+    let net = TestNet::with(1, never_block).await;
     let node = net.node(0);
     net.publish(0, "claimed", "1.0.0", b"the owner's content").await;
     assert!(wait_until(DEADLINE, || async { dht_value(node, index_key("claimed")).await.is_some() }).await);
@@ -272,7 +272,7 @@ async fn a_known_name_takeover_never_enters_the_dht_store() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rewriting_a_published_version_over_gossip_is_rejected() {
-    let net = TestNet::new(1).await;
+    let net = TestNet::with(1, never_block).await;
     let node = net.node(0);
     let published = net.publish(0, "stable", "1.0.0", b"stable content").await;
     let rogue = Rogue::spawn();
@@ -326,7 +326,7 @@ async fn rewriting_a_published_version_over_gossip_is_rejected() {
 /// name (trust on first use) and a searchable version without a manifest.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rejected_publish_announcement_leaves_nothing_behind() {
-    let net = TestNet::new(1).await;
+    let net = TestNet::with(1, never_block).await;
     let node = net.node(0);
     let rogue = Rogue::spawn();
     rogue.connect(node).await;
@@ -344,7 +344,7 @@ async fn a_rejected_publish_announcement_leaves_nothing_behind() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_and_tampered_gossip_is_rejected() {
-    let net = TestNet::new(2).await;
+    let net = TestNet::with(2, never_block).await;
     let node = net.node(0);
     let rogue = Rogue::spawn();
     rogue.connect(node).await;
@@ -391,7 +391,7 @@ async fn garbage_and_tampered_gossip_is_rejected() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_gossip_and_records_are_dropped() {
-    let net = TestNet::new(1).await;
+    let net = TestNet::with(1, never_block).await;
     let node = net.node(0);
     let rogue = Rogue::spawn();
     let honest = rogue.connect(node).await;
@@ -420,7 +420,7 @@ async fn oversized_gossip_and_records_are_dropped() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_chunks_fail_the_download_and_are_never_stored() {
-    let net = TestNet::new(1).await;
+    let net = TestNet::with(1, never_block).await;
     let node = net.node(0);
     let rogue = Rogue::spawn();
     rogue.connect(node).await;
@@ -466,7 +466,7 @@ async fn bad_chunks_fail_the_download_and_are_never_stored() {
         assert!(rogue.with(|state| state.chunk_requests.len()).await > requests, "{what}: the rogue was asked");
         wait_strikes(node, &rogue.peer_id, strikes, what).await;
         assert!(!artifact_path(node, &info.digest).exists(), "{what}: no artifact file");
-        assert!(files_under(&node.data_dir().join("tmp").join("downloads")).is_empty(), "{what}: no temp file left");
+        assert_staging_holds_only_verified_chunks(node, &info, what);
     }
     let stored = files_under(&node.data_dir().join("store").join("artifacts"));
     assert!(stored.is_empty(), "no artifact file at all: {stored:?}");
@@ -476,6 +476,27 @@ async fn bad_chunks_fail_the_download_and_are_never_stored() {
     ));
     assert_eq!(node.status().await.unwrap().registry.artifacts, 0);
     assert_still_works(&net, 0, "after-bad-chunks").await;
+}
+
+/// A failed transfer may keep staging files for resuming, but only with chunks
+/// that verified; with none verified it keeps nothing.
+fn assert_staging_holds_only_verified_chunks(node: &agora::Node, info: &agora::ArtifactInfo, what: &str) {
+    let dir = node.data_dir().join("tmp").join("downloads");
+    let part = dir.join(format!("{}.part", info.digest.to_hex()));
+    let have = dir.join(format!("{}.have", info.digest.to_hex()));
+    let Ok(marks) = std::fs::read(&have) else {
+        assert!(files_under(&dir).is_empty(), "{what}: no staging file without a chunk map");
+        return;
+    };
+    let bytes = std::fs::read(&part).unwrap();
+    assert!(marks.contains(&1), "{what}: staging kept although no chunk verified");
+    for (index, mark) in marks.iter().enumerate() {
+        if *mark == 1 {
+            let (offset, len) = info.chunk_range(index).unwrap();
+            let chunk = &bytes[offset as usize..offset as usize + len as usize];
+            assert_eq!(Digest::of(chunk), info.chunks[index], "{what}: staged chunk {index} does not verify");
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -500,7 +521,7 @@ fn junk_requests() -> Vec<(&'static str, Vec<u8>)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_requests_get_no_answer_and_the_node_keeps_serving() {
-    let mut net = TestNet::new(1).await;
+    let mut net = TestNet::with(1, never_block).await;
     let published = net.publish(0, "served", "1.0.0", &b"served content ".repeat(1000)).await;
     let node = net.node(0).clone();
     let rogue = Rogue::spawn();
@@ -541,7 +562,7 @@ async fn garbage_requests_get_no_answer_and_the_node_keeps_serving() {
 /// bad-chunk test.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_requests_are_struck() {
-    let net = TestNet::new(1).await;
+    let net = TestNet::with(1, never_block).await;
     let node = net.node(0);
     let rogue = Rogue::spawn();
     let honest = rogue.connect(node).await;
@@ -565,7 +586,7 @@ async fn garbage_requests_are_struck() {
 /// refused it and struck the sender.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rewriting_record_is_not_kept_in_the_dht_store() {
-    let net = TestNet::new(1).await;
+    let net = TestNet::with(1, never_block).await;
     let node = net.node(0);
     let rogue = Rogue::spawn();
     let honest = rogue.connect(node).await;

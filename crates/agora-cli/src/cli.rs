@@ -98,6 +98,16 @@ pub(crate) enum Command {
         #[arg(long)]
         undo: bool,
     },
+    /// Keep a fetched artifact: pinned artifacts are never evicted (NAME@VERSION).
+    Pin {
+        /// NAME@VERSION
+        spec: String,
+    },
+    /// Let a pinned artifact be evicted again when space is needed (NAME@VERSION).
+    Unpin {
+        /// NAME@VERSION
+        spec: String,
+    },
     /// Show the node's status.
     Status,
     /// List known and connected peers.

@@ -43,6 +43,8 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Versions { name } => versions(&global, &name).await,
         Command::Fetch { spec, output } => fetch(&global, &spec, output).await,
         Command::Yank { spec, undo } => yank(&global, &spec, undo).await,
+        Command::Pin { spec } => pin(&global, &spec, true).await,
+        Command::Unpin { spec } => pin(&global, &spec, false).await,
         Command::Status => status(&global).await,
         Command::Peers => peers(&global).await,
         Command::Demo { nodes } => crate::demo::run(nodes, global.json).await,
@@ -316,6 +318,9 @@ async fn fetch(global: &Global, spec: &str, output: Option<PathBuf>) -> anyhow::
     };
     std::fs::create_dir_all(&parent).with_context(|| format!("creating {}", parent.display()))?;
 
+    // Make the node hold it (from peers if need be), showing the transfer.
+    node_fetch(&client, &name, &version).await?;
+
     // Download into a temp file next to the destination, hashing as we go.
     let response =
         client.send(reqwest::Client::new().get(client.url(&format!("/v1/packages/{name}/{version}/artifact")))).await?;
@@ -367,6 +372,71 @@ async fn fetch(global: &Global, spec: &str, output: Option<PathBuf>) -> anyhow::
     Ok(())
 }
 
+/// Asks the node to fetch an artifact from the network and follows its progress.
+async fn node_fetch(client: &Client, name: &PackageName, version: &Version) -> anyhow::Result<()> {
+    let request = reqwest::Client::new().post(client.url(&format!("/v1/packages/{name}/{version}/fetch")));
+    let response = client.send(request).await?;
+    let mut bar: Option<indicatif::ProgressBar> = None;
+    let mut buffer: Vec<u8> = Vec::new();
+    let mut body = response.bytes_stream();
+    let mut last: Option<crate::server::FetchLine> = None;
+    while let Some(chunk) = body.next().await {
+        buffer.extend_from_slice(&chunk.context("the node's progress stream broke")?);
+        while let Some(end) = buffer.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = buffer.drain(..=end).collect();
+            let parsed: crate::server::FetchLine =
+                serde_json::from_slice(&line).context("the node's progress stream did not decode")?;
+            let transfer = &parsed.progress;
+            if transfer.resumed_bytes < transfer.total_bytes && bar.is_none() {
+                let fresh = progress(transfer.total_bytes, "Fetching");
+                fresh.set_position(transfer.received_bytes);
+                bar = Some(fresh);
+            }
+            if let Some(bar) = &bar {
+                bar.set_position(transfer.received_bytes);
+            }
+            last = Some(parsed);
+        }
+    }
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    match last {
+        Some(crate::server::FetchLine { error: Some(error), .. }) => bail!("{error}"),
+        Some(line) if line.progress.state == agora::TransferState::Done => {
+            let providers = line.progress.providers.iter().filter(|p| p.chunks > 0).count();
+            if providers > 0 {
+                eprintln!(
+                    "fetched {} from {providers} peer{}",
+                    size(line.progress.total_bytes - line.progress.resumed_bytes),
+                    if providers == 1 { "" } else { "s" }
+                );
+            }
+            Ok(())
+        }
+        _ => bail!("the node ended the fetch of {name}@{version} without saying how it went"),
+    }
+}
+
+async fn pin(global: &Global, spec: &str, pinned: bool) -> anyhow::Result<()> {
+    let (name, version) = match parse_spec(spec)? {
+        (name, Some(VersionSpec::Exact(version))) => (name, version),
+        _ => bail!("name the exact version: `agora {} NAME@VERSION`", if pinned { "pin" } else { "unpin" }),
+    };
+    let client = Client::new(global)?;
+    let answer: serde_json::Value =
+        client.post(&format!("/v1/packages/{name}/{version}/pin"), &json!({ "pinned": pinned })).await?;
+    if global.json {
+        return print_json(&answer);
+    }
+    if pinned {
+        println!("Pinned {name}@{version}: it stays on this node");
+    } else {
+        println!("Unpinned {name}@{version}: it may be evicted when the cache is full");
+    }
+    Ok(())
+}
+
 async fn yank(global: &Global, spec: &str, undo: bool) -> anyhow::Result<()> {
     let (name, version) = match parse_spec(spec)? {
         (name, Some(VersionSpec::Exact(version))) => (name, version),
@@ -411,6 +481,17 @@ async fn status(global: &Global) -> anyhow::Result<()> {
         ],
         vec!["cache:".to_owned(), format!("{} hits, {} misses", number("/cache/hits"), number("/cache/misses"))],
         vec!["max artifact:".to_owned(), size(number("/max_artifact_size"))],
+        vec![
+            "storage:".to_owned(),
+            format!(
+                "{} pinned ({}), {} cached ({} of {})",
+                number("/storage/pinned_artifacts"),
+                size(number("/storage/pinned_bytes")),
+                number("/storage/cached_artifacts"),
+                size(number("/storage/cached_bytes")),
+                size(number("/storage/max_cached_bytes"))
+            ),
+        ],
         vec!["uptime:".to_owned(), format!("{} s", number("/uptime_secs"))],
     ];
     print!("{}", table(&rows));

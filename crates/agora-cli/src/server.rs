@@ -42,6 +42,8 @@ pub(crate) fn router(state: Arc<ApiState>) -> Router {
         .route("/v1/packages/{name}/{version}", get(manifest))
         .route("/v1/packages/{name}/{version}/artifact", get(artifact))
         .route("/v1/packages/{name}/{version}/yank", post(yank))
+        .route("/v1/packages/{name}/{version}/fetch", post(fetch))
+        .route("/v1/packages/{name}/{version}/pin", post(pin))
         .route("/v1/peers", get(peers))
         .route("/v1/key", get(key))
         .route("/v1/key/export", post(export_key))
@@ -330,6 +332,87 @@ async fn publish(
 #[serde(deny_unknown_fields)]
 struct YankBody {
     yanked: bool,
+}
+
+/// One line of the `fetch` progress stream.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct FetchLine {
+    /// Where the transfer stands.
+    pub(crate) progress: agora::TransferProgress,
+    /// Set on the last line when the fetch failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) error: Option<String>,
+}
+
+/// Makes the node hold the artifact (downloading it from peers if needed) and
+/// streams progress as newline-delimited JSON; the last line says done or why not.
+async fn fetch(
+    State(state): State<Arc<ApiState>>,
+    Path((name, version)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    use futures::StreamExt as _;
+    let (name, version) = (parse_name(&name)?, parse_version(&version)?);
+    let manifest = state.node.get_version(&name, &version).await?;
+    let (progress, watcher) = tokio::sync::watch::channel(agora::TransferProgress::new(&manifest.manifest().artifact));
+    let node = state.node.clone();
+    let task = tokio::spawn(async move { node.fetch_with_progress(&name, &version, &progress).await.map(drop) });
+    let lines = futures::stream::unfold(Some((watcher, task)), |step| async move {
+        let (mut watcher, mut task) = step?;
+        let line = |progress: agora::TransferProgress, error: Option<String>| {
+            let mut text = serde_json::to_vec(&FetchLine { progress, error }).unwrap_or_default();
+            text.push(b'\n');
+            Ok::<_, std::convert::Infallible>(bytes::Bytes::from(text))
+        };
+        tokio::select! {
+            finished = &mut task => {
+                let error = match finished {
+                    Ok(Ok(())) => None,
+                    Ok(Err(error)) => Some(error.to_string()),
+                    Err(error) => Some(format!("fetch task failed: {error}")),
+                };
+                let mut last = watcher.borrow().clone();
+                if error.is_none() {
+                    last.state = agora::TransferState::Done;
+                }
+                Some((line(last, error), None))
+            }
+            _ = async {
+                // At most ten progress lines a second.
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                watcher.changed().await
+            } => {
+                let current = watcher.borrow_and_update().clone();
+                Some((line(current, None), Some((watcher, task))))
+            }
+        }
+    })
+    .boxed();
+    Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], Body::from_stream(lines)).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PinBody {
+    pinned: bool,
+}
+
+async fn pin(
+    State(state): State<Arc<ApiState>>,
+    headers: HeaderMap,
+    Path((name, version)): Path<(String, String)>,
+    body: Result<Json<PinBody>, JsonRejection>,
+) -> ApiResult<Json<serde_json::Value>> {
+    authorize(&state, &headers)?;
+    let Json(body) = body.map_err(|rejection| ApiError::bad_request(rejection.body_text()))?;
+    let (name, version) = (parse_name(&name)?, parse_version(&version)?);
+    if !state.node.set_pinned(&name, &version, body.pinned).await? {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("this node does not hold the artifact of {name}@{version}; fetch it first"),
+        ));
+    }
+    Ok(Json(serde_json::json!({ "name": name, "version": version, "pinned": body.pinned })))
 }
 
 async fn yank(

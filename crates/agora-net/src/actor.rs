@@ -470,6 +470,7 @@ impl Actor {
                 }));
             }
             Command::StoreRecord { key, value } => self.store_record(key, value),
+            Command::StopProviding { digest } => self.swarm.behaviour_mut().kad.stop_providing(&provider_key(&digest)),
             Command::Shutdown => {}
         }
     }

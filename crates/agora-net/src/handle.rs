@@ -71,6 +71,7 @@ pub(crate) enum Command {
     StoreRecord { key: RecordKey, value: Vec<u8> },
     GetRecord { key: RecordKey, reply: Responder<Option<Vec<u8>>> },
     StartProviding { digest: Digest, reply: Responder<()> },
+    StopProviding { digest: Digest },
     GetProviders { digest: Digest, reply: Responder<Vec<PeerId>> },
     RequestChunk { peer: PeerId, request: ChunkRequest, reply: Responder<ChunkResponse> },
     RespondChunk { reply: Reply<ChunkResponse>, response: ChunkResponse },
@@ -132,6 +133,11 @@ impl NetworkHandle {
     /// Announces this node as a provider of the artifact with `digest`.
     pub async fn start_providing(&self, digest: Digest) -> Result<(), NetworkError> {
         self.call(|reply| Command::StartProviding { digest, reply }).await
+    }
+
+    /// Stops announcing this node as a provider of `digest` (after eviction).
+    pub async fn stop_providing(&self, digest: Digest) {
+        self.tell(Command::StopProviding { digest }).await;
     }
 
     /// Finds peers providing the artifact with `digest` (never this node).

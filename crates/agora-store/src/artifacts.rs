@@ -3,9 +3,11 @@
 //! A file is written to `<root>/tmp` while it is hashed, checked against the
 //! manifest's [`ArtifactInfo`] (digest, size and every chunk digest), flushed to
 //! disk and only then renamed into place, so a reader never sees a partial or
-//! unverified artifact. Reads re-hash the file, so corruption on disk is an error,
-//! not a silent wrong answer; [`ArtifactStore::read_chunk`] serves one chunk at a
-//! time to peers, checked against its chunk digest.
+//! unverified artifact. [`ArtifactStore::adopt`] does the same for a file already
+//! written elsewhere under the data directory, renaming it in instead of copying
+//! it. Reads re-hash the file, so corruption on disk is an error, not a silent
+//! wrong answer; [`ArtifactStore::read_chunk`] serves one chunk at a time to
+//! peers, checked against its chunk digest.
 
 use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -23,7 +25,7 @@ pub struct ArtifactStore {
     root: PathBuf,
 }
 
-/// The outcome of [`ArtifactStore::put`].
+/// The outcome of [`ArtifactStore::put`] and [`ArtifactStore::adopt`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredArtifact {
     /// The verified file.
@@ -87,6 +89,53 @@ impl ArtifactStore {
         }
         temp.persist(&path).map_err(|e| Error::io(&path, e.error))?;
         Ok(StoredArtifact { path, created })
+    }
+
+    /// Moves a file already written under the data directory (a finished
+    /// download) into place as the artifact `expected` describes, without copying.
+    ///
+    /// The file is hashed as it is read (digest, size and every chunk digest must
+    /// match `expected`; a mismatch is the same error [`ArtifactStore::put`]
+    /// returns), flushed to disk, then renamed to its content-addressed path,
+    /// replacing an identical copy already there. On any error before the rename,
+    /// `source` is left where it is for the caller to delete, and nothing is
+    /// stored. The caller must not write to `source` once it has called this.
+    ///
+    /// `source` should be on the same file system as the store (anywhere under the
+    /// data directory); if the rename fails because it is not, the file is copied
+    /// in through [`ArtifactStore::put`] and then deleted (a failure to delete it is
+    /// only logged: the artifact is in place).
+    pub fn adopt(&self, expected: &ArtifactInfo, source: &Path) -> Result<StoredArtifact> {
+        let mut file = File::open(source).map_err(|e| Error::io(source, e))?;
+        let mut hasher = ArtifactHasher::new(expected.chunk_size)?;
+        let mut buffer = vec![0u8; COPY_BUFFER];
+        loop {
+            let read = file.read(&mut buffer).map_err(|e| Error::io(source, e))?;
+            if read == 0 {
+                break;
+            }
+            check_not_longer(expected, hasher.size() + read as u64)?;
+            hasher.update(&buffer[..read]);
+        }
+        check_matches(expected, hasher.finish()?)?;
+        file.sync_all().map_err(|e| Error::io(source, e))?;
+        drop(file);
+        let path = self.path_of(&expected.digest);
+        let created = !path.exists();
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+        }
+        match fs::rename(source, &path) {
+            Ok(()) => Ok(StoredArtifact { path, created }),
+            Err(error) if error.kind() == io::ErrorKind::CrossesDevices => {
+                let stored = self.put(expected, &ArtifactData::File(source.to_owned()))?;
+                if let Err(error) = fs::remove_file(source) {
+                    tracing::warn!(path = %source.display(), %error, "could not delete an adopted artifact's source");
+                }
+                Ok(stored)
+            }
+            Err(error) => Err(Error::io(&path, error)),
+        }
     }
 
     /// The path of the artifact `expected` describes after re-hashing it, or

@@ -1,7 +1,8 @@
 //! The catalog: signed package indexes and manifests in SQLite, the search
 //! documents derived from them, the record of which artifacts this node holds, and
 //! the peers it has seen. Records from peers enter through the `ingest_*` methods
-//! and leave through [`Catalog::page`].
+//! and leave through [`Catalog::page`]. Peer reputation (migration 0003) and the
+//! storage policy over held artifacts (pins, LRU eviction) are here too.
 //!
 //! Every write re-checks the domain rules inside its transaction (against the
 //! index as it is *in that transaction*), so concurrent writers cannot slip an
@@ -18,7 +19,9 @@ use rusqlite::{OptionalExtension, Transaction, params};
 
 use crate::db::Database;
 use crate::peers::{self, KnownPeer};
+use crate::reputation::{self, Outcome, PeerRecord};
 use crate::search;
+use crate::storage::{self, StorageUsage};
 use crate::sync::{self, CatalogEntry, Ingested};
 use crate::{Error, Result};
 
@@ -251,7 +254,8 @@ impl Catalog {
     /// The addresses are put before the ones already stored, duplicates dropped and
     /// the list cut at [`KnownPeer::MAX_ADDRESSES`]; `last_seen` never moves back.
     /// Beyond [`KnownPeer::MAX_PEERS`] peers, the least recently seen others are
-    /// forgotten. Ids and addresses are opaque text to the store.
+    /// forgotten, except peers banned at `now` (see [`Catalog::ban_peer`]). Ids and
+    /// addresses are opaque text to the store.
     pub fn save_peer(&self, peer_id: &str, addresses: &[String], now: u64) -> Result<()> {
         self.database.write(|tx| peers::save(tx, peer_id, addresses, now))
     }
@@ -259,6 +263,89 @@ impl Catalog {
     /// Up to `limit` known peers, most recently seen first.
     pub fn known_peers(&self, limit: usize) -> Result<Vec<KnownPeer>> {
         self.database.read(|connection| peers::known(connection, limit))
+    }
+
+    /// Records how exchanges with `peer_id` turned out, in order, at `now`, and
+    /// returns the peer's updated record; all in one transaction.
+    ///
+    /// A peer never seen before gets a row with no addresses. Each
+    /// [`Outcome::Success`] counts a success and feeds its latency into
+    /// [`PeerRecord::latency_ewma_ms`] (`old * 0.8 + sample * 0.2`; the first sample
+    /// sets it; a sample that is negative or not finite counts the success but
+    /// leaves the average alone); the other outcomes count in their own counter.
+    /// `last_seen` moves up to `now`, never back. Like [`Catalog::save_peer`], it
+    /// keeps the table within [`KnownPeer::MAX_PEERS`], never dropping a banned peer.
+    pub fn record_outcomes(&self, peer_id: &str, outcomes: &[Outcome], now: u64) -> Result<PeerRecord> {
+        self.database.write(|tx| reputation::record_outcomes(tx, peer_id, outcomes, now))
+    }
+
+    /// Adds `count` to the packages `peer_id` provided (ingested from it), as
+    /// seen at `now`. An unknown peer gets a row, as in [`Catalog::record_outcomes`].
+    pub fn add_packages_provided(&self, peer_id: &str, count: u64, now: u64) -> Result<()> {
+        self.database.write(|tx| reputation::add_packages_provided(tx, peer_id, count, now))
+    }
+
+    /// Bans `peer_id` until the unix second `until` (replacing any running ban)
+    /// and counts the ban; returns the updated record. An unknown peer gets a row,
+    /// as in [`Catalog::record_outcomes`]. While `until` is later than the `now`
+    /// they are given, the peer is listed by [`Catalog::banned_peers`] and the peer
+    /// bound never drops it.
+    pub fn ban_peer(&self, peer_id: &str, until: u64, now: u64) -> Result<PeerRecord> {
+        self.database.write(|tx| reputation::ban(tx, peer_id, until, now))
+    }
+
+    /// Lifts the ban on `peer_id` (its ban count stays); nothing if it is unknown.
+    pub fn unban_peer(&self, peer_id: &str) -> Result<()> {
+        self.database.write(|tx| reputation::unban(tx, peer_id))
+    }
+
+    /// Peers banned at `now` (their ban ends later than `now`), by peer id.
+    pub fn banned_peers(&self, now: u64) -> Result<Vec<PeerRecord>> {
+        self.database.read(|connection| reputation::banned(connection, now))
+    }
+
+    /// The record of `peer_id`, if known.
+    pub fn peer_record(&self, peer_id: &str) -> Result<Option<PeerRecord>> {
+        self.database.read(|connection| reputation::load(connection, peer_id))
+    }
+
+    /// Up to `limit` peer records, most recently seen first.
+    pub fn peer_records(&self, limit: usize) -> Result<Vec<PeerRecord>> {
+        self.database.read(|connection| reputation::records(connection, limit))
+    }
+
+    /// Counts and bytes of held artifacts, pinned and cached (unpinned).
+    pub fn storage_usage(&self) -> Result<StorageUsage> {
+        self.database.read(storage::usage)
+    }
+
+    /// Pins (never evicted) or unpins (evictable cache) a held artifact; false
+    /// when this node does not hold it.
+    pub fn set_pinned(&self, digest: &Digest, pinned: bool) -> Result<bool> {
+        self.database.write(|tx| storage::set_pinned(tx, digest, pinned))
+    }
+
+    /// Records that a held artifact was used (served, fetched) at `now`, for LRU
+    /// eviction; nothing when this node does not hold it.
+    pub fn touch_artifact(&self, digest: &Digest, now: u64) -> Result<()> {
+        self.database.write(|tx| storage::touch(tx, digest, now))
+    }
+
+    /// The unpinned artifacts, with their sizes, that must go for the unpinned
+    /// bytes to fit in `max_cached_bytes`: least recently used first (ties broken
+    /// by `stored_at`, then digest), just as many as needed. Empty when the cache
+    /// already fits. Pinned artifacts are never returned, however far the total is
+    /// over the limit.
+    pub fn eviction_candidates(&self, max_cached_bytes: u64) -> Result<Vec<(Digest, u64)>> {
+        self.database.read(|connection| storage::eviction_candidates(connection, max_cached_bytes))
+    }
+
+    /// Forgets that this node holds the artifact with `digest` (deletes its row;
+    /// the file is the caller's: see [`crate::Store::evict`]). Nothing when it is
+    /// not held. A pinned artifact is never forgotten: that is [`Error::Pinned`]
+    /// and nothing changes.
+    pub fn forget_artifact(&self, digest: &Digest) -> Result<()> {
+        self.database.write(|tx| storage::forget(tx, digest))
     }
 
     /// Counts over the catalog.

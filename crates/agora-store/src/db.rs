@@ -11,8 +11,11 @@ use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 use crate::{Error, Result};
 
 /// Migrations in order; migration `i` moves the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] =
-    &[include_str!("../migrations/0001_catalog.sql"), include_str!("../migrations/0002_peers.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/0001_catalog.sql"),
+    include_str!("../migrations/0002_peers.sql"),
+    include_str!("../migrations/0003_reputation.sql"),
+];
 
 /// Readers beyond this add little on the machines Agora targets.
 const MAX_READERS: usize = 8;

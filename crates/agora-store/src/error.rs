@@ -26,6 +26,10 @@ pub enum Error {
     /// A row did not decode; the database was changed outside Agora.
     #[error("corrupt catalog row: {0}")]
     Corrupt(String),
+    /// [`Catalog::forget_artifact`](crate::Catalog::forget_artifact) was asked to
+    /// forget a pinned artifact; unpin it first.
+    #[error("artifact {0} is pinned; unpin it before forgetting it")]
+    Pinned(agora_core::Digest),
 }
 
 impl Error {

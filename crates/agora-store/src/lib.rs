@@ -32,7 +32,9 @@ mod catalog;
 mod db;
 mod error;
 mod peers;
+mod reputation;
 mod search;
+mod storage;
 mod store;
 mod sync;
 
@@ -40,5 +42,7 @@ pub use artifacts::{ArtifactStore, StoredArtifact};
 pub use catalog::{Catalog, CatalogStats};
 pub use error::{Error, Result};
 pub use peers::KnownPeer;
+pub use reputation::{Outcome, PeerRecord};
+pub use storage::StorageUsage;
 pub use store::Store;
 pub use sync::{CatalogEntry, Ingested};

@@ -22,12 +22,13 @@ pub struct KnownPeer {
 impl KnownPeer {
     /// Most addresses kept per peer; older ones are dropped first.
     pub const MAX_ADDRESSES: usize = 16;
-    /// Most peers kept; the least recently seen are dropped first.
+    /// Most peers kept; the least recently seen are dropped first, except that a
+    /// peer whose ban is still running is never dropped.
     pub const MAX_PEERS: usize = 1000;
 }
 
 /// Upserts a peer, merging addresses and evicting the least recently seen peers
-/// beyond [`KnownPeer::MAX_PEERS`].
+/// beyond [`KnownPeer::MAX_PEERS`] (see [`enforce_bound`]).
 pub(crate) fn save(tx: &Transaction<'_>, peer_id: &str, addresses: &[String], now: u64) -> Result<()> {
     let stored: Option<String> = tx
         .prepare_cached("SELECT addresses FROM peers WHERE peer_id = ?1")?
@@ -50,15 +51,23 @@ pub(crate) fn save(tx: &Transaction<'_>, peer_id: &str, addresses: &[String], no
              last_seen = max(last_seen, excluded.last_seen)",
     )?
     .execute(params![peer_id, json, to_sql(now)])?;
+    enforce_bound(tx, peer_id, now)
+}
 
+/// Forgets the least recently seen peers beyond [`KnownPeer::MAX_PEERS`], never
+/// `keep` (the peer just written) and never a peer banned at `now`: a ban has to
+/// survive a flood of new peers. Banned peers still count towards the bound, so
+/// while more than `MAX_PEERS` peers are banned the table holds only those.
+pub(crate) fn enforce_bound(tx: &Transaction<'_>, keep: &str, now: u64) -> Result<()> {
     let count: i64 = tx.prepare_cached("SELECT count(*) FROM peers")?.query_row([], |row| row.get(0))?;
     let excess = count - KnownPeer::MAX_PEERS as i64;
     if excess > 0 {
         tx.prepare_cached(
             "DELETE FROM peers WHERE peer_id IN
-                 (SELECT peer_id FROM peers WHERE peer_id <> ?1 ORDER BY last_seen ASC, peer_id ASC LIMIT ?2)",
+                 (SELECT peer_id FROM peers WHERE peer_id <> ?1 AND banned_until <= ?3
+                  ORDER BY last_seen ASC, peer_id ASC LIMIT ?2)",
         )?
-        .execute(params![peer_id, excess])?;
+        .execute(params![keep, excess, to_sql(now)])?;
     }
     Ok(())
 }
@@ -79,11 +88,11 @@ pub(crate) fn known(connection: &Connection, limit: usize) -> Result<Vec<KnownPe
     .collect()
 }
 
-fn parse_addresses(peer_id: &str, json: &str) -> Result<Vec<String>> {
+pub(crate) fn parse_addresses(peer_id: &str, json: &str) -> Result<Vec<String>> {
     serde_json::from_str(json).map_err(|error| Error::Corrupt(format!("addresses of peer `{peer_id}`: {error}")))
 }
 
 /// SQLite integers are signed; times far beyond 2262 saturate rather than wrap.
-fn to_sql(seconds: u64) -> i64 {
+pub(crate) fn to_sql(seconds: u64) -> i64 {
     i64::try_from(seconds).unwrap_or(i64::MAX)
 }

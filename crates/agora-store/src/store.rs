@@ -1,9 +1,9 @@
 //! [`Store`]: a catalog and an artifact directory under one data directory, and
-//! the publish operation that needs both.
+//! the operations that need both: publish and eviction.
 
 use std::path::{Path, PathBuf};
 
-use agora_core::{PackageName, Publication, SignedManifest, Version};
+use agora_core::{Digest, PackageName, Publication, SignedManifest, Version};
 
 use crate::{ArtifactStore, Catalog, Error, Result};
 
@@ -53,6 +53,38 @@ impl Store {
         }
         tracing::info!(package = %name, version = %manifest.manifest().version(), digest = %info.digest, "published");
         Ok(())
+    }
+
+    /// Evicts cached (unpinned) artifacts, least recently used first, until their
+    /// bytes fit in `max_cached_bytes` (see [`Catalog::eviction_candidates`]);
+    /// returns the digests evicted, which this node no longer holds. Pinned
+    /// artifacts are never evicted.
+    ///
+    /// Each artifact's row goes first, then its file: a crash in between leaves an
+    /// orphan file (harmless, content-addressed) rather than a row pointing at
+    /// nothing. An artifact pinned since the candidates were chosen, or recorded
+    /// again right after its row was forgotten, is skipped and kept. A
+    /// file that cannot be deleted is logged and left as an orphan; its artifact
+    /// still counts as evicted.
+    pub fn evict(&self, max_cached_bytes: u64) -> Result<Vec<Digest>> {
+        let mut evicted = Vec::new();
+        for (digest, size) in self.catalog.eviction_candidates(max_cached_bytes)? {
+            match self.catalog.forget_artifact(&digest) {
+                Ok(()) => {}
+                Err(Error::Pinned(_)) => continue,
+                Err(error) => return Err(error),
+            }
+            if self.catalog.has_artifact(&digest)? {
+                // Recorded again since it was forgotten (a concurrent download): keep it.
+                continue;
+            }
+            if let Err(error) = self.artifacts.remove(&digest) {
+                tracing::warn!(%digest, %error, "could not delete an evicted artifact file; left as an orphan");
+            }
+            tracing::info!(%digest, size, "evicted a cached artifact");
+            evicted.push(digest);
+        }
+        Ok(evicted)
     }
 
     /// The manifest of `name@version` and the verified path of its artifact;

@@ -447,14 +447,15 @@ fn a_version_1_database_is_upgraded_keeping_its_data() {
         let store = Store::open(dir.path()).unwrap();
         publish(&store, &owner, metadata("demo", "1.0.0", "a demo"), b"v1")
     };
-    // Turn it back into what a build with only the first migration wrote.
+    // Turn it back into what a build with only the first migration wrote (dropping
+    // what later migrations added).
     let path = dir.path().join("catalog.sqlite");
     let user_version = |connection: &rusqlite::Connection| -> i64 {
         connection.pragma_query_value(None, "user_version", |row| row.get(0)).unwrap()
     };
     let raw = rusqlite::Connection::open(&path).unwrap();
-    assert_eq!(user_version(&raw), 2);
-    raw.execute_batch("DROP TABLE peers; PRAGMA user_version = 1;").unwrap();
+    assert_eq!(user_version(&raw), 3);
+    raw.execute_batch("DROP TABLE peers; DROP INDEX artifacts_lru; PRAGMA user_version = 1;").unwrap();
     let table_exists = |connection: &rusqlite::Connection| -> bool {
         connection
             .query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'peers'", [], |row| {
@@ -468,7 +469,7 @@ fn a_version_1_database_is_upgraded_keeping_its_data() {
 
     let store = Store::open(dir.path()).unwrap();
     let raw = rusqlite::Connection::open(&path).unwrap();
-    assert_eq!(user_version(&raw), 2);
+    assert_eq!(user_version(&raw), 3);
     assert!(table_exists(&raw));
     assert_eq!(store.catalog().package(&name("demo")).unwrap(), Some(published.index));
     assert_eq!(found(store.catalog(), "demo"), ["demo@1.0.0"]);

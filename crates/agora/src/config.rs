@@ -28,6 +28,27 @@ pub struct Config {
     pub cache: CacheSettings,
     /// Peer-to-peer settings.
     pub network: NetworkSettings,
+    /// How artifacts are downloaded from peers.
+    pub transfer: crate::transfer::TransferSettings,
+    /// When peers get blocked.
+    pub reputation: crate::reputation::ReputationSettings,
+    /// Local artifact storage.
+    pub storage: StorageSettings,
+}
+
+/// Local artifact storage policy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageSettings {
+    /// Most bytes of fetched (unpinned) artifacts kept; the least recently used go
+    /// first. Published and pinned artifacts never count and are never evicted.
+    pub max_cached_bytes: u64,
+}
+
+impl Default for StorageSettings {
+    fn default() -> Self {
+        Self { max_cached_bytes: 10 * 1024 * 1024 * 1024 }
+    }
 }
 
 /// How the node joins the peer-to-peer network.
@@ -83,6 +104,9 @@ impl Default for Config {
             chunk_size: agora_core::ArtifactInfo::DEFAULT_CHUNK_SIZE,
             cache: CacheSettings::default(),
             network: NetworkSettings::default(),
+            transfer: crate::transfer::TransferSettings::default(),
+            reputation: crate::reputation::ReputationSettings::default(),
+            storage: StorageSettings::default(),
         }
     }
 }
@@ -166,6 +190,16 @@ impl Config {
         }
         if self.network.query_timeout_ms == 0 || self.network.request_timeout_ms == 0 {
             return invalid("network timeouts must be greater than 0".into());
+        }
+        let transfer = &self.transfer;
+        if !(1..=32).contains(&transfer.max_providers) || !(1..=64).contains(&transfer.requests_per_provider) {
+            return invalid("transfer.max_providers must be 1-32 and transfer.requests_per_provider 1-64".into());
+        }
+        if transfer.chunk_timeout_ms == 0 {
+            return invalid("transfer.chunk_timeout_ms must be greater than 0".into());
+        }
+        if self.reputation.invalid_threshold == 0 {
+            return invalid("reputation.invalid_threshold must be greater than 0".into());
         }
         Ok(())
     }

@@ -44,6 +44,8 @@ mod keys;
 mod local;
 mod network;
 mod node;
+mod reputation;
+mod transfer;
 mod validator;
 
 pub use agora_cache::{CacheConfig, CacheStats, CachedRegistry};
@@ -54,10 +56,14 @@ pub use agora_core::{
 };
 /// The network crate, for peer ids, multiaddrs and the handle.
 pub use agora_net as net;
-pub use config::{CacheSettings, Config, DEFAULT_API_ADDR, NetworkSettings, default_data_dir};
+pub use config::{CacheSettings, Config, DEFAULT_API_ADDR, NetworkSettings, StorageSettings, default_data_dir};
 pub use error::{Error, Result};
 pub use local::LocalRegistry;
-pub use node::{CacheCounters, NetworkSummary, Node, NodeBuilder, NodeStatus, PeerInfo, Published, api_token_path};
+pub use node::{
+    CacheCounters, NetworkSummary, Node, NodeBuilder, NodeStatus, PeerInfo, Published, StorageStatus, api_token_path,
+};
+pub use reputation::{PeerStanding, ReputationSettings, score, standing};
+pub use transfer::{ProviderProgress, TransferProgress, TransferSettings, TransferState};
 
 /// The domain model crate, for what the re-exports above leave out.
 pub use agora_core as core;

@@ -16,15 +16,17 @@ use agora_core::{
     SignedPackageIndex, Version,
 };
 use agora_net::{
-    Announcement, ChunkRequest, ChunkResponse, MAX_SYNC_RESPONSE, Multiaddr, NetworkConfig, NetworkEvent,
-    NetworkHandle, PeerId, RecordKey, SyncEntry, SyncRequest, SyncResponse, Verdict, Wire, peer_address,
+    Announcement, ChunkResponse, MAX_SYNC_RESPONSE, Multiaddr, NetworkConfig, NetworkEvent, NetworkHandle, PeerId,
+    RecordKey, SyncEntry, SyncRequest, SyncResponse, Verdict, Wire, peer_address,
 };
-use agora_store::Ingested;
-use tokio::sync::Semaphore;
+use agora_store::{Ingested, Outcome};
+use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 
 use crate::local::unix_now;
 use crate::node::{NetworkSummary, Node, NodeInner};
+use crate::reputation::Reputation;
+use crate::transfer::{Staging, Transfer, TransferProgress, TransferState};
 use crate::validator::OwnerValidator;
 use crate::{Error, Result};
 
@@ -40,12 +42,12 @@ const SYNC_SLOTS: usize = 4;
 const EVENT_SLOTS: usize = 64;
 /// DHT puts and provides in flight during a republish.
 const REPUBLISH_SLOTS: usize = 16;
-/// Providers tried, one after another, for one download.
-const MAX_PROVIDERS_TRIED: usize = 8;
 /// Known peers re-dialed at start.
 const REDIAL_PEERS: usize = 32;
-/// Peers whose strikes are remembered (reputation proper comes later).
-const MAX_STRIKE_ENTRIES: usize = 10_000;
+/// Peers scoring below this are not asked for their catalog.
+const MIN_SYNC_SCORE: f64 = 0.25;
+/// How often expired bans are lifted.
+const BAN_CHECK_INTERVAL: Duration = Duration::from_secs(15);
 
 /// The running network of a node.
 #[derive(Debug)]
@@ -56,10 +58,14 @@ pub(crate) struct Network {
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct State {
+    handle: NetworkHandle,
+    reputation: Arc<Reputation>,
     syncing: Mutex<HashSet<PeerId>>,
-    strikes: Mutex<HashMap<PeerId, u32>>,
+    /// One lock per artifact being downloaded, so concurrent fetches of the same
+    /// artifact share one transfer. Entries are removed when the transfer ends.
+    transfers: Mutex<HashMap<Digest, Arc<tokio::sync::Mutex<()>>>>,
     connected: AtomicUsize,
     /// Set once our records were pushed to a routable peer since we were last alone.
     pushed: std::sync::atomic::AtomicBool,
@@ -96,16 +102,32 @@ pub(crate) async fn start(node: &Node) -> Result<()> {
     let (handle, events, actor) =
         agora_net::spawn(config, validator.clone()).await.map_err(|error| config_error(error.to_string()))?;
     tokio::fs::create_dir_all(downloads_dir(node)).await.map_err(|error| Error::io(downloads_dir(node), error))?;
+    remove_stale_staging(&downloads_dir(node)).await;
 
-    let state = Arc::new(State::default());
+    let reputation_store = node.store().clone();
+    let reputation_settings = node.config().reputation.clone();
+    let reputation = Arc::new(blocking(move || Reputation::load(reputation_store, reputation_settings)).await?);
+    // Bans survive restarts.
+    for peer in reputation.banned() {
+        handle.set_blocked(peer, true).await;
+    }
+    let state = Arc::new(State {
+        handle: handle.clone(),
+        reputation,
+        syncing: Mutex::new(HashSet::new()),
+        transfers: Mutex::new(HashMap::new()),
+        connected: AtomicUsize::new(0),
+        pushed: std::sync::atomic::AtomicBool::new(false),
+    });
     let network = Network { handle: handle.clone(), validator, state: state.clone(), tasks: Mutex::new(vec![actor]) };
     tracing::info!(peer_id = %network.handle.peer_id(), "network started");
     // Installed before the event loop starts, so no early event finds it missing.
     node.set_network(network);
     let service = tokio::spawn(event_loop(node.downgrade(), handle.clone(), state, events));
     let warmup = tokio::spawn(warm_up(node.downgrade(), handle));
+    let bans = tokio::spawn(lift_expired_bans(state_of(node)));
     if let Some(network) = node.network() {
-        network.tasks.lock().unwrap_or_else(std::sync::PoisonError::into_inner).extend([service, warmup]);
+        network.tasks.lock().unwrap_or_else(std::sync::PoisonError::into_inner).extend([service, warmup, bans]);
     }
     Ok(())
 }
@@ -137,9 +159,9 @@ impl Network {
         }
     }
 
-    /// Strikes recorded against a peer (invalid records, garbage, bad chunks).
+    /// Invalid responses recorded against a peer (bad records, garbage, bad chunks).
     pub(crate) fn strikes(&self, peer: &PeerId) -> u32 {
-        self.state.strikes.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(peer).copied().unwrap_or(0)
+        self.state.reputation.invalid(peer).min(u64::from(u32::MAX)) as u32
     }
 
     /// Puts the records of a new version in the DHT, provides its artifact and
@@ -232,101 +254,153 @@ impl Network {
         node.local().get_version(name, version).await
     }
 
-    /// Downloads the artifact of `manifest` from a provider, chunk by chunk, each
-    /// chunk verified before it is written; on any failure the next provider is
-    /// tried. The verified artifact is stored and this node becomes a provider.
-    pub(crate) async fn download(&self, node: &Node, manifest: SignedManifest) -> CoreResult<Artifact> {
-        let info = manifest.manifest().artifact.clone();
-        let (name, version) = (manifest.manifest().name().clone(), manifest.manifest().version().clone());
-        if info.size > node.config().max_artifact_size {
-            return Err(CoreError::ArtifactTooLarge { size: info.size, limit: node.config().max_artifact_size });
-        }
-        let providers = self.handle.get_providers(info.digest).await.map_err(network_error)?;
-        if providers.is_empty() {
-            tracing::warn!(package = %name, %version, digest = %info.digest, "no providers found");
-            return Err(CoreError::ArtifactUnavailable { name, version });
-        }
-        let mut failures = Vec::new();
-        for peer in providers.into_iter().take(MAX_PROVIDERS_TRIED) {
-            match self.download_from(node, peer, &manifest).await {
-                Ok(path) => {
-                    let handle = self.handle.clone();
-                    let digest = info.digest;
-                    tokio::spawn(async move {
-                        if let Err(error) = handle.start_providing(digest).await {
-                            tracing::debug!(%digest, %error, "providing after download");
-                        }
-                    });
-                    tracing::info!(package = %name, %version, provider = %peer, "artifact downloaded");
-                    return Ok(Artifact { manifest, data: ArtifactData::File(path) });
-                }
-                Err(error) => {
-                    tracing::warn!(package = %name, %version, provider = %peer, %error, "provider failed; trying the next");
-                    failures.push(format!("{peer}: {error}"));
-                }
-            }
-        }
-        Err(CoreError::Network(format!(
-            "could not download {name}@{version} from any of {} providers: {}",
-            failures.len(),
-            failures.join("; ")
-        )))
-    }
-
-    async fn download_from(
+    /// Downloads the artifact of `manifest` from the network (see
+    /// [`crate::transfer`]), stores it after verifying it whole, applies the
+    /// storage limit, and makes this node a provider. Concurrent calls for the same
+    /// artifact share one transfer.
+    pub(crate) async fn download(
         &self,
         node: &Node,
-        peer: PeerId,
-        manifest: &SignedManifest,
-    ) -> CoreResult<std::path::PathBuf> {
-        use tokio::io::AsyncWriteExt;
-        let info = &manifest.manifest().artifact;
-        let dir = downloads_dir(node);
-        let temp = tempfile::NamedTempFile::new_in(&dir)
-            .map_err(|error| CoreError::Io(format!("{}: {error}", dir.display())))?;
-        let (file, temp_path) = temp.into_parts();
-        let mut file = tokio::fs::File::from_std(file);
-        for index in 0..info.chunks.len() {
-            let request = ChunkRequest { digest: info.digest, index: index as u32 };
-            let response = self.handle.request_chunk(peer, request).await.map_err(network_error)?;
-            let bytes = match response {
-                ChunkResponse::Data(bytes) => bytes,
-                other => return Err(CoreError::Network(format!("chunk {index}: provider answered {other:?}"))),
-            };
-            let expected_len = info.chunk_range(index).map(|(_, len)| len as usize);
-            if Some(bytes.len()) != expected_len || Digest::of(&bytes) != info.chunks[index] {
-                self.strike(peer, format!("sent a bad chunk {index} of {}", info.digest));
-                return Err(CoreError::DigestMismatch { expected: info.chunks[index], actual: Digest::of(&bytes) });
-            }
-            file.write_all(&bytes).await.map_err(|error| CoreError::Io(error.to_string()))?;
+        manifest: SignedManifest,
+        progress: &watch::Sender<TransferProgress>,
+    ) -> CoreResult<Artifact> {
+        let info = manifest.manifest().artifact.clone();
+        let (name, version) = (manifest.manifest().name().clone(), manifest.manifest().version().clone());
+        let limit = node.config().max_artifact_size;
+        if info.size > limit {
+            return Err(CoreError::ArtifactTooLarge { size: info.size, limit });
         }
-        file.flush().await.map_err(|error| CoreError::Io(error.to_string()))?;
-        drop(file);
-        let store = node.store().clone();
-        let expected = info.clone();
-        let source = temp_path.to_path_buf();
-        let stored = blocking(move || {
-            let stored = store.artifacts().put(&expected, &ArtifactData::File(source))?;
-            store.catalog().record_artifact(&expected.digest, expected.size, false, unix_now())?;
-            Ok(stored.path)
-        })
-        .await?;
-        drop(temp_path);
-        Ok(stored)
+        let lock = {
+            let mut transfers = self.state.transfers.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            transfers.entry(info.digest).or_default().clone()
+        };
+        let guard = lock.lock().await;
+        // Another fetch of the same artifact may have finished while we waited.
+        if let Ok(artifact) = node.local().fetch_artifact(&name, &version).await {
+            progress.send_modify(|p| {
+                p.received_bytes = p.total_bytes;
+                p.chunks_done = p.chunks_total;
+                p.state = TransferState::Done;
+            });
+            return Ok(artifact);
+        }
+        let result = self.transfer(node, &manifest, progress).await;
+        drop(guard);
+        self.state.transfers.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&info.digest);
+        match result {
+            Ok(path) => {
+                progress.send_modify(|p| p.state = TransferState::Done);
+                tracing::info!(package = %name, %version, digest = %info.digest, "artifact fetched from the network");
+                Ok(Artifact { manifest, data: ArtifactData::File(path) })
+            }
+            Err(error) => {
+                progress.send_modify(|p| p.state = TransferState::Failed(error.to_string()));
+                Err(error)
+            }
+        }
     }
 
-    fn strike(&self, peer: PeerId, reason: String) {
-        strike(&self.state, peer, &reason);
+    async fn transfer(
+        &self,
+        node: &Node,
+        manifest: &SignedManifest,
+        progress: &watch::Sender<TransferProgress>,
+    ) -> CoreResult<std::path::PathBuf> {
+        let info = manifest.manifest().artifact.clone();
+        let staging = Staging::new(&downloads_dir(node), &info.digest);
+        let providers = self.handle.get_providers(info.digest).await.map_err(network_error)?;
+        let transfer = Transfer {
+            handle: &self.handle,
+            reputation: &self.state.reputation,
+            settings: &node.config().transfer,
+            manifest,
+            staging: &staging,
+            progress,
+        };
+        let downloaded = transfer.download(providers).await?;
+        progress.send_modify(|p| p.state = TransferState::Verifying);
+        let store = node.store().clone();
+        let part = staging.part.clone();
+        let max_cached = node.config().storage.max_cached_bytes.max(info.size);
+        let expected = info.clone();
+        let stored = blocking(move || {
+            let stored = store.artifacts().adopt(&expected, &part)?;
+            store.catalog().record_artifact(&expected.digest, expected.size, false, unix_now())?;
+            let evicted = store.evict(max_cached)?;
+            Ok((stored.path, evicted))
+        })
+        .await;
+        let (path, evicted) = match stored {
+            Ok(stored) => stored,
+            Err(error) => {
+                // The chunks verified but the whole does not: the manifest lies
+                // about its chunks. Nothing to resume from.
+                staging.discard();
+                return Err(error);
+            }
+        };
+        staging.finish();
+        let handle = self.handle.clone();
+        let digest = info.digest;
+        tokio::spawn(async move {
+            for gone in evicted {
+                handle.stop_providing(gone).await;
+            }
+            if let Err(error) = handle.start_providing(digest).await {
+                tracing::debug!(%digest, %error, "providing after download");
+            }
+        });
+        for peer in downloaded.served_by {
+            let store = node.store().clone();
+            let id = peer.to_string();
+            let _ = blocking(move || store.catalog().add_packages_provided(&id, 1, unix_now())).await;
+        }
+        Ok(path)
     }
 }
 
-fn strike(state: &State, peer: PeerId, reason: &str) {
-    tracing::warn!(%peer, reason, "strike against peer");
-    let mut strikes = state.strikes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    if strikes.len() >= MAX_STRIKE_ENTRIES && !strikes.contains_key(&peer) {
-        return;
+/// Records invalid data from `peer`; blocks it when its reputation says so.
+async fn strike(state: &State, peer: PeerId, reason: &str) {
+    tracing::warn!(%peer, reason, "invalid data from peer");
+    if state.reputation.record(peer, Outcome::Invalid).await.is_some() {
+        tracing::warn!(%peer, "blocking a peer that keeps sending invalid data");
+        state.handle.set_blocked(peer, true).await;
     }
-    *strikes.entry(peer).or_default() += 1;
+}
+
+/// Lifts bans whose time ran out, every few seconds.
+async fn lift_expired_bans(state: Option<Arc<State>>) {
+    let Some(state) = state else { return };
+    let mut ticks = tokio::time::interval(BAN_CHECK_INTERVAL);
+    loop {
+        ticks.tick().await;
+        for peer in state.reputation.expire_bans().await {
+            tracing::info!(%peer, "ban expired; unblocking");
+            state.handle.set_blocked(peer, false).await;
+        }
+    }
+}
+
+fn state_of(node: &Node) -> Option<Arc<State>> {
+    node.network().map(|network| network.state.clone())
+}
+
+/// Staging files of transfers untouched for a day are not worth resuming.
+async fn remove_stale_staging(dir: &std::path::Path) {
+    let dir = dir.to_owned();
+    let _ = tokio::task::spawn_blocking(move || {
+        let Ok(entries) = std::fs::read_dir(&dir) else { return };
+        for entry in entries.flatten() {
+            let stale = entry
+                .metadata()
+                .and_then(|metadata| metadata.modified())
+                .is_ok_and(|modified| modified.elapsed().is_ok_and(|age| age > Duration::from_secs(86_400)));
+            if stale {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    })
+    .await;
 }
 
 fn downloads_dir(node: &Node) -> std::path::PathBuf {
@@ -445,7 +519,7 @@ async fn on_event(
             let source = id.propagation_source();
             let verdict = judge_announcement(node, &network.validator, &data).await;
             if let Err(reason) = &verdict {
-                strike(state, source, reason);
+                strike(state, source, reason).await;
             }
             let verdict = verdict.unwrap_or(Verdict::Reject);
             handle.report_announcement(id, verdict).await;
@@ -496,7 +570,8 @@ async fn on_event(
         }
         NetworkEvent::PeerConnected { peer, .. } => {
             state.connected.fetch_add(1, Ordering::SeqCst);
-            if node.config().network.catalog_sync {
+            // Catalogs come from peers in good standing only.
+            if node.config().network.catalog_sync && state.reputation.score(&peer) >= MIN_SYNC_SCORE {
                 sync_with(node, handle, state, sync_slots, peer).await;
             }
         }
@@ -540,12 +615,12 @@ async fn on_event(
                 Ok(true) => handle.store_record(key, value).await,
                 Ok(false) => {}
                 Err(error) if error.is_invalid_input() => {
-                    strike(state, peer, &format!("stored an invalid record: {error}"));
+                    strike(state, peer, &format!("stored an invalid record: {error}")).await;
                 }
                 Err(error) => tracing::warn!(%peer, %error, "could not check an inbound record"),
             }
         }
-        NetworkEvent::PeerMisbehaved { peer, reason } => strike(state, peer, &reason),
+        NetworkEvent::PeerMisbehaved { peer, reason } => strike(state, peer, &reason).await,
     }
 }
 
@@ -588,10 +663,21 @@ async fn sync_with(node: &Node, handle: &NetworkHandle, state: &Arc<State>, slot
             tracing::warn!(%peer, "catalog sync ran out of time; the rest comes with the next connection");
             break;
         }
+        let asked = std::time::Instant::now();
         let page = match handle.request_sync(peer, SyncRequest { after: after.clone(), limit: SYNC_PAGE }).await {
-            Ok(page) => page,
+            Ok(page) => {
+                let latency_ms = asked.elapsed().as_secs_f64() * 1e3;
+                state.reputation.record(peer, Outcome::Success { latency_ms }).await;
+                page
+            }
             Err(error) => {
                 tracing::debug!(%peer, %error, "catalog sync stopped");
+                let outcome = if matches!(error, agora_net::NetworkError::Timeout(_)) {
+                    Outcome::Timeout
+                } else {
+                    Outcome::Failure
+                };
+                state.reputation.record(peer, outcome).await;
                 break;
             }
         };
@@ -600,7 +686,7 @@ async fn sync_with(node: &Node, handle: &NetworkHandle, state: &Arc<State>, slot
             let index = match SignedPackageIndex::from_bytes(&entry.index) {
                 Ok(index) => index,
                 Err(error) => {
-                    strike(state, peer, &format!("sync sent an invalid index: {error}"));
+                    strike(state, peer, &format!("sync sent an invalid index: {error}")).await;
                     continue;
                 }
             };
@@ -608,7 +694,7 @@ async fn sync_with(node: &Node, handle: &NetworkHandle, state: &Arc<State>, slot
             for bytes in entry.manifests {
                 match SignedManifest::from_bytes(&bytes) {
                     Ok(manifest) => manifests.push(manifest),
-                    Err(error) => strike(state, peer, &format!("sync sent an invalid manifest: {error}")),
+                    Err(error) => strike(state, peer, &format!("sync sent an invalid manifest: {error}")).await,
                 }
             }
             batch.push((index, manifests));
@@ -617,7 +703,7 @@ async fn sync_with(node: &Node, handle: &NetworkHandle, state: &Arc<State>, slot
             Ok(report) => {
                 stored += report.changed.len();
                 if let Some(error) = report.invalid {
-                    strike(state, peer, &format!("sync sent records breaking the rules: {error}"));
+                    strike(state, peer, &format!("sync sent records breaking the rules: {error}")).await;
                 }
             }
             Err(error) => {
@@ -628,7 +714,7 @@ async fn sync_with(node: &Node, handle: &NetworkHandle, state: &Arc<State>, slot
         match page.next {
             Some(next) if after.as_ref().is_none_or(|previous| &next > previous) => after = Some(next),
             Some(_) => {
-                strike(state, peer, "sync cursor did not advance");
+                strike(state, peer, "sync cursor did not advance").await;
                 break;
             }
             None => break,

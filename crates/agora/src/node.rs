@@ -35,7 +35,6 @@ pub struct NodeBuilder {
     overrides: Vec<Override>,
 }
 
-#[derive(Debug)]
 enum Override {
     Api(std::net::SocketAddr),
     MaxArtifactSize(u64),
@@ -43,6 +42,21 @@ enum Override {
     Bootstrap(Vec<String>),
     Offline,
     CatalogSync(bool),
+    Edit(Box<dyn Fn(&mut Config) + Send + Sync>),
+}
+
+impl std::fmt::Debug for Override {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Api(addr) => write!(f, "Api({addr})"),
+            Self::MaxArtifactSize(bytes) => write!(f, "MaxArtifactSize({bytes})"),
+            Self::Listen(addresses) => write!(f, "Listen({addresses:?})"),
+            Self::Bootstrap(addresses) => write!(f, "Bootstrap({addresses:?})"),
+            Self::Offline => f.write_str("Offline"),
+            Self::CatalogSync(enabled) => write!(f, "CatalogSync({enabled})"),
+            Self::Edit(_) => f.write_str("Edit(..)"),
+        }
+    }
 }
 
 impl NodeBuilder {
@@ -94,6 +108,13 @@ impl NodeBuilder {
         self
     }
 
+    /// Edits the resolved configuration last (for settings without their own
+    /// builder method, e.g. `config.reputation.invalid_threshold`).
+    pub fn configure(mut self, edit: impl Fn(&mut Config) + Send + Sync + 'static) -> Self {
+        self.overrides.push(Override::Edit(Box::new(edit)));
+        self
+    }
+
     /// Turns catalog sync with new peers on or off.
     pub fn catalog_sync(mut self, enabled: bool) -> Self {
         self.overrides.push(Override::CatalogSync(enabled));
@@ -121,6 +142,7 @@ impl NodeBuilder {
                 Override::Bootstrap(addresses) => config.network.bootstrap.extend(addresses.iter().cloned()),
                 Override::Offline => config.network.enabled = false,
                 Override::CatalogSync(enabled) => config.network.catalog_sync = *enabled,
+                Override::Edit(edit) => edit(&mut config),
             }
         }
         config.validate("the command line")?;
@@ -212,6 +234,23 @@ pub struct NodeStatus {
     pub uptime_secs: u64,
     /// The peer-to-peer side, when enabled.
     pub network: Option<NetworkSummary>,
+    /// Local artifact storage.
+    pub storage: StorageStatus,
+}
+
+/// Local artifact storage, for `agora status`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StorageStatus {
+    /// Published or pinned artifacts (never evicted).
+    pub pinned_artifacts: u64,
+    /// Their bytes.
+    pub pinned_bytes: u64,
+    /// Fetched, unpinned artifacts.
+    pub cached_artifacts: u64,
+    /// Their bytes.
+    pub cached_bytes: u64,
+    /// The limit on cached bytes.
+    pub max_cached_bytes: u64,
 }
 
 /// The network part of [`NodeStatus`].
@@ -251,8 +290,10 @@ pub struct PeerInfo {
     pub addresses: Vec<String>,
     /// Unix seconds it was last identified (0: never).
     pub last_seen: u64,
-    /// Strikes recorded against it this run (invalid records, bad chunks, garbage).
+    /// Invalid responses recorded against it (bad records, bad chunks, garbage).
     pub strikes: u32,
+    /// Its reputation.
+    pub standing: Option<crate::PeerStanding>,
 }
 
 /// The result of publishing an archive.
@@ -397,7 +438,94 @@ impl Node {
                 Some(network) => Some(network.summary().await?),
                 None => None,
             },
+            storage: {
+                let store = self.inner.store.clone();
+                let usage = tokio::task::spawn_blocking(move || store.catalog().storage_usage())
+                    .await
+                    .map_err(|error| Error::Config { origin: "status".into(), message: error.to_string() })??;
+                StorageStatus {
+                    pinned_artifacts: usage.pinned_artifacts,
+                    pinned_bytes: usage.pinned_bytes,
+                    cached_artifacts: usage.cached_artifacts,
+                    cached_bytes: usage.cached_bytes,
+                    max_cached_bytes: self.inner.config.storage.max_cached_bytes,
+                }
+            },
         })
+    }
+
+    /// Fetches an artifact like [`Registry::fetch_artifact`], reporting a
+    /// network transfer's progress on `progress` (a local hit reports `Done` at once).
+    pub async fn fetch_with_progress(
+        &self,
+        name: &PackageName,
+        version: &Version,
+        progress: &tokio::sync::watch::Sender<crate::TransferProgress>,
+    ) -> CoreResult<Artifact> {
+        match (self.inner.registry.fetch_artifact(name, version).await, self.network()) {
+            (Ok(artifact), _) => {
+                self.touch(&artifact);
+                progress.send_modify(|p| {
+                    p.received_bytes = p.total_bytes;
+                    p.chunks_done = p.chunks_total;
+                    p.state = crate::TransferState::Done;
+                });
+                Ok(artifact)
+            }
+            (Err(error), Some(network)) if error.is_not_found() => {
+                let manifest = self.get_version(name, version).await?;
+                network.download(self, manifest, progress).await
+            }
+            (Err(corrupt @ CoreError::DigestMismatch { .. }), network) => {
+                // The local copy rotted on disk: never serve it; fetch it again if we can.
+                tracing::error!(package = %name, %version, error = %corrupt, "local artifact corrupted on disk");
+                let refetched = match network {
+                    Some(network) => network.download(self, self.get_version(name, version).await?, progress).await,
+                    None => Err(CoreError::Network("the node is offline".into())),
+                };
+                refetched.map_err(|error| {
+                    CoreError::Io(format!(
+                        "this node's copy of {name}@{version} is corrupted on disk ({corrupt}) and fetching it again failed: {error}"
+                    ))
+                })
+            }
+            (Err(error), _) => Err(error),
+        }
+    }
+
+    /// Pins (or unpins) the artifact of a version this node holds: pinned
+    /// artifacts are never evicted. Returns false when the node does not hold it.
+    pub async fn set_pinned(&self, name: &PackageName, version: &Version, pinned: bool) -> Result<bool> {
+        let manifest = self.get_version(name, version).await?;
+        let digest = manifest.manifest().artifact.digest;
+        let store = self.inner.store.clone();
+        let max_cached = self.inner.config.storage.max_cached_bytes;
+        let (held, evicted) =
+            tokio::task::spawn_blocking(move || -> agora_store::Result<(bool, Vec<agora_core::Digest>)> {
+                let held = store.catalog().set_pinned(&digest, pinned)?;
+                // Unpinning can put the cache over its limit.
+                let evicted = if pinned { Vec::new() } else { store.evict(max_cached)? };
+                Ok((held, evicted))
+            })
+            .await
+            .map_err(|error| Error::Config { origin: "pin".into(), message: error.to_string() })??;
+        if let Some(handle) = self.network_handle() {
+            for gone in evicted {
+                handle.stop_providing(gone).await;
+            }
+        }
+        Ok(held)
+    }
+
+    /// Marks an artifact as just used (for least-recently-used eviction).
+    fn touch(&self, artifact: &Artifact) {
+        let store = self.inner.store.clone();
+        let digest = artifact.manifest.manifest().artifact.digest;
+        tokio::task::spawn_blocking(move || {
+            if let Err(error) = store.catalog().touch_artifact(&digest, unix_now()) {
+                tracing::debug!(%error, "could not mark an artifact as used");
+            }
+        });
     }
 
     /// Known and connected peers, connected first.
@@ -405,7 +533,7 @@ impl Node {
         let Some(network) = self.network() else { return Ok(Vec::new()) };
         let status = network.handle().status().await.map_err(crate::network::network_error)?;
         let store = self.inner.store.clone();
-        let known = tokio::task::spawn_blocking(move || store.catalog().known_peers(1000))
+        let known = tokio::task::spawn_blocking(move || store.catalog().peer_records(1000))
             .await
             .map_err(|error| Error::Config { origin: "peers".into(), message: error.to_string() })??;
         let connected: std::collections::HashSet<String> =
@@ -414,7 +542,8 @@ impl Node {
             .into_iter()
             .map(|peer| PeerInfo {
                 connected: connected.contains(&peer.peer_id),
-                strikes: peer.peer_id.parse().map_or(0, |id| self.strikes(&id)),
+                strikes: peer.invalid.min(u64::from(u32::MAX)) as u32,
+                standing: Some(crate::standing(&peer, unix_now())),
                 peer_id: peer.peer_id,
                 addresses: peer.addresses,
                 last_seen: peer.last_seen,
@@ -428,10 +557,14 @@ impl Node {
                     addresses: Vec::new(),
                     last_seen: 0,
                     strikes: self.strikes(peer),
+                    standing: None,
                 });
             }
         }
-        peers.sort_by_key(|peer| (!peer.connected, std::cmp::Reverse(peer.last_seen)));
+        peers.sort_by(|a, b| {
+            let score = |p: &PeerInfo| p.standing.as_ref().map_or(0.0, |s| s.score);
+            (!a.connected).cmp(&!b.connected).then(score(b).total_cmp(&score(a)))
+        });
         Ok(peers)
     }
 
@@ -574,13 +707,9 @@ impl Registry for Node {
     }
 
     async fn fetch_artifact(&self, name: &PackageName, version: &Version) -> CoreResult<Artifact> {
-        match (self.inner.registry.fetch_artifact(name, version).await, self.network()) {
-            (Err(error), Some(network)) if error.is_not_found() => {
-                let manifest = self.get_version(name, version).await?;
-                network.download(self, manifest).await
-            }
-            (result, _) => result,
-        }
+        let manifest = self.get_version(name, version).await?;
+        let (progress, _) = tokio::sync::watch::channel(crate::TransferProgress::new(&manifest.manifest().artifact));
+        self.fetch_with_progress(name, version, &progress).await
     }
 
     async fn yank(&self, index: SignedPackageIndex) -> CoreResult<IndexChange> {

@@ -1,0 +1,278 @@
+//! Peer reputation: fed only by real outcomes (a verified chunk or page is a
+//! success, a timeout or refusal a failure, a bad signature, bad chunk or garbage
+//! a strike), persisted in SQLite and restored at start, used to order providers
+//! and sync peers, and to block peers that keep sending invalid data.
+//!
+//! The score, in `[0, 1]`:
+//!
+//! ```text
+//! score = (0.50 · success + 0.20 · speed + 0.20 · availability + 0.10 · recency) · 0.5^invalid
+//! success      = (successes + 1) / (successes + failures + 2)
+//! availability = (successes + 1) / (successes + timeouts + 2)
+//! speed        = 1 / (1 + latency_ewma_ms / 100)        (0.5 when unknown)
+//! recency      = exp(−age / 1 day)                       (age since last seen)
+//! ```
+//!
+//! Success rate weighs most because a peer that answers correctly is what a fetch
+//! needs; speed and availability separate good peers; recency prefers peers seen
+//! lately; every invalid response halves the score. A peer whose invalid count
+//! reaches `invalid_threshold · (bans + 1)` is blocked for
+//! `ban_secs · 2^bans` seconds, and the ban survives restarts.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use agora_net::PeerId;
+use agora_store::{Outcome, PeerRecord, Store};
+use serde::{Deserialize, Serialize};
+
+use crate::local::unix_now;
+
+/// Peers whose records are kept in memory (the rest stay in SQLite only).
+const MAX_CACHED_PEERS: usize = 10_000;
+
+/// When to block a peer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReputationSettings {
+    /// Invalid responses that get a peer blocked.
+    pub invalid_threshold: u64,
+    /// Length of the first block, in seconds (doubles with every further block).
+    pub ban_secs: u64,
+}
+
+impl Default for ReputationSettings {
+    fn default() -> Self {
+        Self { invalid_threshold: 3, ban_secs: 3600 }
+    }
+}
+
+/// A peer's standing, for `agora peers`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PeerStanding {
+    /// Score in `[0, 1]`.
+    pub score: f64,
+    /// Why, in words.
+    pub reason: String,
+    /// Unix seconds until which the peer is blocked (0: not blocked).
+    pub banned_until: u64,
+    /// Verified answers.
+    pub successes: u64,
+    /// Refusals and errors.
+    pub failures: u64,
+    /// Requests that ran out of time.
+    pub timeouts: u64,
+    /// Invalid data (bad signatures, bad chunks, garbage).
+    pub invalid: u64,
+    /// Average latency of successful requests (EWMA), in milliseconds.
+    pub latency_ms: Option<f64>,
+}
+
+/// The score of a record at `now`.
+pub fn score(record: &PeerRecord, now: u64) -> f64 {
+    let (s, f, t) = (record.successes as f64, record.failures as f64, record.timeouts as f64);
+    let success = (s + 1.0) / (s + f + 2.0);
+    let availability = (s + 1.0) / (s + t + 2.0);
+    let speed = record.latency_ewma_ms.map_or(0.5, |ms| 1.0 / (1.0 + ms.max(0.0) / 100.0));
+    let age = now.saturating_sub(record.last_seen) as f64;
+    let recency = (-age / 86_400.0).exp();
+    let penalty = 0.5f64.powi(record.invalid.min(64) as i32);
+    (0.5 * success + 0.2 * speed + 0.2 * availability + 0.1 * recency) * penalty
+}
+
+/// The standing of a record at `now`, with the reason in words.
+pub fn standing(record: &PeerRecord, now: u64) -> PeerStanding {
+    let mut reasons = Vec::new();
+    let total = record.successes + record.failures + record.timeouts;
+    if total == 0 {
+        reasons.push("no exchanges yet".to_owned());
+    } else {
+        reasons.push(format!("{}/{} answered", record.successes, total));
+    }
+    if record.timeouts > 0 {
+        reasons.push(format!("{} timeouts", record.timeouts));
+    }
+    if let Some(ms) = record.latency_ewma_ms {
+        reasons.push(format!("{ms:.0} ms avg"));
+    }
+    if record.invalid > 0 {
+        reasons.push(format!("{} invalid", record.invalid));
+    }
+    if record.banned_until > now {
+        reasons.push(format!("blocked for {} s more", record.banned_until - now));
+    }
+    PeerStanding {
+        score: score(record, now),
+        reason: reasons.join(", "),
+        banned_until: if record.banned_until > now { record.banned_until } else { 0 },
+        successes: record.successes,
+        failures: record.failures,
+        timeouts: record.timeouts,
+        invalid: record.invalid,
+        latency_ms: record.latency_ewma_ms,
+    }
+}
+
+/// The record of a peer never dealt with.
+fn stranger() -> PeerRecord {
+    PeerRecord::fresh(String::new(), unix_now())
+}
+
+/// In-memory view of the persisted reputation, written through to SQLite.
+#[derive(Debug)]
+pub(crate) struct Reputation {
+    store: Store,
+    settings: ReputationSettings,
+    records: Mutex<HashMap<PeerId, PeerRecord>>,
+}
+
+impl Reputation {
+    /// Loads what SQLite remembers.
+    pub(crate) fn load(store: Store, settings: ReputationSettings) -> agora_store::Result<Self> {
+        let mut records = HashMap::new();
+        for record in store.catalog().peer_records(MAX_CACHED_PEERS)? {
+            if let Ok(peer) = record.peer_id.parse::<PeerId>() {
+                records.insert(peer, record);
+            }
+        }
+        Ok(Self { store, settings, records: Mutex::new(records) })
+    }
+
+    /// Records an outcome; returns `Some(until)` when the peer just got blocked.
+    pub(crate) async fn record(&self, peer: PeerId, outcome: Outcome) -> Option<u64> {
+        let store = self.store.clone();
+        let id = peer.to_string();
+        let settings = self.settings.clone();
+        let result = tokio::task::spawn_blocking(move || -> agora_store::Result<(PeerRecord, Option<u64>)> {
+            let now = unix_now();
+            let record = store.catalog().record_outcomes(&id, &[outcome], now)?;
+            let due = matches!(outcome, Outcome::Invalid)
+                && record.banned_until <= now
+                && record.invalid >= settings.invalid_threshold.saturating_mul(record.bans + 1);
+            if due {
+                let until = now + settings.ban_secs.saturating_mul(1u64 << record.bans.min(16));
+                let record = store.catalog().ban_peer(&id, until, now)?;
+                return Ok((record, Some(until)));
+            }
+            Ok((record, None))
+        })
+        .await;
+        match result {
+            Ok(Ok((record, banned))) => {
+                let mut records = self.records.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                if records.len() < MAX_CACHED_PEERS || records.contains_key(&peer) {
+                    records.insert(peer, record);
+                }
+                banned
+            }
+            Ok(Err(error)) => {
+                tracing::warn!(%peer, %error, "could not record a reputation outcome");
+                None
+            }
+            Err(error) => {
+                tracing::warn!(%peer, %error, "reputation task failed");
+                None
+            }
+        }
+    }
+
+    /// The peer's score now (0.5-ish for strangers).
+    pub(crate) fn score(&self, peer: &PeerId) -> f64 {
+        let records = self.records.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match records.get(peer) {
+            Some(record) => score(record, unix_now()),
+            None => score(&stranger(), unix_now()),
+        }
+    }
+
+    /// Invalid responses recorded against the peer.
+    pub(crate) fn invalid(&self, peer: &PeerId) -> u64 {
+        self.records.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(peer).map_or(0, |r| r.invalid)
+    }
+
+    /// Whether the peer is blocked now.
+    pub(crate) fn is_banned(&self, peer: &PeerId) -> bool {
+        let now = unix_now();
+        self.records
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(peer)
+            .is_some_and(|r| r.banned_until > now)
+    }
+
+    /// `peers` best first; blocked peers are left out.
+    pub(crate) fn rank(&self, peers: impl IntoIterator<Item = PeerId>) -> Vec<PeerId> {
+        let mut ranked: Vec<(f64, PeerId)> =
+            peers.into_iter().filter(|peer| !self.is_banned(peer)).map(|peer| (self.score(&peer), peer)).collect();
+        ranked.sort_by(|a, b| b.0.total_cmp(&a.0));
+        ranked.into_iter().map(|(_, peer)| peer).collect()
+    }
+
+    /// Peers whose ban has run out, cleared in SQLite and memory.
+    pub(crate) async fn expire_bans(&self) -> Vec<PeerId> {
+        let now = unix_now();
+        let expired: Vec<PeerId> = self
+            .records
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .filter(|(_, record)| record.banned_until != 0 && record.banned_until <= now)
+            .map(|(peer, _)| *peer)
+            .collect();
+        for peer in &expired {
+            let store = self.store.clone();
+            let id = peer.to_string();
+            let _ = tokio::task::spawn_blocking(move || store.catalog().unban_peer(&id)).await;
+            if let Some(record) = self.records.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get_mut(peer) {
+                record.banned_until = 0;
+            }
+        }
+        expired
+    }
+
+    /// Peers blocked now (to re-block at start).
+    pub(crate) fn banned(&self) -> Vec<PeerId> {
+        let now = unix_now();
+        self.records
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .filter(|(_, record)| record.banned_until > now)
+            .map(|(peer, _)| *peer)
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(successes: u64, failures: u64, timeouts: u64, invalid: u64, latency: Option<f64>) -> PeerRecord {
+        PeerRecord { successes, failures, timeouts, invalid, latency_ewma_ms: latency, last_seen: 1_000, ..stranger() }
+    }
+
+    #[test]
+    fn scores_move_for_the_right_reasons() {
+        let now = 1_000;
+        let fast = score(&record(50, 0, 0, 0, Some(5.0)), now);
+        let slow = score(&record(50, 0, 0, 0, Some(500.0)), now);
+        let flaky = score(&record(25, 25, 0, 0, Some(5.0)), now);
+        let stalling = score(&record(25, 0, 25, 0, Some(5.0)), now);
+        let liar = score(&record(50, 0, 0, 1, Some(5.0)), now);
+        let unknown = score(&PeerRecord { last_seen: now, ..stranger() }, now);
+        assert!(fast > slow && slow > flaky, "{fast} {slow} {flaky}");
+        assert!(fast > stalling);
+        assert!((liar - fast / 2.0).abs() < 1e-9);
+        assert!(fast > unknown && unknown > liar / 2.0);
+        let old = score(&PeerRecord { last_seen: 0, ..record(50, 0, 0, 0, Some(5.0)) }, 10 * 86_400);
+        assert!(old < fast);
+        assert!((0.0..=1.0).contains(&fast));
+    }
+
+    #[test]
+    fn standing_explains_itself() {
+        let standing = standing(&PeerRecord { banned_until: 2_000, ..record(3, 1, 1, 2, Some(12.0)) }, 1_000);
+        assert_eq!(standing.reason, "3/5 answered, 1 timeouts, 12 ms avg, 2 invalid, blocked for 1000 s more");
+        assert_eq!(standing.banned_until, 2_000);
+    }
+}
