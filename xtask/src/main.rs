@@ -3,7 +3,10 @@
 //! - `cargo xtask ci`: exactly what CI runs (format check, clippy with warnings
 //!   denied, the workspace tests).
 //! - `cargo xtask test`: the workspace tests only (`cargo test --workspace`).
+//! - `cargo xtask bench [SCENARIO...] [--quick]`: the benchmarks (release build),
+//!   each figure beside a baseline measured in the same run.
 
+mod bench;
 mod ci;
 
 use std::path::PathBuf;
@@ -16,6 +19,7 @@ fn main() -> anyhow::Result<()> {
     match args.first().map(String::as_str) {
         Some("ci") => ci::run(),
         Some("test") => ci::test(&args[1..]),
+        Some("bench") => bench::run(&args[1..]),
         Some("help" | "--help" | "-h") | None => {
             println!(
                 "usage: cargo xtask <ci|test> [args]\n\n  ci    fmt check, clippy -D warnings, tests (what CI runs)\n  test  cargo test --workspace [args]"
@@ -34,10 +38,16 @@ pub(crate) fn project_root() -> PathBuf {
 
 /// Runs `cargo <args>` in the project root, failing on a non-zero exit.
 pub(crate) fn cargo(args: &[&str]) -> anyhow::Result<()> {
+    cargo_with_env(args, &[])
+}
+
+/// Like [`cargo`], with extra environment variables for the child.
+pub(crate) fn cargo_with_env(args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     eprintln!("$ cargo {}", args.join(" "));
     let status = Command::new(cargo)
         .args(args)
+        .envs(env.iter().copied())
         .current_dir(project_root())
         .status()
         .with_context(|| format!("running cargo {}", args.join(" ")))?;

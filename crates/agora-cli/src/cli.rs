@@ -51,27 +51,8 @@ pub(crate) enum Command {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Search the catalog.
-    Search {
-        /// Words to look for in names, descriptions and keywords.
-        #[arg(default_value = "")]
-        text: String,
-        /// Only packages in this category (or its subcategories). Repeatable.
-        #[arg(long)]
-        category: Vec<String>,
-        /// Only packages with this keyword. Repeatable; all must match.
-        #[arg(long)]
-        tag: Vec<String>,
-        /// Only packages owned by this publisher key (hex).
-        #[arg(long)]
-        publisher: Option<String>,
-        /// Results per page (1-100).
-        #[arg(long, default_value_t = 10)]
-        limit: u32,
-        /// Results to skip.
-        #[arg(long, default_value_t = 0)]
-        offset: u32,
-    },
+    /// Search the catalog (and with --network, ask peers too).
+    Search(SearchArgs),
     /// Show a package, or one version of it: NAME or NAME@VERSION.
     Info {
         /// NAME[@VERSION]
@@ -124,6 +105,64 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: KeyCommand,
     },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SearchArgs {
+    /// Words to look for in names, descriptions and keywords.
+    #[arg(default_value = "")]
+    pub(crate) text: String,
+    /// Only packages in this category (or its subcategories). Repeatable.
+    #[arg(long)]
+    pub(crate) category: Vec<String>,
+    /// Only packages with this keyword. Repeatable; all must match.
+    #[arg(long)]
+    pub(crate) tag: Vec<String>,
+    /// Only packages owned by this publisher key (hex).
+    #[arg(long)]
+    pub(crate) publisher: Option<String>,
+    /// Results per page (1-100) of a local search.
+    #[arg(long, default_value_t = 10, conflicts_with = "network")]
+    pub(crate) limit: u32,
+    /// Results to skip in a local search.
+    #[arg(long, default_value_t = 0, conflicts_with = "network")]
+    pub(crate) offset: u32,
+    /// Also ask the best connected peers; their hits are verified and stored.
+    #[arg(long)]
+    pub(crate) network: bool,
+    /// Settings of a network search [default: balanced].
+    #[arg(long, value_enum, requires = "network")]
+    pub(crate) preset: Option<SearchPreset>,
+    /// Deadline of a network search in milliseconds (1-60000) [default: the preset's].
+    #[arg(long, value_name = "N", requires = "network")]
+    pub(crate) timeout_ms: Option<u64>,
+    /// Peers asked in parallel (1-32) [default: the preset's].
+    #[arg(long, value_name = "N", requires = "network")]
+    pub(crate) fan_out: Option<usize>,
+    /// Stop after this many hits (1-100) [default: the preset's].
+    #[arg(long, value_name = "N", requires = "network")]
+    pub(crate) max_results: Option<usize>,
+}
+
+/// Network search presets.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum SearchPreset {
+    /// 2 s, 10 hits, 1 peer, fixed deadline.
+    Interactive,
+    /// 10 s, 20 hits, 3 peers, adaptive deadline.
+    Balanced,
+    /// 5 s, 50 hits, 5 peers, adaptive deadline.
+    Batch,
+}
+
+impl SearchPreset {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Interactive => "interactive",
+            Self::Balanced => "balanced",
+            Self::Batch => "batch",
+        }
+    }
 }
 
 #[derive(Debug, Args)]

@@ -15,7 +15,7 @@ use reqwest::Method;
 use reqwest::header::CONTENT_LENGTH;
 use serde_json::json;
 
-use crate::cli::{Cli, Command, Global, KeyCommand};
+use crate::cli::{Cli, Command, Global, KeyCommand, SearchArgs};
 use crate::client::Client;
 use crate::output::{date, progress, size, table};
 use crate::server::{KeyBody, PackageBody};
@@ -36,9 +36,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Node(_) => unreachable!("handled above"),
         Command::New { dir, name } => new(&global, &dir, name),
         Command::Publish { path, dry_run } => publish(&global, &path, dry_run).await,
-        Command::Search { text, category, tag, publisher, limit, offset } => {
-            search(&global, &text, &category, &tag, publisher, limit, offset).await
-        }
+        Command::Search(args) => search(&global, &args).await,
         Command::Info { spec } => info(&global, &spec).await,
         Command::Versions { name } => versions(&global, &name).await,
         Command::Fetch { spec, output } => fetch(&global, &spec, output).await,
@@ -139,33 +137,50 @@ async fn publish(global: &Global, path: &Path, dry_run: bool) -> anyhow::Result<
     Ok(())
 }
 
-async fn search(
-    global: &Global,
-    text: &str,
-    categories: &[String],
-    tags: &[String],
-    publisher: Option<String>,
-    limit: u32,
-    offset: u32,
-) -> anyhow::Result<()> {
+async fn search(global: &Global, args: &SearchArgs) -> anyhow::Result<()> {
     let client = Client::new(global)?;
-    let mut params = vec![("q", text.to_owned()), ("limit", limit.to_string()), ("offset", offset.to_string())];
-    if !categories.is_empty() {
-        params.push(("category", categories.join(",")));
+    let (text, offset) = (&args.text, if args.network { 0 } else { args.offset });
+    let mut params = vec![("q", text.to_owned())];
+    if !args.category.is_empty() {
+        params.push(("category", args.category.join(",")));
     }
-    if !tags.is_empty() {
-        params.push(("tag", tags.join(",")));
+    if !args.tag.is_empty() {
+        params.push(("tag", args.tag.join(",")));
     }
-    if let Some(publisher) = publisher {
-        params.push(("publisher", publisher));
+    if let Some(publisher) = &args.publisher {
+        params.push(("publisher", publisher.clone()));
+    }
+    if args.network {
+        params.push(("network", "true".to_owned()));
+        if let Some(preset) = args.preset {
+            params.push(("preset", preset.name().to_owned()));
+        }
+        for (name, value) in [
+            ("timeout_ms", args.timeout_ms),
+            ("fan_out", args.fan_out.map(|n| n as u64)),
+            ("max_results", args.max_results.map(|n| n as u64)),
+        ] {
+            if let Some(value) = value {
+                params.push((name, value.to_string()));
+            }
+        }
+    } else {
+        params.push(("limit", args.limit.to_string()));
+        params.push(("offset", args.offset.to_string()));
     }
     let request = reqwest::Client::new().get(client.url("/v1/search")).query(&params);
     let results: SearchResults = client.send(request).await?.json().await.context("reading the node's reply")?;
     if global.json {
         return print_json(&results);
     }
+    let partial_note = || {
+        if results.partial {
+            eprintln!("note: partial results: some peers did not answer before the deadline (try --timeout-ms)");
+        }
+    };
     if results.hits.is_empty() {
         println!("no packages match `{text}`");
+        partial_note();
         return Ok(());
     }
     let mut rows = vec![vec!["NAME".to_owned(), "VERSION".to_owned(), "DESCRIPTION".to_owned()]];
@@ -174,9 +189,10 @@ async fn search(
     }
     print!("{}", table(&rows));
     let shown = u64::from(offset) + results.hits.len() as u64;
-    if shown < results.total {
+    if shown < results.total && !args.network {
         println!("... and {} more (use --offset {shown} to see them)", results.total - shown);
     }
+    partial_note();
     Ok(())
 }
 
@@ -467,7 +483,7 @@ async fn status(global: &Global) -> anyhow::Result<()> {
         status.pointer(pointer).map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned)).unwrap_or_default()
     };
     let number = |pointer: &str| status.pointer(pointer).and_then(serde_json::Value::as_u64).unwrap_or(0);
-    let rows = vec![
+    let mut rows = vec![
         vec!["version:".to_owned(), text("/version")],
         vec!["api:".to_owned(), format!("http://{}", text("/api"))],
         vec!["data dir:".to_owned(), text("/data_dir")],
@@ -494,6 +510,29 @@ async fn status(global: &Global) -> anyhow::Result<()> {
         ],
         vec!["uptime:".to_owned(), format!("{} s", number("/uptime_secs"))],
     ];
+    for (label, kind) in [("searches:", "search"), ("dht gets:", "dht_get")] {
+        let count = |field: &str| number(&format!("/queries/{kind}/{field}"));
+        let ms = |field: &str| {
+            status
+                .pointer(&format!("/queries/{kind}/{field}"))
+                .and_then(serde_json::Value::as_f64)
+                .map_or_else(|| "-".to_owned(), |ms| format!("{ms:.1}"))
+        };
+        rows.push(vec![
+            label.to_owned(),
+            format!(
+                "{} ({} ok, {} partial, {} failed, {} running); p50/p95/p99 {}/{}/{} ms",
+                count("total"),
+                count("succeeded"),
+                count("partial"),
+                count("failed"),
+                count("in_flight"),
+                ms("p50_ms"),
+                ms("p95_ms"),
+                ms("p99_ms")
+            ),
+        ]);
+    }
     print!("{}", table(&rows));
     match status.get("network").filter(|n| !n.is_null()) {
         None => println!("network:       off"),

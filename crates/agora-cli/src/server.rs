@@ -35,6 +35,7 @@ pub(crate) struct ApiState {
 pub(crate) fn router(state: Arc<ApiState>) -> Router {
     Router::new()
         .route("/v1/status", get(status))
+        .route("/metrics", get(metrics))
         .route("/v1/search", get(search))
         .route("/v1/packages", post(publish))
         .route("/v1/packages/{name}", get(package))
@@ -190,6 +191,55 @@ struct SearchParams {
     publisher: Option<String>,
     limit: Option<u32>,
     offset: Option<u32>,
+    /// Ask peers too.
+    #[serde(default)]
+    network: bool,
+    /// Network search settings: a preset, then overrides.
+    preset: Option<String>,
+    timeout_ms: Option<u64>,
+    fan_out: Option<usize>,
+    max_results: Option<usize>,
+}
+
+impl SearchParams {
+    /// The network search settings, or `None` for a local search.
+    fn query_config(&self) -> ApiResult<Option<agora::QueryConfig>> {
+        if !self.network {
+            let given = [
+                ("preset", self.preset.is_some()),
+                ("timeout_ms", self.timeout_ms.is_some()),
+                ("fan_out", self.fan_out.is_some()),
+                ("max_results", self.max_results.is_some()),
+            ];
+            if let Some((name, _)) = given.iter().find(|(_, given)| *given) {
+                return Err(ApiError::bad_request(format!("`{name}` applies only to network searches (network=true)")));
+            }
+            return Ok(None);
+        }
+        if self.offset.is_some_and(|offset| offset != 0) {
+            return Err(ApiError::bad_request("a network search returns one page; offset must be 0"));
+        }
+        let mut config = match &self.preset {
+            Some(name) => agora::QueryConfig::preset(name)?,
+            None => agora::QueryConfig::balanced(),
+        };
+        if let Some(ms) = self.timeout_ms {
+            config.timeout = std::time::Duration::from_millis(ms);
+        }
+        if let Some(fan_out) = self.fan_out {
+            config.fan_out = fan_out;
+        }
+        if let Some(max_results) = self.max_results.or(self.limit.map(|limit| limit as usize)) {
+            config.max_results = max_results;
+        }
+        config.validate()?;
+        Ok(Some(config))
+    }
+}
+
+/// Every metric in the OpenMetrics text format, for Prometheus.
+async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
+    ([(header::CONTENT_TYPE, agora::METRICS_CONTENT_TYPE)], state.node.encode_metrics()).into_response()
 }
 
 async fn search(
@@ -197,6 +247,7 @@ async fn search(
     params: Result<axum::extract::Query<SearchParams>, QueryRejection>,
 ) -> ApiResult<Json<agora::SearchResults>> {
     let axum::extract::Query(params) = params.map_err(|rejection| ApiError::bad_request(rejection.body_text()))?;
+    let network = params.query_config()?;
     let split = |value: Option<String>| -> Vec<String> {
         value
             .map(|text| text.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect())
@@ -211,7 +262,10 @@ async fn search(
     }
     query.limit = params.limit.unwrap_or(Query::DEFAULT_LIMIT);
     query.offset = params.offset.unwrap_or(0);
-    Ok(Json(state.node.search(&query).await?))
+    match network {
+        Some(config) => Ok(Json(state.node.search_network(&query, config)?.collect_results().await)),
+        None => Ok(Json(state.node.search(&query).await?)),
+    }
 }
 
 /// A package as `GET /v1/packages/{name}` returns it.

@@ -16,6 +16,7 @@ use futures::StreamExt;
 use libp2p::core::transport::ListenerId;
 use libp2p::identity::Keypair;
 use libp2p::kad::store::{MemoryStore, MemoryStoreConfig, RecordStore};
+use libp2p::metrics::{Metrics, Recorder};
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport};
 use libp2p::swarm::dial_opts::DialOpts;
@@ -31,7 +32,8 @@ use crate::config::NetworkConfig;
 use crate::event::{AnnouncementId, NetworkEvent, Reply, Verdict};
 use crate::handle::{Command, NetworkError, NetworkHandle, NetworkStatus, Responder};
 use crate::protocol::{
-    ARTIFACT_PROTOCOL, ChunkCodec, ChunkResponse, Incoming, MAX_ANNOUNCEMENT, SYNC_PROTOCOL, SyncCodec, SyncResponse,
+    ARTIFACT_PROTOCOL, ChunkCodec, ChunkResponse, Incoming, MAX_ANNOUNCEMENT, SEARCH_PROTOCOL, SYNC_PROTOCOL,
+    SearchCodec, SearchResponse, SyncCodec, SyncResponse,
 };
 use crate::records::{MAX_RECORD_SIZE, RecordKey, RecordValidator, digest_of_provider_key, provider_key};
 
@@ -45,6 +47,8 @@ pub const ANNOUNCE_TOPIC: &str = "agora/v1/announce";
 const GET_QUORUM: usize = 3;
 /// Providers that end a provider lookup early.
 const PROVIDERS_WANTED: usize = 8;
+/// Concurrent search streams on one connection (request-response's default is 100).
+const SEARCH_STREAMS: usize = 256;
 /// How often stale pending entries are swept.
 const SWEEP_INTERVAL: Duration = Duration::from_millis(500);
 
@@ -58,6 +62,7 @@ pub(crate) struct Behaviour {
     ping: ping::Behaviour,
     artifacts: request_response::Behaviour<ChunkCodec>,
     sync: request_response::Behaviour<SyncCodec>,
+    search: request_response::Behaviour<SearchCodec>,
 }
 
 /// Starts the network: builds the swarm, listens, dials the bootstrap peers, and
@@ -70,6 +75,10 @@ pub async fn spawn(
         .map_err(|error| NetworkError::Listen(format!("bad identity seed: {error}")))?;
     let peer_id = keypair.public().to_peer_id();
     let mut swarm = build_swarm(&keypair, &config)?;
+    let metrics = config.metrics.as_ref().map(|registry| {
+        let mut registry = registry.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        Metrics::new(&mut registry)
+    });
     let topic = gossipsub::IdentTopic::new(ANNOUNCE_TOPIC);
     swarm
         .behaviour_mut()
@@ -102,6 +111,7 @@ pub async fn spawn(
         request_timeout: config.request_timeout,
         query_timeout: config.query_timeout,
         announce_listen_addrs: config.announce_listen_addrs,
+        metrics,
         connected: HashSet::new(),
         pending_listens: HashMap::new(),
         pending_dials: HashMap::new(),
@@ -111,6 +121,7 @@ pub async fn spawn(
         pending_providers: HashMap::new(),
         pending_chunks: HashMap::new(),
         pending_syncs: HashMap::new(),
+        pending_searches: HashMap::new(),
     };
     for (peer, bare, _) in &bootstrap {
         actor.swarm.behaviour_mut().kad.add_address(peer, bare.clone());
@@ -207,7 +218,14 @@ fn build_swarm(keypair: &Keypair, config: &NetworkConfig) -> Result<Swarm<Behavi
                 sync: request_response::Behaviour::with_codec(
                     SyncCodec::default(),
                     [(SYNC_PROTOCOL, ProtocolSupport::Full)],
-                    request_config,
+                    request_config.clone(),
+                ),
+                // Searches fan out from many queries at once: more streams per
+                // connection than the default 100 (yamux allows 512 in all).
+                search: request_response::Behaviour::with_codec(
+                    SearchCodec::default(),
+                    [(SEARCH_PROTOCOL, ProtocolSupport::Full)],
+                    request_config.with_max_concurrent_streams(SEARCH_STREAMS),
                 ),
             })
         })
@@ -249,6 +267,8 @@ struct Actor {
     request_timeout: Duration,
     query_timeout: Duration,
     announce_listen_addrs: bool,
+    /// libp2p's swarm and protocol metrics, when the node asked for them.
+    metrics: Option<Metrics>,
     connected: HashSet<PeerId>,
     pending_listens: HashMap<ListenerId, Pending<Multiaddr>>,
     pending_dials: HashMap<ConnectionId, Pending<PeerId>>,
@@ -258,6 +278,7 @@ struct Actor {
     pending_providers: HashMap<kad::QueryId, ProviderLookup>,
     pending_chunks: HashMap<OutboundRequestId, Pending<ChunkResponse>>,
     pending_syncs: HashMap<OutboundRequestId, Pending<SyncResponse>>,
+    pending_searches: HashMap<OutboundRequestId, Pending<SearchResponse>>,
 }
 
 impl Actor {
@@ -269,7 +290,11 @@ impl Actor {
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
                 command = commands.recv() => match command {
                     Some(Command::Shutdown) | None => break,
-                    Some(command) => self.on_command(command),
+                    Some(command) => {
+                        let span = tracing::debug_span!("command", command = command.name());
+                        let _entered = span.enter();
+                        self.on_command(command);
+                    }
                 },
                 _ = sweep.tick() => self.sweep(),
             }
@@ -419,6 +444,19 @@ impl Actor {
                     tracing::debug!("sync response dropped: the requester went away");
                 }
             }
+            Command::RequestSearch { peer, request, reply } => {
+                if self.pending_searches.len() >= self.max_pending {
+                    let _ = reply.send(Err(NetworkError::Busy("search requests")));
+                    return;
+                }
+                let id = self.swarm.behaviour_mut().search.send_request(&peer, Incoming::Valid(*request));
+                self.pending_searches.insert(id, Pending::new(self.request_timeout + Duration::from_secs(1), reply));
+            }
+            Command::RespondSearch { reply, response } => {
+                if self.swarm.behaviour_mut().search.send_response(reply.0, response).is_err() {
+                    tracing::debug!("search response dropped: the requester went away");
+                }
+            }
             Command::Announce { data, reply } => {
                 let result = match self.swarm.behaviour_mut().gossipsub.publish(self.topic.clone(), data) {
                     Ok(_) => Ok(true),
@@ -469,6 +507,9 @@ impl Actor {
                     dht_provided,
                 }));
             }
+            Command::ConnectedPeers { reply } => {
+                let _ = reply.send(Ok(self.connected.iter().copied().collect()));
+            }
             Command::StoreRecord { key, value } => self.store_record(key, value),
             Command::StopProviding { digest } => self.swarm.behaviour_mut().kad.stop_providing(&provider_key(&digest)),
             Command::Shutdown => {}
@@ -476,6 +517,9 @@ impl Actor {
     }
 
     fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        if let Some(metrics) = &self.metrics {
+            metrics.record(&event);
+        }
         match event {
             SwarmEvent::NewListenAddr { listener_id, address } => {
                 tracing::info!(%address, "listening");
@@ -525,6 +569,15 @@ impl Actor {
     }
 
     fn on_behaviour_event(&mut self, event: BehaviourEvent) {
+        if let Some(metrics) = &self.metrics {
+            match &event {
+                BehaviourEvent::Kad(event) => metrics.record(event),
+                BehaviourEvent::Gossipsub(event) => metrics.record(event),
+                BehaviourEvent::Identify(event) => metrics.record(event),
+                BehaviourEvent::Ping(event) => metrics.record(event),
+                _ => {}
+            }
+        }
         match event {
             BehaviourEvent::Kad(event) => self.on_kad_event(event),
             BehaviourEvent::Gossipsub(gossipsub::Event::Message { propagation_source, message_id, message }) => {
@@ -561,6 +614,12 @@ impl Actor {
                 });
                 self.after_exchange(outcome, "sync");
             }
+            BehaviourEvent::Search(event) => {
+                let outcome = on_exchange(event, &mut self.pending_searches, |peer, request, reply| {
+                    NetworkEvent::SearchRequested { peer, request, reply }
+                });
+                self.after_exchange(outcome, "search");
+            }
             BehaviourEvent::Blocked(never) => match never {},
             BehaviourEvent::Limits(never) => match never {},
         }
@@ -570,7 +629,7 @@ impl Actor {
         match outcome {
             // Dropping the reply on a full queue makes the peer see a failure.
             Exchange::Inbound(event) => {
-                let _ = self.emit(event);
+                let _ = self.emit(*event);
             }
             Exchange::Garbage { peer, what } => self.misbehaved(peer, format!("malformed {protocol} {what}")),
             Exchange::Done => {}
@@ -737,6 +796,7 @@ impl Actor {
         fail_expired(&mut self.pending_dials, now, timeout(self.request_timeout));
         fail_expired(&mut self.pending_chunks, now, timeout(self.request_timeout));
         fail_expired(&mut self.pending_syncs, now, timeout(self.request_timeout));
+        fail_expired(&mut self.pending_searches, now, timeout(self.request_timeout));
         let mut finished = Vec::new();
         for (id, pending) in &self.pending_puts {
             if expired(pending.deadline) {
@@ -803,8 +863,8 @@ fn fail_expired<K: Copy + Eq + std::hash::Hash, T>(
 
 /// What a request-response event leaves for the actor to do.
 enum Exchange {
-    /// A request for the node.
-    Inbound(NetworkEvent),
+    /// A request for the node (boxed: events are large).
+    Inbound(Box<NetworkEvent>),
     /// The peer sent bytes that do not decode.
     Garbage { peer: PeerId, what: String },
     /// Nothing more.
@@ -822,7 +882,7 @@ fn on_exchange<Req, Resp>(
     match event {
         request_response::Event::Message { peer, message, .. } => match message {
             request_response::Message::Request { request: Incoming::Valid(request), channel, .. } => {
-                Exchange::Inbound(inbound(peer, request, Reply(channel)))
+                Exchange::Inbound(Box::new(inbound(peer, request, Reply(channel))))
             }
             // Dropping the channel closes the stream without an answer.
             request_response::Message::Request { request: Incoming::Invalid(reason), .. } => {

@@ -1,9 +1,11 @@
 //! Network configuration.
 
 use std::fmt;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use libp2p::Multiaddr;
+use libp2p::metrics::Registry;
 
 /// How a node joins the network.
 #[derive(Clone)]
@@ -33,6 +35,9 @@ pub struct NetworkConfig {
     pub max_pending: usize,
     /// How long an idle connection stays open.
     pub idle_connection_timeout: Duration,
+    /// Where the task registers libp2p's swarm and protocol metrics (under the
+    /// `libp2p_` prefix); `None` records none. Locked only at start.
+    pub metrics: Option<Arc<Mutex<Registry>>>,
 }
 
 impl NetworkConfig {
@@ -51,6 +56,7 @@ impl NetworkConfig {
             event_buffer: 1024,
             max_pending: 4096,
             idle_connection_timeout: Duration::from_secs(120),
+            metrics: None,
         }
     }
 }
@@ -67,6 +73,7 @@ impl fmt::Debug for NetworkConfig {
             .field("max_connections_per_peer", &self.max_connections_per_peer)
             .field("announce_listen_addrs", &self.announce_listen_addrs)
             .field("max_pending", &self.max_pending)
+            .field("metrics", &self.metrics.is_some())
             .finish_non_exhaustive()
     }
 }

@@ -3,7 +3,7 @@
 use libp2p::request_response::ResponseChannel;
 use libp2p::{Multiaddr, PeerId, gossipsub};
 
-use crate::protocol::{ChunkRequest, ChunkResponse, SyncRequest, SyncResponse};
+use crate::protocol::{ChunkRequest, ChunkResponse, SearchRequest, SearchResponse, SyncRequest, SyncResponse};
 use crate::records::RecordKey;
 
 /// An event from the network task. The node decides what to persist; it must
@@ -56,6 +56,15 @@ pub enum NetworkEvent {
         request: SyncRequest,
         /// Pass back to `respond_sync`.
         reply: Reply<SyncResponse>,
+    },
+    /// A peer asks us to search our catalog.
+    SearchRequested {
+        /// The asking peer.
+        peer: PeerId,
+        /// What it looks for.
+        request: SearchRequest,
+        /// Pass back to `respond_search`.
+        reply: Reply<SearchResponse>,
     },
     /// A peer asked us to store a record; it passed the validator. The node
     /// decides: if it accepts the record, it calls `store_record`.

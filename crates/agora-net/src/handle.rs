@@ -11,7 +11,7 @@ use libp2p::{Multiaddr, PeerId};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::event::{AnnouncementId, Reply, Verdict};
-use crate::protocol::{ChunkRequest, ChunkResponse, SyncRequest, SyncResponse};
+use crate::protocol::{ChunkRequest, ChunkResponse, SearchRequest, SearchResponse, SyncRequest, SyncResponse};
 use crate::records::RecordKey;
 
 /// What can go wrong with a network operation.
@@ -77,11 +77,42 @@ pub(crate) enum Command {
     RespondChunk { reply: Reply<ChunkResponse>, response: ChunkResponse },
     RequestSync { peer: PeerId, request: SyncRequest, reply: Responder<SyncResponse> },
     RespondSync { reply: Reply<SyncResponse>, response: SyncResponse },
+    RequestSearch { peer: PeerId, request: Box<SearchRequest>, reply: Responder<SearchResponse> },
+    RespondSearch { reply: Reply<SearchResponse>, response: SearchResponse },
     Announce { data: Vec<u8>, reply: Responder<bool> },
     ReportAnnouncement { id: AnnouncementId, verdict: Verdict },
     Block { peer: PeerId, blocked: bool },
     Status { reply: Responder<NetworkStatus> },
+    ConnectedPeers { reply: Responder<Vec<PeerId>> },
     Shutdown,
+}
+
+impl Command {
+    /// The command's name, for tracing.
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            Self::Listen { .. } => "listen",
+            Self::Dial { .. } => "dial",
+            Self::PutRecord { .. } => "put_record",
+            Self::StoreRecord { .. } => "store_record",
+            Self::GetRecord { .. } => "get_record",
+            Self::StartProviding { .. } => "start_providing",
+            Self::StopProviding { .. } => "stop_providing",
+            Self::GetProviders { .. } => "get_providers",
+            Self::RequestChunk { .. } => "request_chunk",
+            Self::RespondChunk { .. } => "respond_chunk",
+            Self::RequestSync { .. } => "request_sync",
+            Self::RespondSync { .. } => "respond_sync",
+            Self::RequestSearch { .. } => "request_search",
+            Self::RespondSearch { .. } => "respond_search",
+            Self::Announce { .. } => "announce",
+            Self::ReportAnnouncement { .. } => "report_announcement",
+            Self::Block { .. } => "block",
+            Self::Status { .. } => "status",
+            Self::ConnectedPeers { .. } => "connected_peers",
+            Self::Shutdown => "shutdown",
+        }
+    }
 }
 
 /// Talks to the network task. Cheap to clone.
@@ -166,6 +197,18 @@ impl NetworkHandle {
         self.tell(Command::RespondSync { reply, response }).await;
     }
 
+    /// Asks `peer` to search its catalog. The exchange is bounded by the
+    /// network's request timeout; callers with a tighter deadline wrap the call in
+    /// their own timeout (dropping the future is safe).
+    pub async fn request_search(&self, peer: PeerId, request: SearchRequest) -> Result<SearchResponse, NetworkError> {
+        self.call(|reply| Command::RequestSearch { peer, request: Box::new(request), reply }).await
+    }
+
+    /// Answers a [`crate::NetworkEvent::SearchRequested`].
+    pub async fn respond_search(&self, reply: Reply<SearchResponse>, response: SearchResponse) {
+        self.tell(Command::RespondSearch { reply, response }).await;
+    }
+
     /// Publishes an announcement on the gossip topic. `Ok(false)` when no peer is
     /// subscribed yet — not a failure: catalog sync will carry it later.
     pub async fn announce(&self, data: Vec<u8>) -> Result<bool, NetworkError> {
@@ -185,6 +228,11 @@ impl NetworkHandle {
     /// A snapshot of the network state.
     pub async fn status(&self) -> Result<NetworkStatus, NetworkError> {
         self.call(|reply| Command::Status { reply }).await
+    }
+
+    /// Peers with an open connection (cheaper than [`NetworkHandle::status`]).
+    pub async fn connected_peers(&self) -> Result<Vec<PeerId>, NetworkError> {
+        self.call(|reply| Command::ConnectedPeers { reply }).await
     }
 
     /// Asks the task to stop. It closes every connection and exits.

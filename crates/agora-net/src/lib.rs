@@ -3,9 +3,12 @@
 //! One task owns the `Swarm` (TCP + Noise + Yamux; Kademlia in server mode on
 //! `/agora/kad/1.0.0` with inbound records filtered through a [`RecordValidator`];
 //! Gossipsub with signed messages and application validation; Identify; Ping;
-//! connection limits; a block list; request-response protocols for artifact chunks
-//! and catalog sync). Everything else talks to it through a cloneable
-//! [`NetworkHandle`] and listens to its [`NetworkEvent`]s.
+//! connection limits; a block list; request-response protocols for artifact chunks,
+//! catalog sync and search fan-out). Everything else talks to it through a
+//! cloneable [`NetworkHandle`] and listens to its [`NetworkEvent`]s. With a
+//! registry in [`NetworkConfig::metrics`], it records libp2p's swarm, Kademlia,
+//! Gossipsub, Identify and Ping metrics; every command it handles runs in a
+//! `command` tracing span.
 //!
 //! This crate never touches SQLite or the file system: the node above decides what
 //! to persist and answers requests from its own store.
@@ -62,7 +65,9 @@ pub use handle::{NetworkError, NetworkHandle, NetworkStatus};
 pub use libp2p::{Multiaddr, PeerId};
 pub use protocol::{
     ARTIFACT_PROTOCOL, Announcement, ChunkCodec, ChunkRequest, ChunkResponse, Incoming, MAX_ANNOUNCEMENT,
-    MAX_SYNC_PAGE, MAX_SYNC_RESPONSE, SYNC_PROTOCOL, SyncCodec, SyncEntry, SyncRequest, SyncResponse, Wire,
+    MAX_SEARCH_FILTERS, MAX_SEARCH_REQUEST, MAX_SEARCH_RESPONSE, MAX_SEARCH_RESULTS, MAX_SEARCH_TEXT, MAX_SYNC_PAGE,
+    MAX_SYNC_RESPONSE, SEARCH_PROTOCOL, SYNC_PROTOCOL, SearchCodec, SearchEntry, SearchRequest, SearchResponse,
+    SyncCodec, SyncEntry, SyncRequest, SyncResponse, Wire,
 };
 pub use records::{
     MAX_RECORD_SIZE, RecordKey, RecordValidator, SignatureValidator, digest_of_provider_key, provider_key,

@@ -11,7 +11,7 @@
 use std::io;
 use std::marker::PhantomData;
 
-use agora_core::{ArtifactInfo, Digest, PackageName};
+use agora_core::{ArtifactInfo, Digest, PackageName, PublicKey};
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::StreamProtocol;
 use libp2p::request_response::Codec;
@@ -20,6 +20,8 @@ use libp2p::request_response::Codec;
 pub const ARTIFACT_PROTOCOL: StreamProtocol = StreamProtocol::new("/agora/artifact/1.0.0");
 /// The catalog-sync protocol.
 pub const SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new("/agora/sync/1.0.0");
+/// The search fan-out protocol.
+pub const SEARCH_PROTOCOL: StreamProtocol = StreamProtocol::new("/agora/search/1.0.0");
 
 /// Largest chunk request frame.
 const MAX_CHUNK_REQUEST: usize = 64;
@@ -33,6 +35,18 @@ pub const MAX_SYNC_RESPONSE: usize = 8 * 1024 * 1024;
 pub const MAX_ANNOUNCEMENT: usize = 1024 * 1024;
 /// Most entries in one sync page.
 pub const MAX_SYNC_PAGE: u16 = 512;
+/// Largest search request frame.
+pub const MAX_SEARCH_REQUEST: usize = 4 * 1024;
+/// Largest search response frame.
+pub const MAX_SEARCH_RESPONSE: usize = 4 * 1024 * 1024;
+/// Most hits one search request may ask for.
+pub const MAX_SEARCH_RESULTS: u16 = 100;
+/// Longest search text, in bytes.
+pub const MAX_SEARCH_TEXT: usize = 256;
+/// Most values in one search filter (categories or tags).
+pub const MAX_SEARCH_FILTERS: usize = 8;
+/// Longest filter value, in bytes.
+const MAX_FILTER_VALUE: usize = 64;
 
 /// A message type with a strict binary form.
 pub trait Wire: Sized + Send {
@@ -89,6 +103,38 @@ pub struct SyncResponse {
     pub entries: Vec<SyncEntry>,
     /// Where the next page starts, or `None` at the end.
     pub next: Option<PackageName>,
+}
+
+/// Asks a peer to search its own catalog.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SearchRequest {
+    /// Free text (at most [`MAX_SEARCH_TEXT`] bytes).
+    pub text: String,
+    /// Category filters (at most [`MAX_SEARCH_FILTERS`], each 1–64 bytes).
+    pub categories: Vec<String>,
+    /// Tag filters (at most [`MAX_SEARCH_FILTERS`], each 1–64 bytes).
+    pub tags: Vec<String>,
+    /// Only packages owned by this key.
+    pub publisher: Option<PublicKey>,
+    /// Most hits wanted, 1 to [`MAX_SEARCH_RESULTS`].
+    pub limit: u16,
+}
+
+/// One hit in a [`SearchResponse`]: the package's signed index and the signed
+/// manifest of its default version, for the asker to verify and store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SearchEntry {
+    /// `SignedPackageIndex` bytes.
+    pub index: Vec<u8>,
+    /// `SignedManifest` bytes.
+    pub manifest: Vec<u8>,
+}
+
+/// A peer's hits, best first, at most the request's `limit`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SearchResponse {
+    /// The hits.
+    pub entries: Vec<SearchEntry>,
 }
 
 /// A gossip announcement on the `agora/v1/announce` topic.
@@ -204,6 +250,81 @@ impl Wire for SyncResponse {
     }
 }
 
+impl Wire for SearchRequest {
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        write_bytes(&mut out, self.text.as_bytes());
+        for values in [&self.categories, &self.tags] {
+            write_len(&mut out, values.len());
+            for value in values {
+                write_bytes(&mut out, value.as_bytes());
+            }
+        }
+        match &self.publisher {
+            None => out.push(0),
+            Some(key) => {
+                out.push(1);
+                out.extend_from_slice(key.as_bytes());
+            }
+        }
+        out.extend_from_slice(&self.limit.to_be_bytes());
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Self, String> {
+        let mut reader = Reader::new(bytes);
+        let text = reader.string(MAX_SEARCH_TEXT, "search text")?;
+        let mut filters = [Vec::new(), Vec::new()];
+        for (values, what) in filters.iter_mut().zip(["category", "tag"]) {
+            let count = reader.count(MAX_SEARCH_FILTERS)?;
+            for _ in 0..count {
+                let value = reader.string(MAX_FILTER_VALUE, what)?;
+                if value.is_empty() {
+                    return Err(format!("empty {what} filter"));
+                }
+                values.push(value);
+            }
+        }
+        let [categories, tags] = filters;
+        let publisher = match reader.array::<1>()?[0] {
+            0 => None,
+            1 => Some(PublicKey::from_bytes(&reader.array()?).map_err(|error| error.to_string())?),
+            tag => return Err(format!("bad option tag {tag}")),
+        };
+        let limit = u16::from_be_bytes(reader.array()?);
+        reader.finish()?;
+        if limit == 0 || limit > MAX_SEARCH_RESULTS {
+            return Err(format!("search limit {limit} is outside 1..={MAX_SEARCH_RESULTS}"));
+        }
+        Ok(Self { text, categories, tags, publisher, limit })
+    }
+}
+
+impl Wire for SearchResponse {
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        write_len(&mut out, self.entries.len());
+        for entry in &self.entries {
+            write_bytes(&mut out, &entry.index);
+            write_bytes(&mut out, &entry.manifest);
+        }
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Self, String> {
+        let mut reader = Reader::new(bytes);
+        let count = reader.count(usize::from(MAX_SEARCH_RESULTS))?;
+        let mut entries = Vec::with_capacity(count);
+        for _ in 0..count {
+            let index = reader.bytes()?.to_vec();
+            let manifest = reader.bytes()?.to_vec();
+            entries.push(SearchEntry { index, manifest });
+        }
+        reader.finish()?;
+        Ok(Self { entries })
+    }
+}
+
 impl Wire for Announcement {
     fn encode(&self) -> Vec<u8> {
         let mut out = Vec::new();
@@ -268,6 +389,8 @@ impl<Req, Resp> FrameCodec<Req, Resp> {
 pub type ChunkCodec = FrameCodec<ChunkRequest, ChunkResponse>;
 /// The catalog-sync codec.
 pub type SyncCodec = FrameCodec<SyncRequest, SyncResponse>;
+/// The search codec.
+pub type SearchCodec = FrameCodec<SearchRequest, SearchResponse>;
 
 impl Default for ChunkCodec {
     fn default() -> Self {
@@ -278,6 +401,12 @@ impl Default for ChunkCodec {
 impl Default for SyncCodec {
     fn default() -> Self {
         Self::new(MAX_SYNC_REQUEST, MAX_SYNC_RESPONSE)
+    }
+}
+
+impl Default for SearchCodec {
+    fn default() -> Self {
+        Self::new(MAX_SEARCH_REQUEST, MAX_SEARCH_RESPONSE)
     }
 }
 
@@ -419,6 +548,14 @@ impl<'a> Reader<'a> {
         self.take(len)
     }
 
+    fn string(&mut self, max: usize, what: &str) -> Result<String, String> {
+        let bytes = self.bytes()?;
+        if bytes.len() > max {
+            return Err(format!("{what} of {} bytes exceeds the limit of {max}", bytes.len()));
+        }
+        String::from_utf8(bytes.to_vec()).map_err(|_| format!("{what} is not UTF-8"))
+    }
+
     fn opt_name(&mut self) -> Result<Option<PackageName>, String> {
         match self.array::<1>()?[0] {
             0 => Ok(None),
@@ -460,6 +597,51 @@ mod tests {
         assert_eq!(SyncResponse::decode(&page.encode()), Ok(page));
         let announcement = Announcement::Publish { manifest: vec![1, 2], index: vec![3] };
         assert_eq!(Announcement::decode(&announcement.encode()), Ok(announcement));
+        let search = SearchRequest {
+            text: "json parser".into(),
+            categories: vec!["encoding".into()],
+            tags: vec!["serde".into(), "fast".into()],
+            publisher: Some(agora_core::SecretKey::generate().public_key()),
+            limit: 100,
+        };
+        assert_eq!(SearchRequest::decode(&search.encode()), Ok(search));
+        let plain = SearchRequest { limit: 1, ..SearchRequest::default() };
+        assert_eq!(SearchRequest::decode(&plain.encode()), Ok(plain));
+        let hits = SearchResponse { entries: vec![SearchEntry { index: vec![1; 4], manifest: vec![2; 7] }] };
+        assert_eq!(SearchResponse::decode(&hits.encode()), Ok(hits));
+        assert_eq!(SearchResponse::decode(&SearchResponse::default().encode()), Ok(SearchResponse::default()));
+    }
+
+    #[test]
+    fn search_requests_are_bounded() {
+        let request = |limit: u16| SearchRequest { limit, ..SearchRequest::default() };
+        assert!(SearchRequest::decode(&request(0).encode()).is_err());
+        assert!(SearchRequest::decode(&request(101).encode()).is_err());
+        let long = SearchRequest { text: "x".repeat(MAX_SEARCH_TEXT + 1), ..request(1) };
+        assert!(SearchRequest::decode(&long.encode()).unwrap_err().contains("exceeds the limit"));
+        let many = SearchRequest { tags: vec!["t".into(); MAX_SEARCH_FILTERS + 1], ..request(1) };
+        assert!(SearchRequest::decode(&many.encode()).is_err());
+        let empty = SearchRequest { categories: vec![String::new()], ..request(1) };
+        assert!(SearchRequest::decode(&empty.encode()).is_err());
+        let mut trailing = request(5).encode();
+        trailing.push(0);
+        assert!(SearchRequest::decode(&trailing).is_err());
+        // The largest well-formed request fits in one request frame.
+        let largest = SearchRequest {
+            text: "x".repeat(MAX_SEARCH_TEXT),
+            categories: vec!["c".repeat(MAX_FILTER_VALUE); MAX_SEARCH_FILTERS],
+            tags: vec!["t".repeat(MAX_FILTER_VALUE); MAX_SEARCH_FILTERS],
+            publisher: Some(agora_core::SecretKey::generate().public_key()),
+            limit: MAX_SEARCH_RESULTS,
+        };
+        assert!(largest.encode().len() <= MAX_SEARCH_REQUEST);
+        let too_many = {
+            let mut out = Vec::new();
+            write_len(&mut out, usize::from(MAX_SEARCH_RESULTS) + 1);
+            out.extend(std::iter::repeat_n(0u8, 8 * 101));
+            out
+        };
+        assert!(SearchResponse::decode(&too_many).is_err());
     }
 
     #[test]

@@ -9,7 +9,8 @@ use std::time::Duration;
 use agora_core::{ArtifactInfo, PackageMetadata, Publisher, SecretKey};
 use agora_net::{
     Announcement, ChunkRequest, ChunkResponse, Multiaddr, NetworkConfig, NetworkEvent, NetworkHandle, RecordKey,
-    SignatureValidator, SyncRequest, SyncResponse, Verdict, Wire, peer_address,
+    SearchEntry, SearchRequest, SearchResponse, SignatureValidator, SyncRequest, SyncResponse, Verdict, Wire,
+    peer_address,
 };
 use tokio::sync::mpsc;
 use tokio::time::timeout;
@@ -107,6 +108,21 @@ async fn records_chunks_sync_and_gossip_between_two_tasks() {
     .await;
     a.handle.respond_sync(reply, SyncResponse::default()).await;
     assert_eq!(answer.await.unwrap().unwrap(), SyncResponse::default());
+
+    // Search: B asks A; A's node answers with its hit.
+    let asking = b.handle.clone();
+    let search = SearchRequest { text: "netpkg".into(), limit: 5, ..SearchRequest::default() };
+    let sent = search.clone();
+    let answer = tokio::spawn(async move { asking.request_search(peer, sent).await });
+    let (asker, reply) = next_matching(&mut a.events, |e| match e {
+        NetworkEvent::SearchRequested { peer, request, reply } if request == search => Some((peer, reply)),
+        _ => None,
+    })
+    .await;
+    assert_eq!(asker, b.handle.peer_id());
+    let hits = SearchResponse { entries: vec![SearchEntry { index: index.to_bytes(), manifest: manifest.to_bytes() }] };
+    a.handle.respond_search(reply, hits.clone()).await;
+    assert_eq!(answer.await.unwrap().unwrap(), hits);
 
     // Gossip: an announcement from A reaches B, which must report a verdict.
     let announcement = Announcement::Publish { manifest: manifest.to_bytes(), index: index.to_bytes() };

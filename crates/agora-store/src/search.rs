@@ -64,7 +64,9 @@ pub(crate) fn refresh_document(tx: &Transaction<'_>, package_id: i64, index: &Pa
     Ok(())
 }
 
-/// Runs a validated query.
+/// Runs a validated query. With text, the full-text index drives the join
+/// (`CROSS JOIN` fixes the order): left to itself SQLite may scan every document
+/// and run the `MATCH` once per row, which is quadratic on a large catalog.
 pub(crate) fn run(connection: &Connection, query: &Query) -> Result<SearchResults> {
     let terms = query.terms();
     let mut from = String::new();
@@ -75,7 +77,7 @@ pub(crate) fn run(connection: &Connection, query: &Query) -> Result<SearchResult
         "0.0".to_owned()
     } else {
         from.push_str(
-            "search_fts JOIN search_docs d ON d.package_id = search_fts.rowid JOIN packages p ON p.id = d.package_id",
+            "search_fts CROSS JOIN search_docs d ON d.package_id = search_fts.rowid CROSS JOIN packages p ON p.id = d.package_id",
         );
         conditions.push("search_fts MATCH ?".into());
         args.push(Value::Text(match_expression(&terms)));
@@ -83,20 +85,26 @@ pub(crate) fn run(connection: &Connection, query: &Query) -> Result<SearchResult
             "(CASE WHEN p.name = ? THEN {EXACT_NAME_BOOST} ELSE 0.0 END) - bm25(search_fts, {NAME_WEIGHT}, {DESCRIPTION_WEIGHT}, {KEYWORD_WEIGHT})"
         )
     };
+    // Filters are `IN (subquery)` so SQLite evaluates each once, using the primary
+    // keys (category, package_id) and (tag, package_id); a subcategory match is
+    // the key range ['cat/', 'cat0') — '0' follows '/' in ASCII.
     if !query.categories.is_empty() {
-        let alternatives =
-            vec!["(c.category = ? OR substr(c.category, 1, length(?) + 1) = ? || '/')"; query.categories.len()];
+        let alternatives = vec!["category = ? OR (category >= ? AND category < ?)"; query.categories.len()];
         conditions.push(format!(
-            "EXISTS (SELECT 1 FROM search_categories c WHERE c.package_id = d.package_id AND ({}))",
+            "d.package_id IN (SELECT package_id FROM search_categories WHERE {})",
             alternatives.join(" OR ")
         ));
         for category in &query.categories {
             let category = category.trim().to_lowercase();
-            args.extend([Value::Text(category.clone()), Value::Text(category.clone()), Value::Text(category)]);
+            args.extend([
+                Value::Text(category.clone()),
+                Value::Text(format!("{category}/")),
+                Value::Text(format!("{category}0")),
+            ]);
         }
     }
     for tag in &query.tags {
-        conditions.push("EXISTS (SELECT 1 FROM search_tags t WHERE t.package_id = d.package_id AND t.tag = ?)".into());
+        conditions.push("d.package_id IN (SELECT package_id FROM search_tags WHERE tag = ?)".into());
         args.push(Value::Text(tag.trim().to_lowercase()));
     }
     if let Some(publisher) = &query.publisher {

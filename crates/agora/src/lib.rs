@@ -5,6 +5,9 @@
 //! network (`agora-net`) into a [`Node`],
 //! and offers [`LocalRegistry`] (the store as a [`Registry`]) and the [`archive`]
 //! functions that turn package directories into deterministic archives and back.
+//! [`Node::search_network`] searches the catalogs of the best peers too and
+//! streams the hits through a [`QueryHandle`] ([`QueryConfig`] bounds it); query
+//! metrics and libp2p's share one Prometheus registry ([`Node::encode_metrics`]).
 //! The `agora` binary (crate `agora-cli`) is a thin shell around this crate.
 //!
 //! It is not an HTTP server or a CLI; those live in `agora-cli`.
@@ -42,9 +45,11 @@ mod config;
 mod error;
 mod keys;
 mod local;
+mod metrics;
 mod network;
 mod node;
 mod reputation;
+mod search;
 mod transfer;
 mod validator;
 
@@ -59,10 +64,12 @@ pub use agora_net as net;
 pub use config::{CacheSettings, Config, DEFAULT_API_ADDR, NetworkSettings, StorageSettings, default_data_dir};
 pub use error::{Error, Result};
 pub use local::LocalRegistry;
+pub use metrics::{METRICS_CONTENT_TYPE, QueryMetricsStatus, QueryStats};
 pub use node::{
     CacheCounters, NetworkSummary, Node, NodeBuilder, NodeStatus, PeerInfo, Published, StorageStatus, api_token_path,
 };
 pub use reputation::{PeerStanding, ReputationSettings, score, standing};
+pub use search::{QueryConfig, QueryHandle};
 pub use transfer::{ProviderProgress, TransferProgress, TransferSettings, TransferState};
 
 /// The domain model crate, for what the re-exports above leave out.

@@ -16,14 +16,17 @@ use agora_core::{
     SignedPackageIndex, Version,
 };
 use agora_net::{
-    Announcement, ChunkResponse, MAX_SYNC_RESPONSE, Multiaddr, NetworkConfig, NetworkEvent, NetworkHandle, PeerId,
-    RecordKey, SyncEntry, SyncRequest, SyncResponse, Verdict, Wire, peer_address,
+    Announcement, ChunkRequest, ChunkResponse, MAX_SEARCH_RESPONSE, MAX_SYNC_RESPONSE, Multiaddr, NetworkConfig,
+    NetworkEvent, NetworkHandle, PeerId, RecordKey, SearchEntry, SearchRequest, SearchResponse, SyncEntry, SyncRequest,
+    SyncResponse, Verdict, Wire, peer_address,
 };
 use agora_store::{Ingested, Outcome};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use crate::local::unix_now;
+use crate::metrics::QueryOutcome;
 use crate::node::{NetworkSummary, Node, NodeInner};
 use crate::reputation::Reputation;
 use crate::transfer::{Staging, Transfer, TransferProgress, TransferState};
@@ -48,6 +51,10 @@ const REDIAL_PEERS: usize = 32;
 const MIN_SYNC_SCORE: f64 = 0.25;
 /// How often expired bans are lifted.
 const BAN_CHECK_INTERVAL: Duration = Duration::from_secs(15);
+/// Longest time spent answering one search request from a peer.
+const SEARCH_ANSWER_BUDGET: Duration = Duration::from_secs(2);
+/// Bytes of signed records in one search answer (under the frame limit).
+const SEARCH_ANSWER_BYTES: usize = MAX_SEARCH_RESPONSE - 64 * 1024;
 
 /// The running network of a node.
 #[derive(Debug)]
@@ -95,6 +102,7 @@ pub(crate) async fn start(node: &Node) -> Result<()> {
     config.bootstrap = parse(&settings.bootstrap)?;
     config.query_timeout = Duration::from_millis(settings.query_timeout_ms);
     config.request_timeout = Duration::from_millis(settings.request_timeout_ms);
+    config.metrics = Some(node.metrics().registry());
 
     let store = node.store().clone();
     let owners = blocking(move || store.catalog().owners()).await?;
@@ -159,6 +167,111 @@ impl Network {
         }
     }
 
+    /// Connected peers to ask in a search: the best `count` by reputation (blocked
+    /// peers never), each with its latency EWMA in milliseconds if known.
+    pub(crate) async fn search_peers(&self, count: usize) -> CoreResult<Vec<(PeerId, Option<f64>)>> {
+        let connected = self.handle.connected_peers().await.map_err(network_error)?;
+        let reputation = &self.state.reputation;
+        Ok(reputation
+            .rank(connected)
+            .into_iter()
+            .take(count)
+            .map(|peer| (peer, reputation.latency_ms(&peer)))
+            .collect())
+    }
+
+    /// Records an outcome of an exchange with `peer` (invalid data strikes, and
+    /// may block it).
+    pub(crate) async fn record(&self, peer: PeerId, outcome: Outcome) {
+        match outcome {
+            Outcome::Invalid => strike(&self.state, peer, "invalid data").await,
+            outcome => {
+                self.state.reputation.record(peer, outcome).await;
+            }
+        }
+    }
+
+    /// Verifies and stores a peer's search answer (each entry a signed index and
+    /// the signed manifest of one of its versions) with the atomic ingestion
+    /// catalog sync uses. Any forged, malformed, mismatched or rule-breaking entry,
+    /// or more entries than asked for, strikes the peer once; the valid entries
+    /// are stored all the same.
+    pub(crate) async fn ingest_search_answer(
+        &self,
+        node: &Node,
+        peer: PeerId,
+        limit: u16,
+        response: SearchResponse,
+    ) -> SearchAnswer {
+        let mut invalid: Option<String> = None;
+        if response.entries.len() > usize::from(limit) {
+            invalid = Some(format!("search answer has {} hits where {limit} were asked for", response.entries.len()));
+        }
+        let mut batch = Vec::with_capacity(response.entries.len());
+        for entry in response.entries.into_iter().take(usize::from(limit)) {
+            let decoded = SignedPackageIndex::from_bytes(&entry.index)
+                .and_then(|index| Ok((index, SignedManifest::from_bytes(&entry.manifest)?)));
+            match decoded {
+                Ok((index, manifest)) if manifest.manifest().name() == &index.index().name => {
+                    batch.push((index, vec![manifest]));
+                }
+                Ok((index, manifest)) => {
+                    invalid.get_or_insert_with(|| {
+                        format!(
+                            "search hit pairs the index of `{}` with a manifest of `{}`",
+                            index.index().name,
+                            manifest.manifest().name()
+                        )
+                    });
+                }
+                Err(error) => {
+                    invalid.get_or_insert_with(|| format!("search sent an invalid record: {error}"));
+                }
+            }
+        }
+        let names: Vec<PackageName> = batch.iter().map(|(index, _)| index.index().name.clone()).collect();
+        let mut valid = true;
+        match ingest(node, &self.validator, batch).await {
+            Ok(report) => {
+                if let Some(error) = report.invalid {
+                    invalid.get_or_insert_with(|| format!("search sent records breaking the rules: {error}"));
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%peer, %error, "could not store a search answer");
+                valid = false;
+            }
+        }
+        if let Some(reason) = &invalid {
+            strike(&self.state, peer, reason).await;
+            valid = false;
+        }
+        SearchAnswer { names, valid }
+    }
+
+    /// Looks a record up in the DHT, counted in the node's DHT query metrics:
+    /// an answer (found or not) is a success, running out of time partial, any
+    /// other error a failure.
+    async fn get_record(&self, node: &Node, key: RecordKey) -> CoreResult<Option<Vec<u8>>> {
+        let span = tracing::debug_span!(
+            "dht_get",
+            %key,
+            found = tracing::field::Empty,
+            latency_ms = tracing::field::Empty
+        );
+        let timer = node.metrics().dht_get.start();
+        let result = self.handle.get_record(key).instrument(span.clone()).await;
+        let outcome = match &result {
+            Ok(_) => QueryOutcome::Success,
+            Err(agora_net::NetworkError::Timeout(_)) => QueryOutcome::Partial,
+            Err(_) => QueryOutcome::Failed,
+        };
+        let latency = timer.finish(outcome);
+        span.record("found", matches!(result, Ok(Some(_))));
+        span.record("latency_ms", latency.as_secs_f64() * 1e3);
+        result.map_err(network_error)
+    }
+
     /// Invalid responses recorded against a peer (bad records, garbage, bad chunks).
     pub(crate) fn strikes(&self, peer: &PeerId) -> u32 {
         self.state.reputation.invalid(peer).min(u64::from(u32::MAX)) as u32
@@ -210,10 +323,8 @@ impl Network {
     /// Looks up the index of `name` in the DHT, verifies it and stores it.
     pub(crate) async fn index_from_dht(&self, node: &Node, name: &PackageName) -> CoreResult<SignedPackageIndex> {
         let value = self
-            .handle
-            .get_record(RecordKey::Index(name.clone()))
-            .await
-            .map_err(network_error)?
+            .get_record(node, RecordKey::Index(name.clone()))
+            .await?
             .ok_or_else(|| CoreError::PackageNotFound(name.clone()))?;
         let index = SignedPackageIndex::from_bytes(&value)?;
         if &index.index().name != name {
@@ -244,10 +355,8 @@ impl Network {
             return Err(CoreError::VersionNotFound { name: name.clone(), version: version.clone() });
         }
         let value = self
-            .handle
-            .get_record(RecordKey::Manifest(name.clone(), version.clone()))
-            .await
-            .map_err(network_error)?
+            .get_record(node, RecordKey::Manifest(name.clone(), version.clone()))
+            .await?
             .ok_or_else(|| CoreError::VersionNotFound { name: name.clone(), version: version.clone() })?;
         let manifest = SignedManifest::from_bytes(&value)?;
         ingest_one(node, &self.validator, index, vec![manifest]).await?;
@@ -357,6 +466,16 @@ impl Network {
         }
         Ok(path)
     }
+}
+
+/// What became of a peer's search answer.
+#[derive(Debug)]
+pub(crate) struct SearchAnswer {
+    /// Packages of the entries that verified (stored, or already known).
+    pub(crate) names: Vec<PackageName>,
+    /// False when the answer held anything invalid (the peer was struck) or
+    /// could not be stored.
+    pub(crate) valid: bool,
 }
 
 /// Records invalid data from `peer`; blocks it when its reputation says so.
@@ -524,49 +643,41 @@ async fn on_event(
             let verdict = verdict.unwrap_or(Verdict::Reject);
             handle.report_announcement(id, verdict).await;
         }
-        NetworkEvent::ChunkRequested { request, reply, .. } => {
-            let store = node.store().clone();
-            let response = blocking(move || {
-                let Some(manifest) = store.catalog().manifest_for_digest(&request.digest)? else {
-                    return Ok(ChunkResponse::NotFound);
+        NetworkEvent::ChunkRequested { peer, request, reply } => {
+            let span = inbound_span(peer, "artifact");
+            async {
+                let response = answer_chunk(node, request).await;
+                let outcome = match &response {
+                    ChunkResponse::Data(_) => "served",
+                    ChunkResponse::NotFound => "not_found",
+                    ChunkResponse::OutOfRange => "out_of_range",
+                    ChunkResponse::Unavailable => "unavailable",
                 };
-                let info = &manifest.manifest().artifact;
-                if request.index as usize >= info.chunks.len() {
-                    return Ok(ChunkResponse::OutOfRange);
-                }
-                match store.artifacts().read_chunk(info, request.index as usize) {
-                    Ok(Some(bytes)) => Ok(ChunkResponse::Data(bytes)),
-                    Ok(None) => Ok(ChunkResponse::NotFound),
-                    Err(error) => {
-                        tracing::error!(digest = %request.digest, %error, "not serving a chunk that fails verification");
-                        Ok(ChunkResponse::Unavailable)
-                    }
-                }
-            })
-            .await
-            .unwrap_or(ChunkResponse::Unavailable);
-            handle.respond_chunk(reply, response).await;
+                tracing::Span::current().record("outcome", outcome);
+                handle.respond_chunk(reply, response).await;
+            }
+            .instrument(span)
+            .await;
         }
-        NetworkEvent::SyncRequested { request, reply, .. } => {
-            let store = node.store().clone();
-            let limit = usize::from(request.limit.min(SYNC_PAGE));
-            let after = request.after;
-            let page =
-                blocking(move || store.catalog().page(after.as_ref(), limit, MAX_SYNC_RESPONSE - 1024 * 1024)).await;
-            let response = match page {
-                Ok((entries, next)) => SyncResponse {
-                    entries: entries
-                        .into_iter()
-                        .map(|e| SyncEntry { index: e.index, manifests: e.manifests })
-                        .collect(),
-                    next,
-                },
-                Err(error) => {
-                    tracing::error!(%error, "could not read a catalog page for a peer");
-                    SyncResponse::default()
-                }
-            };
-            handle.respond_sync(reply, response).await;
+        NetworkEvent::SyncRequested { peer, request, reply } => {
+            let span = inbound_span(peer, "sync");
+            async {
+                let (response, outcome) = answer_sync(node, request).await;
+                tracing::Span::current().record("outcome", outcome);
+                handle.respond_sync(reply, response).await;
+            }
+            .instrument(span)
+            .await;
+        }
+        NetworkEvent::SearchRequested { peer, request, reply } => {
+            let span = inbound_span(peer, "search");
+            async {
+                let (response, outcome) = answer_search(node, request).await;
+                tracing::Span::current().record("outcome", outcome);
+                handle.respond_search(reply, response).await;
+            }
+            .instrument(span)
+            .await;
         }
         NetworkEvent::PeerConnected { peer, .. } => {
             state.connected.fetch_add(1, Ordering::SeqCst);
@@ -621,6 +732,103 @@ async fn on_event(
             }
         }
         NetworkEvent::PeerMisbehaved { peer, reason } => strike(state, peer, &reason).await,
+    }
+}
+
+/// The span of one inbound request; `outcome` is recorded when it is answered.
+fn inbound_span(peer: PeerId, protocol: &'static str) -> tracing::Span {
+    tracing::debug_span!("inbound", %peer, protocol, outcome = tracing::field::Empty)
+}
+
+/// A chunk of an artifact this node holds, re-verified before it is sent.
+async fn answer_chunk(node: &Node, request: ChunkRequest) -> ChunkResponse {
+    let store = node.store().clone();
+    blocking(move || {
+        let Some(manifest) = store.catalog().manifest_for_digest(&request.digest)? else {
+            return Ok(ChunkResponse::NotFound);
+        };
+        let info = &manifest.manifest().artifact;
+        if request.index as usize >= info.chunks.len() {
+            return Ok(ChunkResponse::OutOfRange);
+        }
+        match store.artifacts().read_chunk(info, request.index as usize) {
+            Ok(Some(bytes)) => Ok(ChunkResponse::Data(bytes)),
+            Ok(None) => Ok(ChunkResponse::NotFound),
+            Err(error) => {
+                tracing::error!(digest = %request.digest, %error, "not serving a chunk that fails verification");
+                Ok(ChunkResponse::Unavailable)
+            }
+        }
+    })
+    .await
+    .unwrap_or(ChunkResponse::Unavailable)
+}
+
+/// A page of this node's catalog.
+async fn answer_sync(node: &Node, request: SyncRequest) -> (SyncResponse, &'static str) {
+    let store = node.store().clone();
+    let limit = usize::from(request.limit.min(SYNC_PAGE));
+    let after = request.after;
+    let page = blocking(move || store.catalog().page(after.as_ref(), limit, MAX_SYNC_RESPONSE - 1024 * 1024)).await;
+    match page {
+        Ok((entries, next)) => {
+            let entries = entries.into_iter().map(|e| SyncEntry { index: e.index, manifests: e.manifests }).collect();
+            (SyncResponse { entries, next }, "served")
+        }
+        Err(error) => {
+            tracing::error!(%error, "could not read a catalog page for a peer");
+            (SyncResponse::default(), "error")
+        }
+    }
+}
+
+/// Searches this node's own catalog for a peer: up to `limit` hits in score
+/// order, each as its signed index and the signed manifest of its default
+/// version, within [`SEARCH_ANSWER_BYTES`] and [`SEARCH_ANSWER_BUDGET`]. An
+/// answer that runs out of time is empty.
+async fn answer_search(node: &Node, request: SearchRequest) -> (SearchResponse, &'static str) {
+    let mut query = agora_core::Query::new(request.text);
+    query.categories = request.categories;
+    query.tags = request.tags;
+    query.publisher = request.publisher;
+    query.limit = u32::from(request.limit);
+    if let Err(error) = query.validate() {
+        tracing::debug!(%error, "refusing a search request");
+        return (SearchResponse::default(), "invalid");
+    }
+    let store = node.store().clone();
+    let work = blocking(move || {
+        let catalog = store.catalog();
+        let results = catalog.search(&query)?;
+        let mut entries = Vec::with_capacity(results.hits.len());
+        let mut bytes = 0usize;
+        for hit in results.hits {
+            let (Some(index), Some(manifest)) =
+                (catalog.package(&hit.name)?, catalog.manifest(&hit.name, &hit.version)?)
+            else {
+                continue;
+            };
+            let entry = SearchEntry { index: index.to_bytes(), manifest: manifest.to_bytes() };
+            let size = entry.index.len() + entry.manifest.len() + 8;
+            if bytes + size > SEARCH_ANSWER_BYTES {
+                break;
+            }
+            bytes += size;
+            entries.push(entry);
+        }
+        Ok(entries)
+    });
+    match tokio::time::timeout(SEARCH_ANSWER_BUDGET, work).await {
+        Ok(Ok(entries)) if entries.is_empty() => (SearchResponse::default(), "no_hits"),
+        Ok(Ok(entries)) => (SearchResponse { entries }, "served"),
+        Ok(Err(error)) => {
+            tracing::error!(%error, "could not search the catalog for a peer");
+            (SearchResponse::default(), "error")
+        }
+        Err(_) => {
+            tracing::warn!("a peer's search ran out of time; answering with no hits");
+            (SearchResponse::default(), "timeout")
+        }
     }
 }
 

@@ -182,6 +182,7 @@ impl NodeBuilder {
             publish_lock: tokio::sync::Mutex::new(()),
             started: Instant::now(),
             network: std::sync::OnceLock::new(),
+            metrics: crate::metrics::NodeMetrics::default(),
         };
         let node = Node { inner: Arc::new(inner) };
         if node.inner.config.network.enabled {
@@ -211,6 +212,8 @@ pub(crate) struct NodeInner {
     started: Instant,
     /// Set once at start when the network is enabled.
     network: std::sync::OnceLock<crate::network::Network>,
+    /// Query metrics and the Prometheus registry (libp2p's metrics join it).
+    metrics: crate::metrics::NodeMetrics,
 }
 
 /// What a node reports about itself.
@@ -236,6 +239,9 @@ pub struct NodeStatus {
     pub network: Option<NetworkSummary>,
     /// Local artifact storage.
     pub storage: StorageStatus,
+    /// Network search and DHT lookup counters and latencies.
+    #[serde(default)]
+    pub queries: crate::QueryMetricsStatus,
 }
 
 /// Local artifact storage, for `agora status`.
@@ -451,7 +457,28 @@ impl Node {
                     max_cached_bytes: self.inner.config.storage.max_cached_bytes,
                 }
             },
+            queries: self.inner.metrics.status(),
         })
+    }
+
+    /// Starts a search of the local catalog and the network (see
+    /// [`crate::QueryHandle`] for how it runs): local hits stream first, then the
+    /// `config.fan_out` best peers' hits as they answer, verified and stored.
+    /// Errors only for an invalid query or configuration. `query.limit`,
+    /// `offset`, `scope` and `timeout` are ignored: `config` decides. Must be
+    /// called inside a tokio runtime (the query runs in its own task).
+    pub fn search_network(&self, query: &Query, config: crate::QueryConfig) -> CoreResult<crate::QueryHandle> {
+        crate::search::start(self, query, config)
+    }
+
+    /// Every metric (query metrics and libp2p's) in the OpenMetrics text format,
+    /// served as [`crate::METRICS_CONTENT_TYPE`].
+    pub fn encode_metrics(&self) -> String {
+        self.inner.metrics.encode()
+    }
+
+    pub(crate) fn metrics(&self) -> &crate::metrics::NodeMetrics {
+        &self.inner.metrics
     }
 
     /// Fetches an artifact like [`Registry::fetch_artifact`], reporting a
@@ -612,7 +639,8 @@ impl Node {
         let _ = self.inner.network.set(network);
     }
 
-    pub(crate) fn store(&self) -> &Store {
+    /// The node's store (catalog and artifact files).
+    pub fn store(&self) -> &Store {
         &self.inner.store
     }
 
@@ -702,8 +730,29 @@ impl Registry for Node {
         Ok(self.get_package(name).await?.into_index().versions)
     }
 
+    /// `SearchScope::Local` searches the catalog; `SearchScope::Network` runs
+    /// [`Node::search_network`] with the balanced preset, `query.limit` as
+    /// `max_results` and `query.timeout` (if set) as the timeout, and collects it.
+    /// A network search is one page: its offset must be 0.
     async fn search(&self, query: &Query) -> CoreResult<SearchResults> {
-        self.inner.registry.search(query).await
+        match query.scope {
+            agora_core::SearchScope::Local => self.inner.registry.search(query).await,
+            agora_core::SearchScope::Network => {
+                query.validate()?;
+                if query.offset != 0 {
+                    return Err(CoreError::InvalidQuery(format!(
+                        "a network search returns one page; offset must be 0, found {}",
+                        query.offset
+                    )));
+                }
+                let mut config = crate::QueryConfig::balanced();
+                config.max_results = query.limit as usize;
+                if let Some(timeout) = query.timeout {
+                    config.timeout = timeout;
+                }
+                Ok(self.search_network(query, config)?.collect_results().await)
+            }
+        }
     }
 
     async fn fetch_artifact(&self, name: &PackageName, version: &Version) -> CoreResult<Artifact> {

@@ -185,6 +185,11 @@ impl Reputation {
         }
     }
 
+    /// The peer's latency EWMA in milliseconds, if it ever answered.
+    pub(crate) fn latency_ms(&self, peer: &PeerId) -> Option<f64> {
+        self.records.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(peer).and_then(|r| r.latency_ewma_ms)
+    }
+
     /// Invalid responses recorded against the peer.
     pub(crate) fn invalid(&self, peer: &PeerId) -> u64 {
         self.records.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(peer).map_or(0, |r| r.invalid)

@@ -156,6 +156,19 @@ impl Transfer<'_> {
     /// chunks are in, or fails naming what was tried.
     pub(crate) async fn download(&self, providers: Vec<PeerId>) -> CoreResult<Downloaded> {
         let info = &self.manifest.manifest().artifact;
+        let name = self.manifest.manifest().name().clone();
+        let version = self.manifest.manifest().version().clone();
+        let mut standby: VecDeque<PeerId> = self.reputation.rank(providers).into();
+        let no_provider = || {
+            CoreError::Network(format!(
+                "no reachable provider holds {name}@{version} (sha256 {}); every known provider is blocked or none was found",
+                info.digest
+            ))
+        };
+        // Without a provider there is nothing to stage (unless resuming).
+        if standby.is_empty() && !self.staging.part.exists() {
+            return Err(no_provider());
+        }
         let files = open_staging(self.staging, info).await?;
         let missing: VecDeque<usize> = (0..info.chunks.len()).filter(|index| !files.have[*index]).collect();
         let resumed = info.chunks.len() - missing.len();
@@ -173,14 +186,11 @@ impl Transfer<'_> {
         if missing.is_empty() {
             return Ok(Downloaded { served_by: Vec::new() });
         }
-        let name = self.manifest.manifest().name().clone();
-        let version = self.manifest.manifest().version().clone();
-        let mut standby: VecDeque<PeerId> = self.reputation.rank(providers).into();
         if standby.is_empty() {
-            return Err(CoreError::Network(format!(
-                "no reachable provider holds {name}@{version} (sha256 {}); every known provider is blocked or none was found",
-                info.digest
-            )));
+            if !files.any() {
+                self.staging.discard();
+            }
+            return Err(no_provider());
         }
         let shared = Arc::new(Shared {
             queue: Mutex::new(missing),
@@ -243,7 +253,8 @@ impl Transfer<'_> {
             }
         }
         if shared.has_work() || !files.complete() {
-            if !files.any() {
+            let kept = files.any();
+            if !kept {
                 // Nothing verified: nothing worth resuming.
                 self.staging.discard();
             }
@@ -252,8 +263,13 @@ impl Transfer<'_> {
                 .iter()
                 .map(|peer| format!("{peer}: {}", dropped.get(peer).map_or("no answer", String::as_str)))
                 .collect();
+            let resume = if kept {
+                "; the verified chunks are kept in tmp/downloads and the next fetch resumes from them"
+            } else {
+                ""
+            };
             return Err(CoreError::Network(format!(
-                "could not fetch {name}@{version}: {} of {} chunks are still missing after trying {} providers ({}); the verified chunks are kept in tmp/downloads and the next fetch resumes from them",
+                "could not fetch {name}@{version}: {} of {} chunks are still missing after trying {} providers ({}){resume}",
                 shared.queue_len(),
                 info.chunks.len(),
                 tried.len(),

@@ -1,0 +1,70 @@
+//! Agora's benchmarks. Run them with `cargo xtask bench [SCENARIO...] [--quick]`,
+//! which builds this in release and writes `target/bench/report.{json,md}` and
+//! `docs/BENCHMARKS.md`. Every figure is printed beside a baseline measured in the
+//! same run, with the ratio and the goal. Nothing here is a timed test assertion.
+
+mod data;
+mod report;
+mod scenarios;
+mod stats;
+
+use std::path::PathBuf;
+
+use scenarios::Scale;
+
+const SCENARIOS: &[&str] = &["search", "throughput", "propagation", "dht", "transfer", "concurrency", "sync", "start"];
+
+fn main() -> anyhow::Result<()> {
+    let mut quick = false;
+    let mut out = PathBuf::from("target/bench");
+    let mut docs: Option<PathBuf> = None;
+    let mut chosen = Vec::new();
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--quick" => quick = true,
+            "--out" => {
+                out = args.next().map(PathBuf::from).ok_or_else(|| anyhow::anyhow!("--out needs a directory"))?
+            }
+            "--docs" => {
+                docs = Some(args.next().map(PathBuf::from).ok_or_else(|| anyhow::anyhow!("--docs needs a file"))?)
+            }
+            "--list" => {
+                println!("{}", SCENARIOS.join("\n"));
+                return Ok(());
+            }
+            name if SCENARIOS.contains(&name) => chosen.push(name.to_owned()),
+            other => anyhow::bail!("unknown scenario or flag `{other}`; scenarios: {}", SCENARIOS.join(", ")),
+        }
+    }
+    if chosen.is_empty() {
+        chosen = SCENARIOS.iter().map(|s| (*s).to_owned()).collect();
+    }
+    let command = std::env::var("AGORA_BENCH_COMMAND").unwrap_or_else(|_| "cargo xtask bench".into());
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let scale = Scale { quick };
+    let mut results = Vec::new();
+    for name in &chosen {
+        println!("-- running {name}{}", if quick { " (quick)" } else { "" });
+        let scenarios = runtime.block_on(async {
+            match name.as_str() {
+                "search" => scenarios::search::latency(scale).await,
+                "throughput" => scenarios::search::throughput(scale).await,
+                "propagation" => scenarios::network::propagation(scale).await,
+                "dht" => scenarios::network::dht_lookup(scale).await,
+                "transfer" => scenarios::transfer::run(scale).await,
+                "concurrency" => scenarios::concurrency::run(scale).await,
+                "sync" => scenarios::sync::run(scale).await,
+                "start" => scenarios::start::run(scale).await,
+                _ => unreachable!("checked above"),
+            }
+        })?;
+        for scenario in &scenarios {
+            report::print(scenario);
+        }
+        results.extend(scenarios);
+    }
+    report::write(&results, &out, docs.as_deref(), &command)?;
+    println!("report written to {}", out.join("report.md").display());
+    Ok(())
+}

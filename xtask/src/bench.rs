@@ -1,0 +1,17 @@
+//! `cargo xtask bench [SCENARIO...] [--quick]`: builds `agora-bench` in release and
+//! runs it from the project root, writing `target/bench/report.{json,md}` and,
+//! for a full run of every scenario, `docs/BENCHMARKS.md`.
+
+pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
+    let quick = args.iter().any(|a| a == "--quick");
+    let all = args.iter().all(|a| a.starts_with("--"));
+    let command =
+        if args.is_empty() { "cargo xtask bench".to_owned() } else { format!("cargo xtask bench {}", args.join(" ")) };
+    let mut cargo_args = vec!["run", "--release", "--quiet", "-p", "agora-bench", "--"];
+    cargo_args.extend(args.iter().map(String::as_str));
+    cargo_args.extend(["--out", "target/bench"]);
+    if all && !quick {
+        cargo_args.extend(["--docs", "docs/BENCHMARKS.md"]);
+    }
+    crate::cargo_with_env(&cargo_args, &[("AGORA_BENCH_COMMAND", &command)])
+}
