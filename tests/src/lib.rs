@@ -1,6 +1,7 @@
 //! Test harness for Agora's workspace-level integration tests.
 //!
-//! [`net::TestNet`] runs N in-process nodes on 127.0.0.1 in temp dirs.
+//! [`net::TestNet`] runs N in-process nodes on 127.0.0.1 in temp dirs, and
+//! [`rogue::Rogue`] attacks them as a raw libp2p peer.
 //! [`TestNode`] runs the real `agora` binary as a node on `127.0.0.1:0` in a
 //! temporary data directory, finds its API address from the file the node writes,
 //! runs CLI commands against it, and stops it on drop. Nothing here sleeps for a
@@ -9,11 +10,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod net;
+pub mod rogue;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// How long a node may take to start.
 pub const START_DEADLINE: Duration = Duration::from_secs(30);
@@ -254,22 +256,52 @@ pub fn manifest(name: &str, version: &str, description: &str) -> String {
     format!("[package]\nname = \"{name}\"\nversion = \"{version}\"\ndescription = \"{description}\"\n")
 }
 
-/// Every file under `dir` (relative path → bytes), sorted.
+/// Every file under `dir` (relative path → bytes), sorted; `dir` must exist.
 pub fn read_tree(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
-    fn walk(root: &Path, dir: &Path, out: &mut Vec<(PathBuf, Vec<u8>)>) {
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                walk(root, &path, out);
-            } else {
-                out.push((path.strip_prefix(root).unwrap().to_owned(), std::fs::read(&path).unwrap()));
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(dir, dir, &mut out);
+    assert!(dir.is_dir(), "{} is not a directory", dir.display());
+    let mut out: Vec<_> = files_under(dir)
+        .into_iter()
+        .map(|path| (path.strip_prefix(dir).unwrap().to_owned(), std::fs::read(&path).unwrap()))
+        .collect();
     out.sort();
     out
+}
+
+/// Every file under `dir`, at any depth (none when `dir` does not exist).
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else { return files };
+    for entry in entries {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(files_under(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
+/// An endless xorshift64 sequence from `seed` (made odd, so never all zeros).
+pub fn xorshift(seed: u64) -> impl Iterator<Item = u64> {
+    let mut state = seed | 1;
+    std::iter::repeat_with(move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    })
+}
+
+/// `len` incompressible bytes (the low byte of each [`xorshift`] word), so an
+/// archive of them is about as big as they are.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    xorshift(seed).take(len).map(|word| word as u8).collect()
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
 }
 
 fn wait_for_json(path: &Path) -> String {

@@ -6,7 +6,11 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use agora::{ArtifactData, NetworkSummary, Node, NodeBuilder, PackageName, Published, Query, Registry, archive};
+use agora::net::PeerId;
+use agora::{
+    ArtifactData, Digest, NetworkSummary, Node, NodeBuilder, PackageName, Published, Query, Registry, Version, archive,
+    parse_version,
+};
 
 /// Default deadline for network conditions in tests.
 pub const DEADLINE: Duration = Duration::from_secs(30);
@@ -47,17 +51,11 @@ impl TestNet {
 
     /// Starts one more node bootstrapping from `bootstrap` (or alone); returns its index.
     pub async fn add_node_with(&mut self, bootstrap: Option<&str>) -> usize {
-        let index = self.nodes.len();
-        let node = start_configured(&self.dir(index), bootstrap, self.configure).await;
-        if self.bootstrap.is_none() {
-            self.bootstrap = Some(Self::address_of(&node).await);
-        }
-        self.nodes.push(Some(node));
-        index
+        self.add_node_configured(bootstrap, |builder| builder).await
     }
 
     /// Starts one more node bootstrapping from `bootstrap` (or alone), with its
-    /// builder passed through `configure` (e.g. `|b| b.catalog_sync(false)`);
+    /// builder passed through `configure` (e.g. [`no_catalog_sync`]);
     /// returns its index.
     pub async fn add_node_configured(
         &mut self,
@@ -68,7 +66,7 @@ impl TestNet {
         let base = self.configure;
         let node = start_configured(&self.dir(index), bootstrap, |builder| configure(base(builder))).await;
         if self.bootstrap.is_none() {
-            self.bootstrap = Some(Self::address_of(&node).await);
+            self.bootstrap = Some(listen_address(&node).await);
         }
         self.nodes.push(Some(node));
         index
@@ -81,12 +79,7 @@ impl TestNet {
 
     /// The `/ip4/127.0.0.1/tcp/…/p2p/…` address of a node.
     pub async fn address(&self, index: usize) -> String {
-        Self::address_of(self.node(index)).await
-    }
-
-    async fn address_of(node: &Node) -> String {
-        let status = node.status().await.expect("status");
-        status.network.expect("network enabled").listen_addrs.into_iter().next().expect("a listen address")
+        listen_address(self.node(index)).await
     }
 
     /// Node `index` (panics if it was stopped).
@@ -130,31 +123,28 @@ impl TestNet {
 
     /// Waits until every running node has at least one connected peer.
     pub async fn wait_connected(&self) {
-        let ok = wait_until(DEADLINE, || async {
-            for (_, node) in self.running() {
-                if connected_peers(node).await == 0 && self.running().count() > 1 {
-                    return false;
-                }
-            }
-            true
-        })
-        .await;
-        assert!(ok, "nodes did not connect within {DEADLINE:?}");
+        self.wait_every_node(connected_peers, "nodes did not connect within").await;
     }
 
     /// Waits until every running node has a peer in its DHT routing table (so its
     /// record puts and lookups reach someone), when there is more than one.
     pub async fn wait_routing(&self) {
+        self.wait_every_node(routing_table_size, "routing tables stayed empty for").await;
+    }
+
+    /// Waits until `count` is at least one on every running node, when there is
+    /// more than one; else panics with `failure` and the deadline.
+    async fn wait_every_node(&self, count: impl AsyncFn(&Node) -> usize, failure: &str) {
         let ok = wait_until(DEADLINE, || async {
             for (_, node) in self.running() {
-                if routing_table_size(node).await == 0 && self.running().count() > 1 {
+                if count(node).await == 0 && self.running().count() > 1 {
                     return false;
                 }
             }
             true
         })
         .await;
-        assert!(ok, "routing tables stayed empty for {DEADLINE:?}");
+        assert!(ok, "{failure} {DEADLINE:?}");
     }
 
     /// Waits until `name` is in the local catalog (search) of every running node.
@@ -185,6 +175,12 @@ pub fn never_block(builder: NodeBuilder) -> NodeBuilder {
     builder.configure(|config| config.reputation.invalid_threshold = u64::MAX)
 }
 
+/// Nodes without catalog sync: they hold only what they publish, are given or
+/// fetch.
+pub fn no_catalog_sync(builder: NodeBuilder) -> NodeBuilder {
+    builder.catalog_sync(false)
+}
+
 /// Writes a package directory with one content file.
 pub fn write_package(dir: &Path, name: &str, version: &str, content: &[u8]) {
     std::fs::create_dir_all(dir).expect("package dir");
@@ -197,11 +193,7 @@ pub fn write_package(dir: &Path, name: &str, version: &str, content: &[u8]) {
 
 /// Starts a node in `dir` listening on 127.0.0.1.
 pub async fn start(dir: &Path, bootstrap: Option<&str>) -> Node {
-    let mut builder = Node::builder().data_dir(dir).listen(["/ip4/127.0.0.1/tcp/0"]);
-    if let Some(address) = bootstrap {
-        builder = builder.bootstrap([address]);
-    }
-    builder.build().await.expect("node starts")
+    start_configured(dir, bootstrap, |builder| builder).await
 }
 
 /// Starts a node in `dir` listening on 127.0.0.1, its builder passed through `configure`.
@@ -215,6 +207,11 @@ pub async fn start_configured(
         builder = builder.bootstrap([address]);
     }
     configure(builder).build().await.expect("node starts")
+}
+
+/// The first `/ip4/…/tcp/…/p2p/…` listen address of `node`.
+pub async fn listen_address(node: &Node) -> String {
+    network_summary(node).await.listen_addrs.into_iter().next().expect("a listen address")
 }
 
 /// The network part of `node`'s status (panics when the network is off).
@@ -243,6 +240,39 @@ pub fn artifact_bytes(data: &ArtifactData) -> Vec<u8> {
         ArtifactData::Bytes(bytes) => bytes.to_vec(),
         ArtifactData::File(path) => std::fs::read(path).expect("artifact file"),
     }
+}
+
+/// Version 1.0.0.
+pub fn v1() -> Version {
+    parse_version("1.0.0").expect("a version")
+}
+
+/// Where `node` stores the artifact `digest`.
+pub fn artifact_path(node: &Node, digest: &Digest) -> PathBuf {
+    let hex = digest.to_hex();
+    node.data_dir().join("store").join("artifacts").join("sha256").join(&hex[..2]).join(hex)
+}
+
+/// Where `node` stages unfinished transfers.
+pub fn downloads_dir(node: &Node) -> PathBuf {
+    node.data_dir().join("tmp").join("downloads")
+}
+
+/// The staging files of a transfer of `digest`: the partial artifact (`.part`)
+/// and its map of verified chunks (`.have`).
+pub fn staging_files(node: &Node, digest: &Digest) -> (PathBuf, PathBuf) {
+    let dir = downloads_dir(node);
+    (dir.join(format!("{}.part", digest.to_hex())), dir.join(format!("{}.have", digest.to_hex())))
+}
+
+/// Waits until `node`'s provider lookup for `digest` finds every one of `expected`.
+pub async fn wait_providers(node: &Node, digest: Digest, expected: &[PeerId]) {
+    let handle = node.network_handle().expect("network").clone();
+    let found = wait_until(DEADLINE, || async {
+        handle.get_providers(digest).await.is_ok_and(|found| expected.iter().all(|peer| found.contains(peer)))
+    })
+    .await;
+    assert!(found, "the node never found all of {expected:?} as providers of {digest}");
 }
 
 /// Parses a package name.

@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use agora_tests::{TestNode, manifest, read_tree, write_package};
+use agora_tests::{TestNode, manifest, noise, read_tree, write_package};
 use serde_json::Value;
 
 fn package_count(node: &TestNode) -> (u64, u64) {
@@ -172,16 +172,8 @@ fn another_key_cannot_publish_or_yank_an_owned_name() {
 fn an_artifact_over_the_size_limit_is_refused() {
     let node = TestNode::start_with(&["--max-artifact-size", "4096"]);
     let work = node.scratch();
-    // Incompressible bytes (xorshift), so the archive really is over the limit.
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
-    let noise: Vec<u8> = (0..50_000)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect();
+    // Incompressible bytes, so the archive really is over the limit.
+    let noise = noise(50_000, 0x9e37_79b9_7f4a_7c15);
     write_package(&work.join("big"), &manifest("big", "1.0.0", "too big"), &[("noise.bin", &noise)]);
     let error = node.fails(&["publish", "big"]);
     assert!(error.contains("over the limit of 4096 bytes"), "{error}");

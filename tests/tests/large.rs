@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-#[path = "transfer/targz.rs"]
+#[path = "large/targz.rs"]
 mod targz;
 
 use std::io::{Read, Write};
@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use agora::{ArtifactData, ArtifactHasher, ArtifactInfo, Registry, parse_version};
 use agora_tests::net::{DEADLINE, TestNet, name, searchable, wait_until};
+use agora_tests::xorshift;
 
 const MIB: u64 = 1024 * 1024;
 /// The content file of the package.
@@ -44,15 +45,12 @@ fn mib(bytes: u64) -> f64 {
 /// Writes `len` pseudo-random bytes (xorshift) to `path`, 1 MiB at a time.
 fn write_noise(path: &Path, len: u64) {
     let mut file = std::io::BufWriter::new(std::fs::File::create(path).expect("content file"));
-    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let mut words = xorshift(0x9E37_79B9_7F4A_7C15);
     let mut buffer = vec![0u8; MIB as usize];
     let mut left = len;
     while left > 0 {
-        for word in buffer.chunks_exact_mut(8) {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            word.copy_from_slice(&state.to_le_bytes());
+        for (bytes, word) in buffer.chunks_exact_mut(8).zip(&mut words) {
+            bytes.copy_from_slice(&word.to_le_bytes());
         }
         let take = left.min(MIB) as usize;
         file.write_all(&buffer[..take]).expect("write content");

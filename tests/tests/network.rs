@@ -5,10 +5,12 @@
 
 use std::time::Instant;
 
-use agora::{Node, Query, Registry, Version, parse_version};
+use agora::{Node, Query, Registry, parse_version};
 use agora_tests::net::{
-    DEADLINE, TestNet, artifact_bytes, connected_peers, name, network_summary, searchable, wait_until,
+    DEADLINE, TestNet, artifact_bytes, connected_peers, name, network_summary, no_catalog_sync, searchable, v1,
+    wait_until,
 };
+use agora_tests::noise;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_publish_search_info_fetch() {
@@ -25,23 +27,6 @@ async fn two_nodes_publish_search_info_fetch() {
     assert!(wait_until(DEADLINE, || searchable(net.node(1), "twin")).await);
 }
 
-/// Incompressible bytes (xorshift), so an archive spans several 256 KiB chunks.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
-}
-
-fn v1() -> Version {
-    parse_version("1.0.0").unwrap()
-}
-
 /// The artifact bytes `node` serves for `name@1.0.0` (from wherever it gets them).
 async fn fetch_bytes(node: &Node, package: &str) -> Vec<u8> {
     let artifact = node.fetch_artifact(&name(package), &v1()).await.unwrap();
@@ -51,6 +36,11 @@ async fn fetch_bytes(node: &Node, package: &str) -> Vec<u8> {
 /// Whether `node`'s DHT routing table has a peer.
 async fn routing_ready(node: &Node) -> bool {
     node.network_handle().unwrap().status().await.is_ok_and(|status| status.routing_table_size >= 1)
+}
+
+/// Whether `node` has a connected peer and a peer in its DHT routing table.
+async fn connected_and_routed(node: &Node) -> bool {
+    connected_peers(node).await >= 1 && routing_ready(node).await
 }
 
 /// Whether a search on `node` succeeds without listing `package` (an error is not
@@ -112,9 +102,9 @@ async fn name_only_lookup_goes_through_the_dht() {
     let bootstrap = net.address(0).await;
     // A control node with sync on joins together with the one without it.
     let control = net.add_node_with(Some(&bootstrap)).await;
-    let late = net.add_node_configured(Some(&bootstrap), |builder| builder.catalog_sync(false)).await;
+    let late = net.add_node_configured(Some(&bootstrap), no_catalog_sync).await;
     let node = net.node(late);
-    assert!(wait_until(DEADLINE, || async { connected_peers(node).await >= 1 && routing_ready(node).await }).await);
+    assert!(wait_until(DEADLINE, || connected_and_routed(node)).await);
     assert!(wait_until(DEADLINE, || searchable(net.node(control), "lookup")).await, "control node never synced");
     assert!(unlisted(node, "lookup").await, "a node without catalog sync found the package in its catalog");
     assert!(node.registry().get_package(&name("lookup")).await.is_err(), "nothing is stored locally yet");
@@ -171,7 +161,7 @@ async fn fetch_from_another_provider_when_the_publisher_is_offline() {
     net.stop(a).await;
     let c = net.add_node_with(Some(&net.address(b).await)).await;
     let c = net.node(c);
-    assert!(wait_until(DEADLINE, || async { connected_peers(c).await >= 1 && routing_ready(c).await }).await);
+    assert!(wait_until(DEADLINE, || connected_and_routed(c)).await);
     assert!(fetch_bytes(c, "orphan").await == expected);
 }
 
@@ -206,9 +196,9 @@ async fn restart_keeps_identity_catalog_peers_and_republishes() {
     };
     assert!(wait_until(DEADLINE, republished).await, "the restarted publisher did not republish");
 
-    let fresh = net.add_node_configured(Some(&net.address(0).await), |builder| builder.catalog_sync(false)).await;
+    let fresh = net.add_node_configured(Some(&net.address(0).await), no_catalog_sync).await;
     let fresh = net.node(fresh);
-    assert!(wait_until(DEADLINE, || async { connected_peers(fresh).await >= 1 && routing_ready(fresh).await }).await);
+    assert!(wait_until(DEADLINE, || connected_and_routed(fresh)).await);
     let index = fresh.get_package(&name("phoenix")).await.expect("the index through the DHT");
     assert_eq!(index.index().owner, net.node(0).publisher_key());
 }
@@ -246,9 +236,9 @@ async fn lone_node_pushes_its_dht_records_once_a_peer_appears() {
     // What a user sees: with the publisher gone, the name still resolves through
     // the DHT for a node that only knows B and does not sync catalogs.
     net.stop(0).await;
-    let c = net.add_node_configured(Some(&net.address(b).await), |builder| builder.catalog_sync(false)).await;
+    let c = net.add_node_configured(Some(&net.address(b).await), no_catalog_sync).await;
     let c = net.node(c);
-    assert!(wait_until(DEADLINE, || async { connected_peers(c).await >= 1 && routing_ready(c).await }).await);
+    assert!(wait_until(DEADLINE, || connected_and_routed(c)).await);
     let index = c.get_package(&name("recluse")).await.expect("the index through the DHT");
     assert_eq!(index.index().name, name("recluse"));
 }

@@ -1,16 +1,10 @@
-//! Adversarial peers: a raw libp2p swarm speaking Agora's protocols (see
-//! `rogue/peer.rs`) sends forged, foreign-owned, rewritten, oversized and garbage
+//! Adversarial peers: a raw libp2p swarm speaking Agora's protocols
+//! ([`agora_tests::rogue`]) sends forged, foreign-owned, rewritten, oversized and garbage
 //! data to an honest in-process node. Every test checks that the bad input is
 //! neither stored nor served, that it is counted against the rogue where that
 //! code path keeps strikes, and that the honest node keeps working.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-#[path = "rogue/peer.rs"]
-mod peer;
-
-use std::path::Path;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use agora::net::{
     Announcement, ChunkRequest, ChunkResponse, PeerId, RecordKey, SyncEntry, SyncRequest, SyncResponse, Wire,
@@ -19,9 +13,13 @@ use agora::{
     ArtifactInfo, Digest, Node, PackageIndex, PackageMetadata, PublicKey, Publisher, Registry, SecretKey,
     SignedManifest, SignedPackageIndex, VersionEntry, parse_version,
 };
-use agora_tests::net::{DEADLINE, TestNet, name, never_block, searchable, wait_until};
+use agora_tests::net::{
+    DEADLINE, TestNet, artifact_path, downloads_dir, name, never_block, searchable, staging_files, wait_providers,
+    wait_until,
+};
+use agora_tests::rogue::{Proto, Reply, Rogue, frame, unframe};
+use agora_tests::{files_under, unix_now};
 use libp2p::kad;
-use peer::{Proto, Rogue, frame, unframe};
 
 // ---------------------------------------------------------------------------
 // Signed data a rogue can make: with its own keys, never with the honest ones.
@@ -66,10 +64,6 @@ impl Author {
             .sign(&self.secret)
             .unwrap()
     }
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
 }
 
 fn publish_announcement(manifest: &SignedManifest, index: &SignedPackageIndex) -> Vec<u8> {
@@ -118,23 +112,13 @@ async fn wait_strikes(node: &Node, peer: &PeerId, at_least: u32, what: &str) {
     assert!(counted, "{what}: expected {at_least} strikes against the rogue, the node counts {}", node.strikes(peer));
 }
 
-fn artifact_path(node: &Node, digest: &Digest) -> std::path::PathBuf {
-    let hex = digest.to_hex();
-    node.data_dir().join("store").join("artifacts").join("sha256").join(&hex[..2]).join(hex)
-}
-
-fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut files = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else { return files };
-    for entry in entries {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            files.extend(files_under(&path));
-        } else {
-            files.push(path);
-        }
-    }
-    files
+/// One honest node that never blocks anyone, and a rogue connected to it; returns
+/// the net, the rogue and the node's peer id.
+async fn node_and_rogue() -> (TestNet, Rogue, PeerId) {
+    let net = TestNet::with(1, never_block).await;
+    let rogue = Rogue::spawn();
+    let honest = rogue.connect(net.node(0)).await;
+    (net, rogue, honest)
 }
 
 /// The honest node still publishes, finds and serves its own packages.
@@ -153,10 +137,8 @@ async fn assert_still_works(net: &TestNet, index: usize, package: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_dht_records_are_refused_and_struck() {
-    let net = TestNet::with(1, never_block).await;
+    let (net, rogue, honest) = node_and_rogue().await;
     let node = net.node(0);
-    let rogue = Rogue::spawn();
-    let honest = rogue.connect(node).await;
     let records_before = dht_records(node).await;
     let author = Author::new();
     let (manifest, index) = author.publish("forged", "1.0.0", b"forged content");
@@ -227,10 +209,9 @@ async fn a_known_name_is_not_taken_over_through_dht_or_sync() {
         ],
         next: None,
     };
-    let reply = frame(&page.encode());
-    syncing.with(move |state| state.sync_reply = Some(reply)).await;
+    syncing.set_reply(Proto::Sync, Reply::Fixed(frame(&page.encode()))).await;
     syncing.connect(node).await;
-    syncing.poll("a sync request", |state| (!state.sync_requests.is_empty()).then_some(())).await;
+    syncing.poll("a sync request", |state| (!state.requests(Proto::Sync).is_empty()).then_some(())).await;
     wait_strikes(node, &syncing.peer_id, 3, "a sync page with a stolen, a forged and a garbage index").await;
 
     let index = node.get_package(&name("claimed")).await.unwrap();
@@ -326,10 +307,8 @@ async fn rewriting_a_published_version_over_gossip_is_rejected() {
 /// name (trust on first use) and a searchable version without a manifest.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rejected_publish_announcement_leaves_nothing_behind() {
-    let net = TestNet::with(1, never_block).await;
+    let (net, rogue, _) = node_and_rogue().await;
     let node = net.node(0);
-    let rogue = Rogue::spawn();
-    rogue.connect(node).await;
     let author = Author::new();
     let (listed, _) = author.publish("halfway", "1.0.0", b"what the index lists");
     let (shipped, _) = author.publish("halfway", "1.0.0", b"what the manifest describes");
@@ -391,10 +370,8 @@ async fn garbage_and_tampered_gossip_is_rejected() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_gossip_and_records_are_dropped() {
-    let net = TestNet::with(1, never_block).await;
+    let (net, rogue, honest) = node_and_rogue().await;
     let node = net.node(0);
-    let rogue = Rogue::spawn();
-    let honest = rogue.connect(node).await;
     let records_before = dht_records(node).await;
 
     // Past gossipsub's transmit limit: dropped by the codec, before the node sees it.
@@ -420,10 +397,8 @@ async fn oversized_gossip_and_records_are_dropped() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_chunks_fail_the_download_and_are_never_stored() {
-    let net = TestNet::with(1, never_block).await;
+    let (net, rogue, _) = node_and_rogue().await;
     let node = net.node(0);
-    let rogue = Rogue::spawn();
-    rogue.connect(node).await;
 
     // The rogue's own, valid package: the honest node stores its manifest and index.
     let author = Author::new();
@@ -437,15 +412,7 @@ async fn bad_chunks_fail_the_download_and_are_never_stored() {
 
     // It provides the artifact and answers every chunk request with bad bytes.
     rogue.start_providing(info.digest).await;
-    let handle = node.network_handle().unwrap().clone();
-    let rogue_id = rogue.peer_id;
-    assert!(
-        wait_until(DEADLINE, || async {
-            handle.get_providers(info.digest).await.is_ok_and(|providers| providers.contains(&rogue_id))
-        })
-        .await,
-        "the honest node knows the rogue as a provider"
-    );
+    wait_providers(node, info.digest, &[rogue.peer_id]).await;
 
     let chunk_len = info.chunk_range(0).unwrap().1 as usize;
     let replies: Vec<(&str, Vec<u8>)> = vec![
@@ -459,11 +426,11 @@ async fn bad_chunks_fail_the_download_and_are_never_stored() {
         ("a frame length of 0xFFFFFFFF", vec![0xff; 4]),
     ];
     for (strikes, (what, reply)) in (1..).zip(replies) {
-        rogue.with(move |state| state.chunk_reply = Some(reply)).await;
-        let requests = rogue.with(|state| state.chunk_requests.len()).await;
+        rogue.set_reply(Proto::Artifact, Reply::Fixed(reply)).await;
+        let requests = rogue.requests(Proto::Artifact).await;
         let fetched = node.fetch_artifact(&name("bait"), &v1).await;
         assert!(fetched.is_err(), "{what}: the download must fail, got {fetched:?}");
-        assert!(rogue.with(|state| state.chunk_requests.len()).await > requests, "{what}: the rogue was asked");
+        assert!(rogue.requests(Proto::Artifact).await > requests, "{what}: the rogue was asked");
         wait_strikes(node, &rogue.peer_id, strikes, what).await;
         assert!(!artifact_path(node, &info.digest).exists(), "{what}: no artifact file");
         assert_staging_holds_only_verified_chunks(node, &info, what);
@@ -481,11 +448,9 @@ async fn bad_chunks_fail_the_download_and_are_never_stored() {
 /// A failed transfer may keep staging files for resuming, but only with chunks
 /// that verified; with none verified it keeps nothing.
 fn assert_staging_holds_only_verified_chunks(node: &agora::Node, info: &agora::ArtifactInfo, what: &str) {
-    let dir = node.data_dir().join("tmp").join("downloads");
-    let part = dir.join(format!("{}.part", info.digest.to_hex()));
-    let have = dir.join(format!("{}.have", info.digest.to_hex()));
+    let (part, have) = staging_files(node, &info.digest);
     let Ok(marks) = std::fs::read(&have) else {
-        assert!(files_under(&dir).is_empty(), "{what}: no staging file without a chunk map");
+        assert!(files_under(&downloads_dir(node)).is_empty(), "{what}: no staging file without a chunk map");
         return;
     };
     let bytes = std::fs::read(&part).unwrap();
@@ -562,10 +527,8 @@ async fn garbage_requests_get_no_answer_and_the_node_keeps_serving() {
 /// bad-chunk test.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_requests_are_struck() {
-    let net = TestNet::with(1, never_block).await;
+    let (net, rogue, honest) = node_and_rogue().await;
     let node = net.node(0);
-    let rogue = Rogue::spawn();
-    let honest = rogue.connect(node).await;
     let mut strikes = 0;
     for proto in [Proto::Artifact, Proto::Sync] {
         // All but the truncated frame, which may just be a broken stream.
@@ -586,10 +549,8 @@ async fn garbage_requests_are_struck() {
 /// refused it and struck the sender.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rewriting_record_is_not_kept_in_the_dht_store() {
-    let net = TestNet::with(1, never_block).await;
+    let (net, rogue, honest) = node_and_rogue().await;
     let node = net.node(0);
-    let rogue = Rogue::spawn();
-    let honest = rogue.connect(node).await;
     let owner = Author::new();
     let (original, first) = owner.publish("mine", "1.0.0", b"original content");
     rogue.gossip(publish_announcement(&original, &first)).await;

@@ -1,5 +1,5 @@
 //! Network search: fan-out over `/agora/search/1.0.0` between real in-process
-//! nodes, and against hostile raw libp2p peers (`search/peer.rs`) that never
+//! nodes, and against hostile raw libp2p peers ([`agora_tests::rogue`]) that never
 //! answer or answer with forged or malformed hits. Also the query metrics, the
 //! `/metrics` endpoint of the real binary and the CLI's `search --network`.
 //!
@@ -8,23 +8,17 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-#[path = "search/peer.rs"]
-mod peer;
+use std::time::{Duration, Instant};
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-use agora::net::{SearchEntry, SearchResponse, Wire};
+use agora::net::{PeerId, SearchEntry, SearchResponse, Wire};
 use agora::{
     ArtifactInfo, Node, PackageMetadata, PeerStanding, Publisher, Query, QueryConfig, Registry, SearchResults,
     SearchScope, SecretKey, SignedManifest, SignedPackageIndex, parse_version,
 };
-use agora_tests::net::{DEADLINE, TestNet, name, searchable, wait_until};
+use agora_tests::net::{DEADLINE, TestNet, name, no_catalog_sync, searchable, wait_until};
+use agora_tests::rogue::{Proto, Reply, Rogue, frame};
+use agora_tests::unix_now;
 use futures::StreamExt;
-use peer::{SearchRogue, frame};
-
-fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
-}
 
 /// A signed package `name@1.0.0` described by `description`, owned by `author`.
 fn package(author: &SecretKey, package: &str, description: &str) -> (SignedManifest, SignedPackageIndex) {
@@ -60,9 +54,20 @@ async fn search(node: &Node, text: &str, config: QueryConfig) -> SearchResults {
     node.search_network(&Query::new(text), config).unwrap().collect_results().await
 }
 
+/// One node holding only `planted` (described by `description`), and a rogue
+/// connected to it that takes every search and never answers; returns the net,
+/// the rogue and the node's peer id.
+async fn node_and_silent_rogue(planted: &str, description: &str) -> (TestNet, Rogue, PeerId) {
+    let net = TestNet::with(1, no_catalog_sync).await;
+    plant(net.node(0), &package(&SecretKey::generate(), planted, description)).await;
+    let silent = Rogue::answering(Proto::Search, Reply::Stall);
+    let node = silent.connect(net.node(0)).await;
+    (net, silent, node)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fan_out_finds_a_package_only_one_of_ten_nodes_has() {
-    let net = TestNet::with(10, |builder| builder.catalog_sync(false)).await;
+    let net = TestNet::with(10, no_catalog_sync).await;
     let lonely = package(&SecretKey::generate(), "lonely-parser", "a parser nobody else has");
     plant(net.node(7), &lonely).await;
     let searcher = net.node(0);
@@ -91,7 +96,7 @@ async fn fan_out_finds_a_package_only_one_of_ten_nodes_has() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_hit_from_several_peers_streams_once() {
-    let net = TestNet::with(4, |builder| builder.catalog_sync(false)).await;
+    let net = TestNet::with(4, no_catalog_sync).await;
     let shared = package(&SecretKey::generate(), "shared-widget", "a widget everyone has");
     let single = package(&SecretKey::generate(), "single-widget", "a widget one peer has");
     for index in 1..4 {
@@ -115,13 +120,13 @@ async fn the_same_hit_from_several_peers_streams_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_query_stops_at_max_results_without_waiting_for_slow_peers() {
-    let net = TestNet::with(4, |builder| builder.catalog_sync(false)).await;
+    let net = TestNet::with(4, no_catalog_sync).await;
     let author = SecretKey::generate();
     for (index, package_name) in [(1, "early-a"), (1, "early-b"), (2, "early-c"), (2, "early-d"), (3, "early-e")] {
         plant(net.node(index), &package(&author, package_name, "an early bird")).await;
     }
     // A peer that takes every search and never answers.
-    let silent = SearchRogue::spawn(None);
+    let silent = Rogue::answering(Proto::Search, Reply::Stall);
     silent.connect(net.node(0)).await;
 
     let started = Instant::now();
@@ -140,11 +145,8 @@ async fn the_query_stops_at_max_results_without_waiting_for_slow_peers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_that_never_answers_makes_the_result_partial_and_earns_a_timeout() {
-    let net = TestNet::with(1, |builder| builder.catalog_sync(false)).await;
+    let (net, silent, _) = node_and_silent_rogue("local-thing", "a thing this node has").await;
     let node = net.node(0);
-    plant(node, &package(&SecretKey::generate(), "local-thing", "a thing this node has")).await;
-    let silent = SearchRogue::spawn(None);
-    silent.connect(node).await;
 
     let started = Instant::now();
     let results = search(node, "thing", config(500, 10, 4)).await;
@@ -153,7 +155,7 @@ async fn a_peer_that_never_answers_makes_the_result_partial_and_earns_a_timeout(
     assert!(results.partial);
     assert!(elapsed >= Duration::from_millis(500), "{elapsed:?}");
     assert!(elapsed < Duration::from_secs(5), "the deadline was not kept: {elapsed:?}");
-    assert_eq!(silent.requests().await, 1);
+    assert_eq!(silent.requests(Proto::Search).await, 1);
     let rogue = silent.peer_id.to_string();
     assert!(
         wait_until(DEADLINE, || async { standing(node, &rogue).await.timeouts == 1 }).await,
@@ -166,7 +168,7 @@ async fn a_peer_that_never_answers_makes_the_result_partial_and_earns_a_timeout(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_and_malformed_hits_are_dropped_and_the_peer_penalised() {
-    let net = TestNet::with(1, |builder| builder.catalog_sync(false)).await;
+    let net = TestNet::with(1, no_catalog_sync).await;
     let node = net.node(0);
     let author = SecretKey::generate();
     let (honest_manifest, honest_index) = package(&author, "honest-gadget", "a real gadget");
@@ -179,9 +181,9 @@ async fn forged_and_malformed_hits_are_dropped_and_the_peer_penalised() {
             SearchEntry { index: forged_index.to_bytes(), manifest: forged_bytes },
         ],
     };
-    let forger = SearchRogue::spawn(Some(frame(&answer.encode())));
+    let forger = Rogue::answering(Proto::Search, Reply::Fixed(frame(&answer.encode())));
     forger.connect(node).await;
-    let garbler = SearchRogue::spawn(Some(frame(&[0xff; 12])));
+    let garbler = Rogue::answering(Proto::Search, Reply::Fixed(frame(&[0xff; 12])));
     garbler.connect(node).await;
 
     let results = search(node, "gadget", config(10_000, 10, 4)).await;
@@ -195,25 +197,21 @@ async fn forged_and_malformed_hits_are_dropped_and_the_peer_penalised() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_search_requests_are_struck() {
-    let net = TestNet::with(1, |builder| builder.catalog_sync(false)).await;
+    let (net, rogue, target) = node_and_silent_rogue("kept-secret", "never sent to a garbler").await;
     let node = net.node(0);
-    plant(node, &package(&SecretKey::generate(), "kept-secret", "never sent to a garbler")).await;
-    let rogue = SearchRogue::spawn(None);
-    rogue.connect(node).await;
-    let target: agora::net::PeerId = net.peer_id(0).await.parse().unwrap();
-    rogue.send(target, frame(&[9, 9, 9])).await;
+    rogue.send(Proto::Search, target, frame(&[9, 9, 9])).await;
     assert!(wait_until(DEADLINE, || async { node.strikes(&rogue.peer_id) >= 1 }).await, "garbage is a strike");
     // A well-formed frame asking for more than 100 hits is garbage too.
     let mut too_many = agora::net::SearchRequest { text: "kept".into(), limit: 1, ..Default::default() }.encode();
     let length = too_many.len();
     too_many[length - 2..].copy_from_slice(&500u16.to_be_bytes());
-    rogue.send(target, frame(&too_many)).await;
+    rogue.send(Proto::Search, target, frame(&too_many)).await;
     assert!(wait_until(DEADLINE, || async { node.strikes(&rogue.peer_id) >= 2 }).await, "an absurd limit is a strike");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_query_matching_nothing_anywhere_is_empty_and_complete() {
-    let net = TestNet::with(3, |builder| builder.catalog_sync(false)).await;
+    let net = TestNet::with(3, no_catalog_sync).await;
     plant(net.node(1), &package(&SecretKey::generate(), "something-else", "unrelated")).await;
     let results = search(net.node(0), "qwertyuiop", config(10_000, 10, 32)).await;
     assert!(results.hits.is_empty());
@@ -242,7 +240,7 @@ async fn absurd_limits_and_timeouts_are_clear_errors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_searches_at_once_all_complete_and_are_counted() {
-    let net = TestNet::with(3, |builder| builder.catalog_sync(false)).await;
+    let net = TestNet::with(3, no_catalog_sync).await;
     plant(net.node(1), &package(&SecretKey::generate(), "busy-bee", "a busy package")).await;
     plant(net.node(2), &package(&SecretKey::generate(), "busy-ant", "another busy package")).await;
     let node = net.node(0).clone();
@@ -283,7 +281,7 @@ async fn two_hundred_searches_at_once_all_complete_and_are_counted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fan_out_latency_on_ten_nodes() {
-    let net = TestNet::with(10, |builder| builder.catalog_sync(false)).await;
+    let net = TestNet::with(10, no_catalog_sync).await;
     let author = SecretKey::generate();
     for index in [2, 5, 8] {
         plant(net.node(index), &package(&author, &format!("measured-{index}"), "a measured package")).await;

@@ -1,5 +1,5 @@
 //! Multi-provider transfers between real nodes on 127.0.0.1, with rogue providers
-//! (`transfer/peer.rs`) that lie, dawdle, stall or vanish mid-transfer: the fetch
+//! ([`agora_tests::rogue`]) that lie, dawdle, stall or vanish mid-transfer: the fetch
 //! still completes from the honest providers with the right bytes, the misbehaving
 //! ones are dropped with a reason and their reputation shows it, liars get blocked
 //! (also after a restart), partial transfers resume, and the storage policy evicts
@@ -7,19 +7,19 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-#[path = "transfer/peer.rs"]
-mod peer;
-
-use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use agora::net::{Announcement, ChunkRequest, ChunkResponse, PeerId, Wire};
 use agora::{
     Artifact, ArtifactInfo, Digest, Node, NodeBuilder, PeerStanding, ProviderProgress, Registry, TransferProgress,
-    TransferState, Version, parse_version,
+    TransferState,
 };
-use agora_tests::net::{DEADLINE, TestNet, artifact_bytes, name, network_summary, searchable, wait_until};
-use peer::{Chunks, Rogue, Then, frame};
+use agora_tests::net::{
+    DEADLINE, TestNet, artifact_bytes, artifact_path, downloads_dir, name, network_summary, searchable, staging_files,
+    v1, wait_providers, wait_until,
+};
+use agora_tests::rogue::{Proto, Reply, Rogue, Then, frame};
+use agora_tests::{files_under, noise, unix_now};
 use tokio::sync::watch;
 
 /// The publishing chunk size of these tests: a 1 MiB artifact has 64 chunks.
@@ -29,25 +29,9 @@ fn small_chunks(builder: NodeBuilder) -> NodeBuilder {
     builder.configure(|config| config.chunk_size = CHUNK)
 }
 
-/// Incompressible bytes (xorshift), so an archive is about as big as its content.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
-}
-
-fn v1() -> Version {
-    parse_version("1.0.0").unwrap()
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+/// Small chunks, and a chunk request unanswered for 300 ms times out.
+fn impatient(builder: NodeBuilder) -> NodeBuilder {
+    small_chunks(builder).configure(|config| config.transfer.chunk_timeout_ms = 300)
 }
 
 /// Fetches `package@1.0.0` on `node`, watching the transfer; returns the outcome
@@ -83,16 +67,6 @@ async fn is_connected(node: &Node, peer: &PeerId) -> bool {
     network_summary(node).await.connected_peers.contains(&peer.to_string())
 }
 
-/// Waits until `node`'s provider lookup for `digest` finds every one of `expected`.
-async fn wait_providers(node: &Node, digest: Digest, expected: &[PeerId]) {
-    let handle = node.network_handle().expect("network").clone();
-    let found = wait_until(DEADLINE, || async {
-        handle.get_providers(digest).await.is_ok_and(|found| expected.iter().all(|peer| found.contains(peer)))
-    })
-    .await;
-    assert!(found, "the node never found all of {expected:?} as providers of {digest}");
-}
-
 /// What `peer` did in a transfer.
 fn part_of<'a>(progress: &'a TransferProgress, peer: &PeerId) -> &'a ProviderProgress {
     let id = peer.to_string();
@@ -103,30 +77,6 @@ fn part_of<'a>(progress: &'a TransferProgress, peer: &PeerId) -> &'a ProviderPro
         .unwrap_or_else(|| panic!("{peer} took no part in the transfer: {progress:#?}"))
 }
 
-fn artifact_path(node: &Node, digest: &Digest) -> PathBuf {
-    let hex = digest.to_hex();
-    node.data_dir().join("store").join("artifacts").join("sha256").join(&hex[..2]).join(hex)
-}
-
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else { return files };
-    for entry in entries {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            files.extend(files_under(&path));
-        } else {
-            files.push(path);
-        }
-    }
-    files
-}
-
-fn staging(node: &Node, digest: &Digest) -> (PathBuf, PathBuf) {
-    let dir = node.data_dir().join("tmp").join("downloads");
-    (dir.join(format!("{}.part", digest.to_hex())), dir.join(format!("{}.have", digest.to_hex())))
-}
-
 /// Checks a finished transfer: done, every chunk in, no chunk resumed or counted twice.
 fn assert_complete(progress: &TransferProgress, info: &ArtifactInfo) {
     assert_eq!(progress.state, TransferState::Done, "{progress:#?}");
@@ -135,6 +85,28 @@ fn assert_complete(progress: &TransferProgress, info: &ArtifactInfo) {
     assert_eq!(progress.received_bytes, info.size);
     let served: usize = progress.providers.iter().map(|provider| provider.chunks).sum();
     assert_eq!(served + (progress.resumed_bytes.div_ceil(u64::from(CHUNK)) as usize), info.chunks.len());
+}
+
+/// Publishes `package@1.0.0` (`len` bytes of noise from `seed`) on node 0 and
+/// waits until node 1 knows it; returns the artifact's bytes and description.
+async fn publish_for_node_1(net: &TestNet, package: &str, len: usize, seed: u64) -> (Vec<u8>, ArtifactInfo) {
+    net.publish(0, package, "1.0.0", &noise(len, seed)).await;
+    assert!(wait_until(DEADLINE, || searchable(net.node(1), package)).await);
+    let bytes = local_bytes(net.node(0), package).await;
+    let info = net.node(1).get_version(&name(package), &v1()).await.unwrap().manifest().artifact.clone();
+    (bytes, info)
+}
+
+/// Connects `rogue` to the `honest` nodes and to `fetcher`, has it provide
+/// `digest` and waits until `fetcher` finds it and every honest node as providers.
+async fn provide_beside(net: &TestNet, rogue: &Rogue, honest: &[usize], fetcher: usize, digest: Digest) {
+    for index in honest.iter().copied().chain([fetcher]) {
+        rogue.connect(net.node(index)).await;
+    }
+    rogue.start_providing(digest).await;
+    let mut providers: Vec<PeerId> = honest.iter().map(|index| peer_of(net.node(*index))).collect();
+    providers.push(rogue.peer_id);
+    wait_providers(net.node(fetcher), digest, &providers).await;
 }
 
 /// A package published on a lone node `publisher`, relayed to `fetcher` by
@@ -175,14 +147,9 @@ async fn fetch_past_a_liar(
     let node = net.node(fetcher);
     let info = node.get_version(&name(package), &v1()).await.unwrap().manifest().artifact.clone();
     let expected = local_bytes(net.node(honest[0]), package).await;
-    let liar = Rogue::spawn(Chunks::Fixed(frame(&ChunkResponse::Data(vec![0; CHUNK as usize]).encode())));
-    for index in honest.iter().copied().chain([fetcher]) {
-        liar.connect(net.node(index)).await;
-    }
-    liar.start_providing(info.digest).await;
-    let mut providers: Vec<PeerId> = honest.iter().map(|index| peer_of(net.node(*index))).collect();
-    providers.push(liar.peer_id);
-    wait_providers(node, info.digest, &providers).await;
+    let lie = frame(&ChunkResponse::Data(vec![0; CHUNK as usize]).encode());
+    let liar = Rogue::answering(Proto::Artifact, Reply::Fixed(lie));
+    provide_beside(net, &liar, honest, fetcher, info.digest).await;
 
     let (fetched, progress) = fetch_watched(node, package).await;
     let artifact = fetched.unwrap_or_else(|error| panic!("the fetch failed despite honest providers: {error}"));
@@ -271,8 +238,7 @@ async fn reputation_and_blocks_survive_a_restart() {
         })
     })
     .await;
-    net.publish(0, "remembered", "1.0.0", &noise(256 * 1024, 8)).await;
-    assert!(wait_until(DEADLINE, || searchable(net.node(1), "remembered")).await);
+    publish_for_node_1(&net, "remembered", 256 * 1024, 8).await;
     let (liar, _) = fetch_past_a_liar(&net, 1, &[0], "remembered").await;
     let before = assert_blocked(net.node(1), &liar).await;
 
@@ -315,17 +281,12 @@ async fn reputation_and_blocks_survive_a_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fast_provider_serves_most_chunks() {
     let net = TestNet::with(2, small_chunks).await;
-    net.publish(0, "raced", "1.0.0", &noise(2 << 20, 2)).await;
-    assert!(wait_until(DEADLINE, || searchable(net.node(1), "raced")).await);
+    let (bytes, info) = publish_for_node_1(&net, "raced", 2 << 20, 2).await;
     let node = net.node(1);
-    let bytes = local_bytes(net.node(0), "raced").await;
-    let info = node.get_version(&name("raced"), &v1()).await.unwrap().manifest().artifact.clone();
-    let slow = Rogue::spawn(Chunks::honest(bytes.clone(), info.clone(), Duration::from_millis(100)));
-    slow.connect(net.node(0)).await;
-    slow.connect(node).await;
-    slow.start_providing(info.digest).await;
+    let slow =
+        Rogue::answering(Proto::Artifact, Reply::honest(bytes.clone(), info.clone(), Duration::from_millis(100)));
+    provide_beside(&net, &slow, &[0], 1, info.digest).await;
     let fast = peer_of(net.node(0));
-    wait_providers(node, info.digest, &[fast, slow.peer_id]).await;
 
     let (fetched, progress) = fetch_watched(node, "raced").await;
     assert!(artifact_bytes(&fetched.unwrap().data) == bytes);
@@ -348,17 +309,11 @@ async fn a_fast_provider_serves_most_chunks() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_provider_killed_mid_transfer_is_replaced() {
     let net = TestNet::with(2, small_chunks).await;
-    net.publish(0, "orphaned", "1.0.0", &noise(1 << 20, 3)).await;
-    assert!(wait_until(DEADLINE, || searchable(net.node(1), "orphaned")).await);
+    let (bytes, info) = publish_for_node_1(&net, "orphaned", 1 << 20, 3).await;
     let node = net.node(1);
-    let bytes = local_bytes(net.node(0), "orphaned").await;
-    let info = node.get_version(&name("orphaned"), &v1()).await.unwrap().manifest().artifact.clone();
-    let mortal = Rogue::spawn(Chunks::first(bytes.clone(), info.clone(), 8, Then::Die));
-    mortal.connect(net.node(0)).await;
-    mortal.connect(node).await;
-    mortal.start_providing(info.digest).await;
+    let mortal = Rogue::answering(Proto::Artifact, Reply::first(bytes.clone(), info.clone(), 8, Then::Die));
+    provide_beside(&net, &mortal, &[0], 1, info.digest).await;
     let honest = peer_of(net.node(0));
-    wait_providers(node, info.digest, &[honest, mortal.peer_id]).await;
 
     let (fetched, progress) = fetch_watched(node, "orphaned").await;
     assert!(artifact_bytes(&fetched.unwrap().data) == bytes);
@@ -380,21 +335,16 @@ async fn a_provider_killed_mid_transfer_is_replaced() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_provider_times_out() {
-    let net = TestNet::with(2, |builder| small_chunks(builder).configure(|c| c.transfer.chunk_timeout_ms = 300)).await;
-    net.publish(0, "stalled", "1.0.0", &noise(512 * 1024, 4)).await;
-    assert!(wait_until(DEADLINE, || searchable(net.node(1), "stalled")).await);
+    let net = TestNet::with(2, impatient).await;
+    let (bytes, info) = publish_for_node_1(&net, "stalled", 512 * 1024, 4).await;
     let node = net.node(1);
-    let info = node.get_version(&name("stalled"), &v1()).await.unwrap().manifest().artifact.clone();
-    let staller = Rogue::spawn(Chunks::Stall);
-    staller.connect(net.node(0)).await;
-    staller.connect(node).await;
-    staller.start_providing(info.digest).await;
+    let staller = Rogue::answering(Proto::Artifact, Reply::Stall);
+    provide_beside(&net, &staller, &[0], 1, info.digest).await;
     let honest = peer_of(net.node(0));
-    wait_providers(node, info.digest, &[honest, staller.peer_id]).await;
 
     let started = std::time::Instant::now();
     let (fetched, progress) = fetch_watched(node, "stalled").await;
-    assert!(artifact_bytes(&fetched.unwrap().data) == local_bytes(net.node(0), "stalled").await);
+    assert!(artifact_bytes(&fetched.unwrap().data) == bytes);
     assert_complete(&progress, &info);
     let stuck = part_of(&progress, &staller.peer_id);
     assert_eq!(stuck.chunks, 0);
@@ -403,7 +353,7 @@ async fn a_stalled_provider_times_out() {
     assert_eq!(part_of(&progress, &honest).chunks, info.chunks.len());
     let standing = standing(node, &staller.peer_id).await.unwrap();
     assert!(standing.timeouts >= 1, "{standing:?}");
-    assert!(staller.with(|state| state.chunk_requests).await >= 1);
+    assert!(staller.requests(Proto::Artifact).await >= 1);
     eprintln!("fetched past a stalled provider in {:?}", started.elapsed());
 }
 
@@ -413,11 +363,10 @@ async fn a_stalled_provider_times_out() {
 /// A fetch of `package` whose only provider never answers: returns the net (the
 /// fetcher is node 0), the artifact, the error and the last progress report.
 async fn fetch_from_a_staller_only(package: &str) -> (TestNet, Rogue, ArtifactInfo, String, TransferProgress) {
-    let mut net =
-        TestNet::with(1, |builder| small_chunks(builder).configure(|c| c.transfer.chunk_timeout_ms = 300)).await;
+    let mut net = TestNet::with(1, impatient).await;
     let publisher = net.add_node_with(None).await;
     net.publish(publisher, package, "1.0.0", &noise(256 * 1024, 5)).await;
-    let staller = Rogue::spawn(Chunks::Stall);
+    let staller = Rogue::answering(Proto::Artifact, Reply::Stall);
     let info = relay_package(&net, publisher, 0, &staller, package).await;
     let (fetched, progress) = fetch_watched(net.node(0), package).await;
     let error = fetched.expect_err("no provider answers").to_string();
@@ -436,9 +385,9 @@ async fn a_fetch_with_no_working_provider_fails_cleanly() {
     assert!(!artifact_path(node, &info.digest).exists());
     let stored = files_under(&node.data_dir().join("store").join("artifacts").join("sha256"));
     assert!(stored.is_empty(), "no artifact file: {stored:?}");
-    let leftovers = files_under(&node.data_dir().join("tmp").join("downloads"));
+    let leftovers = files_under(&downloads_dir(node));
     assert!(leftovers.is_empty(), "nothing verified, nothing kept: {leftovers:?}");
-    assert!(staller.with(|state| state.chunk_requests).await >= 1);
+    assert!(staller.requests(Proto::Artifact).await >= 1);
     eprintln!("{error}");
 }
 
@@ -448,7 +397,7 @@ async fn a_fetch_with_no_working_provider_fails_cleanly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_fetch_with_nothing_verified_does_not_promise_a_resume() {
     let (net, _staller, _, error, _) = fetch_from_a_staller_only("unpromised").await;
-    assert!(files_under(&net.node(0).data_dir().join("tmp").join("downloads")).is_empty());
+    assert!(files_under(&downloads_dir(net.node(0))).is_empty());
     assert!(!error.contains("kept"), "nothing was kept, yet the error says: {error}");
 }
 
@@ -461,13 +410,13 @@ async fn a_fetch_with_no_provider_leaves_no_staging_files() {
     let mut net = TestNet::with(1, small_chunks).await;
     let publisher = net.add_node_with(None).await;
     net.publish(publisher, "unprovided", "1.0.0", &noise(256 * 1024, 9)).await;
-    let relay = Rogue::spawn(Chunks::Stall);
+    let relay = Rogue::answering(Proto::Artifact, Reply::Stall);
     relay_manifest(&net, publisher, 0, &relay, "unprovided").await;
     let node = net.node(0);
     let (fetched, _) = fetch_watched(node, "unprovided").await;
     let error = fetched.expect_err("nobody provides it").to_string();
     assert!(error.contains("unprovided@1.0.0") && error.contains("no reachable provider"), "{error}");
-    let leftovers = files_under(&node.data_dir().join("tmp").join("downloads"));
+    let leftovers = files_under(&downloads_dir(node));
     assert!(leftovers.is_empty(), "nothing verified, yet the staging files stay: {leftovers:?}");
 }
 
@@ -477,14 +426,13 @@ async fn a_fetch_with_no_provider_leaves_no_staging_files() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partial_transfer_resumes_from_another_provider() {
     const SERVED: usize = 10;
-    let mut net =
-        TestNet::with(1, |builder| small_chunks(builder).configure(|c| c.transfer.chunk_timeout_ms = 300)).await;
+    let mut net = TestNet::with(1, impatient).await;
     let publisher = net.add_node_with(None).await;
     net.publish(publisher, "resumed", "1.0.0", &noise(1 << 20, 6)).await;
     let bytes = local_bytes(net.node(publisher), "resumed").await;
     let manifest = net.node(publisher).get_version(&name("resumed"), &v1()).await.unwrap();
     let info = manifest.manifest().artifact.clone();
-    let quitter = Rogue::spawn(Chunks::first(bytes.clone(), info.clone(), SERVED, Then::Stall));
+    let quitter = Rogue::answering(Proto::Artifact, Reply::first(bytes.clone(), info.clone(), SERVED, Then::Stall));
     relay_package(&net, publisher, 0, &quitter, "resumed").await;
     let node = net.node(0);
 
@@ -492,7 +440,7 @@ async fn a_partial_transfer_resumes_from_another_provider() {
     let error = fetched.expect_err("the only provider stalls").to_string();
     assert!(error.contains("resumed@1.0.0") && error.contains("kept"), "{error}");
     assert_eq!(progress.chunks_done, SERVED, "{progress:#?}");
-    let (part, have) = staging(node, &info.digest);
+    let (part, have) = staging_files(node, &info.digest);
     assert!(part.exists() && have.exists(), "the staging files are kept for resuming");
     let marks = std::fs::read(&have).unwrap();
     assert_eq!(marks.iter().filter(|mark| **mark == 1).count(), SERVED);

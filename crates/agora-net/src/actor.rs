@@ -723,7 +723,10 @@ impl Actor {
                         if lookup.best.as_ref().is_none_or(|(best, _)| sequence > *best) {
                             lookup.best = Some((sequence, record.value));
                         }
-                        done |= lookup.valid >= GET_QUORUM;
+                        // Manifests are immutable: the first valid copy is the answer. Indexes
+                        // change, so a quorum of copies decides the newest.
+                        let quorum = if matches!(lookup.key, RecordKey::Manifest(..)) { 1 } else { GET_QUORUM };
+                        done |= lookup.valid >= quorum;
                     }
                     Err(reason) => {
                         let key = lookup.key.to_string();

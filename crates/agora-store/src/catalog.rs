@@ -186,18 +186,29 @@ impl Catalog {
     /// [`Ingested::Updated`]/[`Ingested::Inserted`] when anything was stored, else
     /// the index's own outcome ([`Ingested::Unchanged`] or [`Ingested::Stale`]).
     pub fn ingest_package(&self, index: &SignedPackageIndex, manifests: &[SignedManifest]) -> Result<Ingested> {
+        self.database.write(|tx| ingest_package(tx, index, manifests))
+    }
+
+    /// Ingests many packages (a sync page) in one transaction, each inside its own
+    /// savepoint: a package that breaks a rule is rolled back alone and reported in
+    /// its slot, the others land. One commit for the page instead of one per package.
+    pub fn ingest_packages(
+        &self,
+        batch: &[(SignedPackageIndex, Vec<SignedManifest>)],
+    ) -> Result<Vec<Result<Ingested>>> {
         self.database.write(|tx| {
-            let outcome = sync::ingest_index(tx, index)?;
-            let mut inserted = false;
-            for manifest in manifests {
-                if matches!(sync::ingest_manifest(tx, manifest)?, Ingested::Inserted) {
-                    inserted = true;
+            let mut results = Vec::with_capacity(batch.len());
+            for (index, manifests) in batch {
+                tx.execute_batch("SAVEPOINT package")?;
+                let outcome = ingest_package(tx, index, manifests);
+                if outcome.is_ok() {
+                    tx.execute_batch("RELEASE package")?;
+                } else {
+                    tx.execute_batch("ROLLBACK TO package; RELEASE package")?;
                 }
+                results.push(outcome);
             }
-            Ok(match outcome {
-                Ingested::Unchanged | Ingested::Stale if inserted => Ingested::Inserted,
-                other => other,
-            })
+            Ok(results)
         })
     }
 
@@ -361,6 +372,20 @@ impl Catalog {
             })
         })
     }
+}
+
+fn ingest_package(tx: &Transaction<'_>, index: &SignedPackageIndex, manifests: &[SignedManifest]) -> Result<Ingested> {
+    let outcome = sync::ingest_index(tx, index)?;
+    let mut inserted = false;
+    for manifest in manifests {
+        if matches!(sync::ingest_manifest(tx, manifest)?, Ingested::Inserted) {
+            inserted = true;
+        }
+    }
+    Ok(match outcome {
+        Ingested::Unchanged | Ingested::Stale if inserted => Ingested::Inserted,
+        other => other,
+    })
 }
 
 fn load_index(tx: &Transaction<'_>, name: &PackageName) -> Result<Option<SignedPackageIndex>> {

@@ -496,3 +496,31 @@ fn a_package_with_one_bad_manifest_is_refused_whole() {
     );
     assert_eq!(catalog.ingest_package(&index, &[manifest]).unwrap(), agora_store::Ingested::Unchanged);
 }
+
+#[test]
+fn a_batch_lands_its_good_packages_and_rolls_back_the_bad_one_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = agora_store::Catalog::open(&dir.path().join("c.sqlite")).unwrap();
+    let owner = agora_core::Publisher::new(agora_core::SecretKey::generate());
+    let thief = agora_core::Publisher::new(agora_core::SecretKey::generate());
+    let package = |publisher: &agora_core::Publisher, name: &str, content: &[u8]| {
+        let metadata = agora_core::PackageMetadata::new(name.parse().unwrap(), "1.0.0".parse().unwrap(), "x");
+        let info = agora_core::ArtifactInfo::compute(content, 4096).unwrap();
+        publisher.publish(metadata, info, None, 1).unwrap()
+    };
+    let (good_manifest, good_index) = package(&owner, "good", b"g");
+    let (_, bad_index) = package(&owner, "bad", b"b");
+    let (foreign_manifest, _) = package(&thief, "bad", b"b");
+    let (other_manifest, other_index) = package(&owner, "other", b"o");
+    let batch = vec![
+        (good_index, vec![good_manifest]),
+        (bad_index, vec![foreign_manifest]),
+        (other_index, vec![other_manifest]),
+    ];
+    let results = catalog.ingest_packages(&batch).unwrap();
+    assert!(matches!(results[0], Ok(agora_store::Ingested::Inserted)));
+    assert!(results[1].is_err());
+    assert!(matches!(results[2], Ok(agora_store::Ingested::Inserted)));
+    assert!(catalog.package(&"bad".parse().unwrap()).unwrap().is_none(), "the bad package's index landed");
+    assert_eq!(catalog.stats().unwrap().packages, 2);
+}

@@ -559,10 +559,12 @@ async fn ingest(
         batch.iter().map(|(index, _)| (index.index().name.clone(), index.index().owner)).collect();
     let report = blocking(move || {
         let mut report = IngestReport::default();
-        for (index, manifests) in batch {
+        // One transaction for the batch; each package in its own savepoint, so a
+        // bad manifest takes only its own index down.
+        let outcomes = store.catalog().ingest_packages(&batch)?;
+        for ((index, _), outcome) in batch.iter().zip(outcomes) {
             let name = index.index().name.clone();
-            // One transaction per package: a bad manifest takes its index down too.
-            match store.catalog().ingest_package(&index, &manifests) {
+            match outcome {
                 Ok(Ingested::Inserted | Ingested::Updated(_)) => report.changed.push(name),
                 Ok(Ingested::Unchanged | Ingested::Stale) => {}
                 Err(error) => {

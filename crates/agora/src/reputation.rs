@@ -140,13 +140,22 @@ impl Reputation {
 
     /// Records an outcome; returns `Some(until)` when the peer just got blocked.
     pub(crate) async fn record(&self, peer: PeerId, outcome: Outcome) -> Option<u64> {
+        self.record_all(peer, vec![outcome]).await
+    }
+
+    /// Records several outcomes in one write (a transfer's verified chunks);
+    /// returns `Some(until)` when the peer just got blocked.
+    pub(crate) async fn record_all(&self, peer: PeerId, outcomes: Vec<Outcome>) -> Option<u64> {
+        if outcomes.is_empty() {
+            return None;
+        }
         let store = self.store.clone();
         let id = peer.to_string();
         let settings = self.settings.clone();
         let result = tokio::task::spawn_blocking(move || -> agora_store::Result<(PeerRecord, Option<u64>)> {
             let now = unix_now();
-            let record = store.catalog().record_outcomes(&id, &[outcome], now)?;
-            let due = matches!(outcome, Outcome::Invalid)
+            let record = store.catalog().record_outcomes(&id, &outcomes, now)?;
+            let due = outcomes.iter().any(|outcome| matches!(outcome, Outcome::Invalid))
                 && record.banned_until <= now
                 && record.invalid >= settings.invalid_threshold.saturating_mul(record.bans + 1);
             if due {

@@ -196,6 +196,7 @@ impl Transfer<'_> {
             queue: Mutex::new(missing),
             dropped: Mutex::new(HashMap::new()),
             served: Mutex::new(HashMap::new()),
+            latencies: Mutex::new(HashMap::new()),
         });
         let files = Arc::new(files);
         let chunk_timeout = Duration::from_millis(self.settings.chunk_timeout_ms.max(1));
@@ -252,6 +253,12 @@ impl Transfer<'_> {
                 }
             }
         }
+        let latencies =
+            std::mem::take(&mut *shared.latencies.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        for (peer, samples) in latencies {
+            let outcomes = samples.into_iter().map(|latency_ms| Outcome::Success { latency_ms }).collect();
+            self.reputation.record_all(peer, outcomes).await;
+        }
         if shared.has_work() || !files.complete() {
             let kept = files.any();
             if !kept {
@@ -285,6 +292,9 @@ struct Shared {
     queue: Mutex<VecDeque<usize>>,
     dropped: Mutex<HashMap<PeerId, String>>,
     served: Mutex<HashMap<PeerId, usize>>,
+    /// Latencies of verified chunks per provider, written to the reputation table
+    /// in one go when the transfer ends (one SQLite write per provider, not per chunk).
+    latencies: Mutex<HashMap<PeerId, Vec<f64>>>,
 }
 
 impl Shared {
@@ -406,7 +416,13 @@ impl Worker {
                         let latency_ms = started.elapsed().as_secs_f64() * 1e3;
                         match self.write(index, expected.map_or(0, |(offset, _)| offset), bytes).await {
                             Ok(len) => {
-                                self.reputation.record(self.peer, Outcome::Success { latency_ms }).await;
+                                self.shared
+                                    .latencies
+                                    .lock()
+                                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                                    .entry(self.peer)
+                                    .or_default()
+                                    .push(latency_ms);
                                 self.shared
                                     .served
                                     .lock()

@@ -29,8 +29,11 @@ impl Scale {
 /// the network: the setup step of several scenarios.
 pub(crate) fn load_catalog(data_dir: &Path, packages: &[Package]) -> anyhow::Result<()> {
     let store = agora::store::Store::open(&data_dir.join("store"))?;
-    for package in packages {
-        store.catalog().ingest_package(&package.index, std::slice::from_ref(&package.manifest))?;
+    for page in packages.chunks(1000) {
+        let batch: Vec<_> = page.iter().map(|p| (p.index.clone(), vec![p.manifest.clone()])).collect();
+        for outcome in store.catalog().ingest_packages(&batch)? {
+            outcome?;
+        }
     }
     Ok(())
 }
