@@ -15,3 +15,11 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     }
     crate::cargo_with_env(&cargo_args, &[("AGORA_BENCH_COMMAND", &command)])
 }
+
+/// `cargo xtask sim --nodes N | --sweep 10,50,100`.
+pub(crate) fn sim(args: &[String]) -> anyhow::Result<()> {
+    let mut cargo_args = vec!["run", "--release", "--quiet", "-p", "agora-bench", "--", "sim"];
+    cargo_args.extend(args.iter().map(String::as_str));
+    cargo_args.extend(["--out", "target/bench"]);
+    crate::cargo(&cargo_args)
+}

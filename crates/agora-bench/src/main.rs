@@ -6,6 +6,7 @@
 mod data;
 mod report;
 mod scenarios;
+mod sim;
 mod stats;
 
 use std::path::PathBuf;
@@ -19,9 +20,20 @@ fn main() -> anyhow::Result<()> {
     let mut out = PathBuf::from("target/bench");
     let mut docs: Option<PathBuf> = None;
     let mut chosen = Vec::new();
+    let mut sim_sizes: Option<Vec<usize>> = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
+            "sim" => sim_sizes = Some(Vec::new()),
+            "--nodes" | "--sweep" => {
+                let list =
+                    args.next().ok_or_else(|| anyhow::anyhow!("{arg} needs a number or a list like 10,50,100"))?;
+                let sizes: Vec<usize> = list
+                    .split(',')
+                    .map(|n| n.trim().parse().map_err(|_| anyhow::anyhow!("`{n}` is not a node count")))
+                    .collect::<anyhow::Result<_>>()?;
+                sim_sizes.get_or_insert_with(Vec::new).extend(sizes);
+            }
             "--quick" => quick = true,
             "--out" => {
                 out = args.next().map(PathBuf::from).ok_or_else(|| anyhow::anyhow!("--out needs a directory"))?
@@ -36,6 +48,11 @@ fn main() -> anyhow::Result<()> {
             name if SCENARIOS.contains(&name) => chosen.push(name.to_owned()),
             other => anyhow::bail!("unknown scenario or flag `{other}`; scenarios: {}", SCENARIOS.join(", ")),
         }
+    }
+    if let Some(sizes) = sim_sizes {
+        let sizes = if sizes.is_empty() { vec![10, 50] } else { sizes };
+        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+        return runtime.block_on(sim::run(&sizes, &out));
     }
     if chosen.is_empty() {
         chosen = SCENARIOS.iter().map(|s| (*s).to_owned()).collect();

@@ -57,10 +57,35 @@ pub(crate) async fn propagation(scale: Scale) -> anyhow::Result<Vec<Scenario>> {
     let root = tempfile::tempdir()?;
     let nodes = start_nodes(root.path(), n, true).await?;
     let rtt = round_trip(&nodes[1], &nodes[0], 200).await?;
+    let summary = measure_propagation(root.path(), &nodes, publishes).await?;
+    for node in &nodes {
+        node.shutdown().await;
+    }
+    Ok(vec![Scenario {
+        name: format!("publish → searchable on all {n} nodes"),
+        figure: Figure::latency("publish returned → last node's catalog answers", summary),
+        baseline: Some(Figure::latency("warm request-response round trip", rtt)),
+        ratio: Some(summary.p50 / rtt.p50),
+        goal: "p99 ≤ 25 ms".into(),
+        met: Some(summary.p99 <= 25.0),
+        peak_rss_mib: peak_rss_kib() as f64 / 1024.0,
+        seconds: started.elapsed().as_secs_f64(),
+        notes: vec![format!("{publishes} publishes from rotating nodes; each node polls its own catalog every 1 ms")],
+    }])
+}
+
+/// Publishes `publishes` packages from rotating nodes; time until the last node's
+/// catalog answers for each.
+pub(crate) async fn measure_propagation(
+    root: &std::path::Path,
+    nodes: &[Node],
+    publishes: usize,
+) -> anyhow::Result<Summary> {
+    let n = nodes.len();
     let mut samples = Samples::default();
     for i in 0..publishes {
         let name = format!("propagate-{i:03}");
-        let dir = root.path().join("packages").join(&name);
+        let dir = root.join("packages").join(&name);
         std::fs::create_dir_all(&dir)?;
         std::fs::write(
             dir.join("agora.toml"),
@@ -71,7 +96,7 @@ pub(crate) async fn propagation(scale: Scale) -> anyhow::Result<Vec<Scenario>> {
         let t = Instant::now();
         origin.publish_archive(ArtifactData::Bytes(bytes.into())).await?;
         let mut waits = Vec::new();
-        for node in &nodes {
+        for node in nodes {
             let node = node.clone();
             let name = name.clone();
             waits.push(tokio::spawn(async move {
@@ -92,21 +117,7 @@ pub(crate) async fn propagation(scale: Scale) -> anyhow::Result<Vec<Scenario>> {
         }
         samples.push_duration_ms(last - t);
     }
-    for node in &nodes {
-        node.shutdown().await;
-    }
-    let summary = samples.summary();
-    Ok(vec![Scenario {
-        name: format!("publish → searchable on all {n} nodes"),
-        figure: Figure::latency("publish returned → last node's catalog answers", summary),
-        baseline: Some(Figure::latency("warm request-response round trip", rtt)),
-        ratio: Some(summary.p50 / rtt.p50),
-        goal: "p99 ≤ 25 ms".into(),
-        met: Some(summary.p99 <= 25.0),
-        peak_rss_mib: peak_rss_kib() as f64 / 1024.0,
-        seconds: started.elapsed().as_secs_f64(),
-        notes: vec![format!("{publishes} publishes from rotating nodes; each node polls its own catalog every 1 ms")],
-    }])
+    Ok(samples.summary())
 }
 
 pub(crate) async fn dht_lookup(scale: Scale) -> anyhow::Result<Vec<Scenario>> {
@@ -116,6 +127,33 @@ pub(crate) async fn dht_lookup(scale: Scale) -> anyhow::Result<Vec<Scenario>> {
     let root = tempfile::tempdir()?;
     let nodes = start_nodes(root.path(), n, false).await?;
     let rtt = round_trip(&nodes[1], &nodes[0], 200).await?;
+    let (summary, misses) = measure_lookups(&nodes, lookups).await?;
+    for node in &nodes {
+        node.shutdown().await;
+    }
+    let hops = ((n as f64 / 20.0).log2().ceil().max(0.0) + 1.0) as u32;
+    let bound = f64::from(hops + 2) * rtt.p50;
+    Ok(vec![Scenario {
+        name: format!("DHT lookup of a record, {n} nodes"),
+        figure: Figure::latency("get_record (quorum 3 or last step)", summary),
+        baseline: Some(Figure::latency("warm request-response round trip", rtt)),
+        ratio: Some(summary.p50 / rtt.p50),
+        goal: format!("p50 ≤ (hops+2) × round trip = {bound:.2} ms with hops = ⌈log₂(N/20)⌉+1 = {hops}"),
+        met: Some(summary.p50 <= bound && misses == 0),
+        peak_rss_mib: peak_rss_kib() as f64 / 1024.0,
+        seconds: started.elapsed().as_secs_f64(),
+        notes: vec![
+            format!("{misses} of {lookups} lookups found nothing"),
+            "hop counts are not measured yet (the handle does not expose kad query stats); the goal uses the formula"
+                .into(),
+        ],
+    }])
+}
+
+/// Puts index records from rotating nodes and looks them up from nodes half the
+/// network away; latency summary and the number of lookups that found nothing.
+pub(crate) async fn measure_lookups(nodes: &[Node], lookups: usize) -> anyhow::Result<(Summary, usize)> {
+    let n = nodes.len();
     // Records put from rotating nodes, looked up from nodes far away in the list.
     let publisher = agora::Publisher::new(agora::SecretKey::from_bytes(&[9; 32]));
     let mut keys = Vec::new();
@@ -138,25 +176,5 @@ pub(crate) async fn dht_lookup(scale: Scale) -> anyhow::Result<Vec<Scenario>> {
         samples.push_duration_ms(t.elapsed());
         misses += usize::from(found.is_none());
     }
-    for node in &nodes {
-        node.shutdown().await;
-    }
-    let summary = samples.summary();
-    let hops = ((n as f64 / 20.0).log2().ceil().max(0.0) + 1.0) as u32;
-    let bound = f64::from(hops + 2) * rtt.p50;
-    Ok(vec![Scenario {
-        name: format!("DHT lookup of a record, {n} nodes"),
-        figure: Figure::latency("get_record (quorum 3 or last step)", summary),
-        baseline: Some(Figure::latency("warm request-response round trip", rtt)),
-        ratio: Some(summary.p50 / rtt.p50),
-        goal: format!("p50 ≤ (hops+2) × round trip = {bound:.2} ms with hops = ⌈log₂(N/20)⌉+1 = {hops}"),
-        met: Some(summary.p50 <= bound && misses == 0),
-        peak_rss_mib: peak_rss_kib() as f64 / 1024.0,
-        seconds: started.elapsed().as_secs_f64(),
-        notes: vec![
-            format!("{misses} of {lookups} lookups found nothing"),
-            "hop counts are not measured yet (the handle does not expose kad query stats); the goal uses the formula"
-                .into(),
-        ],
-    }])
+    Ok((samples.summary(), misses))
 }
