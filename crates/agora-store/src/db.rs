@@ -15,7 +15,11 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_catalog.sql"),
     include_str!("../migrations/0002_peers.sql"),
     include_str!("../migrations/0003_reputation.sql"),
+    include_str!("../migrations/0004_search_indexes.sql"),
 ];
+
+/// The schema version this build writes (`PRAGMA user_version`).
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// Readers beyond this add little on the machines Agora targets.
 const MAX_READERS: usize = 8;
@@ -94,7 +98,7 @@ fn configure(connection: &Connection) -> Result<()> {
 
 fn migrate(connection: &mut Connection, path: &str) -> Result<()> {
     let current: i64 = connection.pragma_query_value(None, "user_version", |row| row.get(0))?;
-    let supported = MIGRATIONS.len() as i64;
+    let supported = SCHEMA_VERSION;
     if current > supported {
         return Err(Error::SchemaTooNew { path: path.to_owned(), found: current, supported });
     }

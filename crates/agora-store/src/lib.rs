@@ -40,6 +40,7 @@ mod sync;
 
 pub use artifacts::{ArtifactStore, StoredArtifact};
 pub use catalog::{Catalog, CatalogStats};
+pub use db::SCHEMA_VERSION;
 pub use error::{Error, Result};
 pub use peers::KnownPeer;
 pub use reputation::{Outcome, PeerRecord};

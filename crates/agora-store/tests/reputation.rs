@@ -206,7 +206,7 @@ fn a_version_2_database_is_upgraded_keeping_its_peers() {
     let catalog = Catalog::open(&path).unwrap();
     let version: i64 =
         rusqlite::Connection::open(&path).unwrap().pragma_query_value(None, "user_version", |row| row.get(0)).unwrap();
-    assert_eq!(version, 3);
+    assert_eq!(version, agora_store::SCHEMA_VERSION);
     assert_eq!(
         catalog.peer_records(10).unwrap(),
         [fresh("old-b", 200), PeerRecord { addresses: addresses(&["/memory/1", "/memory/2"]), ..fresh("old-a", 100) }]

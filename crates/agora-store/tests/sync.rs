@@ -454,8 +454,12 @@ fn a_version_1_database_is_upgraded_keeping_its_data() {
         connection.pragma_query_value(None, "user_version", |row| row.get(0)).unwrap()
     };
     let raw = rusqlite::Connection::open(&path).unwrap();
-    assert_eq!(user_version(&raw), 3);
-    raw.execute_batch("DROP TABLE peers; DROP INDEX artifacts_lru; PRAGMA user_version = 1;").unwrap();
+    assert_eq!(user_version(&raw), agora_store::SCHEMA_VERSION);
+    raw.execute_batch(
+        "DROP TABLE peers; DROP INDEX artifacts_lru; DROP INDEX search_tags_package;
+         DROP INDEX search_categories_package; PRAGMA user_version = 1;",
+    )
+    .unwrap();
     let table_exists = |connection: &rusqlite::Connection| -> bool {
         connection
             .query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'peers'", [], |row| {
@@ -469,7 +473,7 @@ fn a_version_1_database_is_upgraded_keeping_its_data() {
 
     let store = Store::open(dir.path()).unwrap();
     let raw = rusqlite::Connection::open(&path).unwrap();
-    assert_eq!(user_version(&raw), 3);
+    assert_eq!(user_version(&raw), agora_store::SCHEMA_VERSION);
     assert!(table_exists(&raw));
     assert_eq!(store.catalog().package(&name("demo")).unwrap(), Some(published.index));
     assert_eq!(found(store.catalog(), "demo"), ["demo@1.0.0"]);
