@@ -124,6 +124,10 @@ pub(crate) struct Reputation {
     store: Store,
     settings: ReputationSettings,
     records: Mutex<HashMap<PeerId, PeerRecord>>,
+    /// Serialises write-then-cache updates: without it two concurrent outcomes for
+    /// one peer could land in SQLite in one order and in the cache in the other,
+    /// leaving the cache with the older record.
+    writes: tokio::sync::Mutex<()>,
 }
 
 impl Reputation {
@@ -135,7 +139,7 @@ impl Reputation {
                 records.insert(peer, record);
             }
         }
-        Ok(Self { store, settings, records: Mutex::new(records) })
+        Ok(Self { store, settings, records: Mutex::new(records), writes: tokio::sync::Mutex::new(()) })
     }
 
     /// Records an outcome; returns `Some(until)` when the peer just got blocked.
@@ -149,6 +153,7 @@ impl Reputation {
         if outcomes.is_empty() {
             return None;
         }
+        let _serial = self.writes.lock().await;
         let store = self.store.clone();
         let id = peer.to_string();
         let settings = self.settings.clone();
