@@ -70,5 +70,6 @@ pub use protocol::{
     SyncCodec, SyncEntry, SyncRequest, SyncResponse, Wire,
 };
 pub use records::{
-    MAX_RECORD_SIZE, RecordKey, RecordValidator, SignatureValidator, digest_of_provider_key, provider_key,
+    CheckedRecord, MAX_RECORD_SIZE, RecordKey, RecordValidator, SignatureValidator, check_record,
+    digest_of_provider_key, provider_key,
 };

@@ -5,7 +5,7 @@
 //! under the multihash of the artifact's SHA-256 (`0x12 0x20` + 32 bytes), as every
 //! libp2p implementation expects.
 
-use agora_core::{Digest, PackageName, SignedManifest, SignedPackageIndex, Version};
+use agora_core::{Digest, PackageName, PublicKey, SignedManifest, SignedPackageIndex, Version};
 use libp2p::kad;
 
 const INDEX_PREFIX: &str = "/agora/v1/index/";
@@ -81,36 +81,52 @@ pub trait RecordValidator: Send + Sync + 'static {
     fn validate(&self, key: &RecordKey, value: &[u8]) -> Result<u64, String>;
 }
 
-/// Checks size, signature, and that the record is for the key it is stored under.
+/// What a well-formed record says about itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckedRecord {
+    /// The key that signed it: an index's owner, a manifest's publisher.
+    pub signer: PublicKey,
+    /// Orders copies of one key (the index sequence; 0 for immutable manifests).
+    pub sequence: u64,
+}
+
+/// Checks what can be checked from the record alone: size, signature, and that it
+/// is the record of the key it is stored under.
+pub fn check_record(key: &RecordKey, value: &[u8]) -> Result<CheckedRecord, String> {
+    if value.len() > MAX_RECORD_SIZE {
+        return Err(format!("record of {} bytes exceeds {MAX_RECORD_SIZE}", value.len()));
+    }
+    match key {
+        RecordKey::Index(name) => {
+            let index = SignedPackageIndex::from_bytes(value).map_err(|error| error.to_string())?;
+            let inner = index.index();
+            if &inner.name != name {
+                return Err(format!("index of `{}` stored under the key of `{name}`", inner.name));
+            }
+            Ok(CheckedRecord { signer: inner.owner, sequence: inner.sequence })
+        }
+        RecordKey::Manifest(name, version) => {
+            let manifest = SignedManifest::from_bytes(value).map_err(|error| error.to_string())?;
+            let inner = manifest.manifest();
+            if inner.name() != name || inner.version() != version {
+                return Err(format!(
+                    "manifest of {}@{} stored under the key of {name}@{version}",
+                    inner.name(),
+                    inner.version()
+                ));
+            }
+            // Manifests are immutable: every valid copy is equally good.
+            Ok(CheckedRecord { signer: inner.publisher, sequence: 0 })
+        }
+    }
+}
+
+/// Accepts every record [`check_record`] accepts.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SignatureValidator;
 
 impl RecordValidator for SignatureValidator {
     fn validate(&self, key: &RecordKey, value: &[u8]) -> Result<u64, String> {
-        if value.len() > MAX_RECORD_SIZE {
-            return Err(format!("record of {} bytes exceeds {MAX_RECORD_SIZE}", value.len()));
-        }
-        match key {
-            RecordKey::Index(name) => {
-                let index = SignedPackageIndex::from_bytes(value).map_err(|error| error.to_string())?;
-                if &index.index().name != name {
-                    return Err(format!("index of `{}` stored under the key of `{name}`", index.index().name));
-                }
-                Ok(index.index().sequence)
-            }
-            RecordKey::Manifest(name, version) => {
-                let manifest = SignedManifest::from_bytes(value).map_err(|error| error.to_string())?;
-                let inner = manifest.manifest();
-                if inner.name() != name || inner.version() != version {
-                    return Err(format!(
-                        "manifest of {}@{} stored under the key of {name}@{version}",
-                        inner.name(),
-                        inner.version()
-                    ));
-                }
-                // Manifests are immutable: every valid copy is equally good.
-                Ok(0)
-            }
-        }
+        check_record(key, value).map(|record| record.sequence)
     }
 }

@@ -67,7 +67,6 @@ pub(crate) struct Network {
 
 #[derive(Debug)]
 struct State {
-    handle: NetworkHandle,
     reputation: Arc<Reputation>,
     syncing: Mutex<HashSet<PeerId>>,
     /// One lock per artifact being downloaded, so concurrent fetches of the same
@@ -114,13 +113,11 @@ pub(crate) async fn start(node: &Node) -> Result<()> {
 
     let reputation_store = node.store().clone();
     let reputation_settings = node.config().reputation.clone();
-    let reputation = Arc::new(blocking(move || Reputation::load(reputation_store, reputation_settings)).await?);
-    // Bans survive restarts.
-    for peer in reputation.banned() {
-        handle.set_blocked(peer, true).await;
-    }
+    let reputation_network = handle.clone();
+    let reputation =
+        Arc::new(blocking(move || Reputation::load(reputation_store, reputation_settings, reputation_network)).await?);
+    reputation.block_banned().await;
     let state = Arc::new(State {
-        handle: handle.clone(),
         reputation,
         syncing: Mutex::new(HashSet::new()),
         transfers: Mutex::new(HashMap::new()),
@@ -478,13 +475,10 @@ pub(crate) struct SearchAnswer {
     pub(crate) valid: bool,
 }
 
-/// Records invalid data from `peer`; blocks it when its reputation says so.
+/// Records invalid data from `peer` (its reputation blocks it past the threshold).
 async fn strike(state: &State, peer: PeerId, reason: &str) {
     tracing::warn!(%peer, reason, "invalid data from peer");
-    if state.reputation.record(peer, Outcome::Invalid).await.is_some() {
-        tracing::warn!(%peer, "blocking a peer that keeps sending invalid data");
-        state.handle.set_blocked(peer, true).await;
-    }
+    state.reputation.record(peer, Outcome::Invalid).await;
 }
 
 /// Lifts bans whose time ran out, every few seconds.
@@ -493,10 +487,7 @@ async fn lift_expired_bans(state: Option<Arc<State>>) {
     let mut ticks = tokio::time::interval(BAN_CHECK_INTERVAL);
     loop {
         ticks.tick().await;
-        for peer in state.reputation.expire_bans().await {
-            tracing::info!(%peer, "ban expired; unblocking");
-            state.handle.set_blocked(peer, false).await;
-        }
+        state.reputation.expire_bans().await;
     }
 }
 
@@ -541,7 +532,6 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> agora_store::Result<
 #[derive(Debug, Default)]
 struct IngestReport {
     changed: Vec<PackageName>,
-    rejected: Vec<String>,
     /// The first rule violation (bad owner, rewritten version…), if any.
     invalid: Option<CoreError>,
 }
@@ -569,7 +559,6 @@ async fn ingest(
                 Ok(Ingested::Unchanged | Ingested::Stale) => {}
                 Err(error) => {
                     let error = CoreError::from(error);
-                    report.rejected.push(format!("{name}: {error}"));
                     if error.is_invalid_input() && report.invalid.is_none() {
                         report.invalid = Some(error);
                     }

@@ -22,7 +22,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use agora_net::PeerId;
+use agora_net::{NetworkHandle, PeerId};
 use agora_store::{Outcome, PeerRecord, Store};
 use serde::{Deserialize, Serialize};
 
@@ -122,6 +122,8 @@ fn stranger() -> PeerRecord {
 #[derive(Debug)]
 pub(crate) struct Reputation {
     store: Store,
+    /// Where blocks take effect: a ban blocks the peer in the swarm at once.
+    network: NetworkHandle,
     settings: ReputationSettings,
     records: Mutex<HashMap<PeerId, PeerRecord>>,
     /// Serialises write-then-cache updates: without it two concurrent outcomes for
@@ -132,26 +134,30 @@ pub(crate) struct Reputation {
 
 impl Reputation {
     /// Loads what SQLite remembers.
-    pub(crate) fn load(store: Store, settings: ReputationSettings) -> agora_store::Result<Self> {
+    pub(crate) fn load(
+        store: Store,
+        settings: ReputationSettings,
+        network: NetworkHandle,
+    ) -> agora_store::Result<Self> {
         let mut records = HashMap::new();
         for record in store.catalog().peer_records(MAX_CACHED_PEERS)? {
             if let Ok(peer) = record.peer_id.parse::<PeerId>() {
                 records.insert(peer, record);
             }
         }
-        Ok(Self { store, settings, records: Mutex::new(records), writes: tokio::sync::Mutex::new(()) })
+        Ok(Self { store, network, settings, records: Mutex::new(records), writes: tokio::sync::Mutex::new(()) })
     }
 
-    /// Records an outcome; returns `Some(until)` when the peer just got blocked.
-    pub(crate) async fn record(&self, peer: PeerId, outcome: Outcome) -> Option<u64> {
-        self.record_all(peer, vec![outcome]).await
+    /// Records an outcome; a peer whose ban starts now is blocked in the swarm.
+    pub(crate) async fn record(&self, peer: PeerId, outcome: Outcome) {
+        self.record_all(peer, vec![outcome]).await;
     }
 
-    /// Records several outcomes in one write (a transfer's verified chunks);
-    /// returns `Some(until)` when the peer just got blocked.
-    pub(crate) async fn record_all(&self, peer: PeerId, outcomes: Vec<Outcome>) -> Option<u64> {
+    /// Records several outcomes in one write (a transfer's verified chunks); a peer
+    /// whose ban starts now is blocked in the swarm.
+    pub(crate) async fn record_all(&self, peer: PeerId, outcomes: Vec<Outcome>) {
         if outcomes.is_empty() {
-            return None;
+            return;
         }
         let _serial = self.writes.lock().await;
         let store = self.store.clone();
@@ -173,20 +179,19 @@ impl Reputation {
         .await;
         match result {
             Ok(Ok((record, banned))) => {
-                let mut records = self.records.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                if records.len() < MAX_CACHED_PEERS || records.contains_key(&peer) {
-                    records.insert(peer, record);
+                {
+                    let mut records = self.records.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    if records.len() < MAX_CACHED_PEERS || records.contains_key(&peer) {
+                        records.insert(peer, record);
+                    }
                 }
-                banned
+                if let Some(until) = banned {
+                    tracing::warn!(%peer, until, "blocking a peer that keeps sending invalid data");
+                    self.network.set_blocked(peer, true).await;
+                }
             }
-            Ok(Err(error)) => {
-                tracing::warn!(%peer, %error, "could not record a reputation outcome");
-                None
-            }
-            Err(error) => {
-                tracing::warn!(%peer, %error, "reputation task failed");
-                None
-            }
+            Ok(Err(error)) => tracing::warn!(%peer, %error, "could not record a reputation outcome"),
+            Err(error) => tracing::warn!(%peer, %error, "reputation task failed"),
         }
     }
 
@@ -227,8 +232,9 @@ impl Reputation {
         ranked.into_iter().map(|(_, peer)| peer).collect()
     }
 
-    /// Peers whose ban has run out, cleared in SQLite and memory.
-    pub(crate) async fn expire_bans(&self) -> Vec<PeerId> {
+    /// Lifts the bans whose time ran out: cleared in SQLite and memory, unblocked
+    /// in the swarm.
+    pub(crate) async fn expire_bans(&self) {
         let now = unix_now();
         let expired: Vec<PeerId> = self
             .records
@@ -245,20 +251,25 @@ impl Reputation {
             if let Some(record) = self.records.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get_mut(peer) {
                 record.banned_until = 0;
             }
+            tracing::info!(%peer, "ban expired; unblocking");
+            self.network.set_blocked(*peer, false).await;
         }
-        expired
     }
 
-    /// Peers blocked now (to re-block at start).
-    pub(crate) fn banned(&self) -> Vec<PeerId> {
+    /// Blocks in the swarm every peer banned now (bans survive restarts).
+    pub(crate) async fn block_banned(&self) {
         let now = unix_now();
-        self.records
+        let banned: Vec<PeerId> = self
+            .records
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .iter()
             .filter(|(_, record)| record.banned_until > now)
             .map(|(peer, _)| *peer)
-            .collect()
+            .collect();
+        for peer in banned {
+            self.network.set_blocked(peer, true).await;
+        }
     }
 }
 

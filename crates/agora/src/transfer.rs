@@ -468,10 +468,7 @@ impl Worker {
                             provider.dropped = Some(reason.clone());
                         }
                     });
-                    if self.reputation.record(self.peer, outcome).await.is_some() {
-                        tracing::warn!(peer = %self.peer, "blocking a peer that keeps sending invalid data");
-                        self.handle.set_blocked(self.peer, true).await;
-                    }
+                    self.reputation.record(self.peer, outcome).await;
                 }
                 break;
             }

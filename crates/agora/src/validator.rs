@@ -5,8 +5,8 @@
 use std::collections::HashMap;
 use std::sync::RwLock;
 
-use agora_core::{PackageName, PublicKey, SignedManifest, SignedPackageIndex};
-use agora_net::{MAX_RECORD_SIZE, RecordKey, RecordValidator};
+use agora_core::{PackageName, PublicKey};
+use agora_net::{RecordKey, RecordValidator, check_record};
 
 /// Validates records against signatures and known owners. The owner map mirrors
 /// the catalog's `packages.owner` column (one entry per known name, so it is
@@ -39,33 +39,12 @@ impl OwnerValidator {
 
 impl RecordValidator for OwnerValidator {
     fn validate(&self, key: &RecordKey, value: &[u8]) -> Result<u64, String> {
-        if value.len() > MAX_RECORD_SIZE {
-            return Err(format!("record of {} bytes exceeds {MAX_RECORD_SIZE}", value.len()));
-        }
-        match key {
-            RecordKey::Index(name) => {
-                let index = SignedPackageIndex::from_bytes(value).map_err(|error| error.to_string())?;
-                let inner = index.index();
-                if &inner.name != name {
-                    return Err(format!("index of `{}` stored under the key of `{name}`", inner.name));
-                }
-                self.check_owner(name, &inner.owner)?;
-                Ok(inner.sequence)
-            }
-            RecordKey::Manifest(name, version) => {
-                let manifest = SignedManifest::from_bytes(value).map_err(|error| error.to_string())?;
-                let inner = manifest.manifest();
-                if inner.name() != name || inner.version() != version {
-                    return Err(format!(
-                        "manifest of {}@{} stored under the key of {name}@{version}",
-                        inner.name(),
-                        inner.version()
-                    ));
-                }
-                self.check_owner(name, &inner.publisher)?;
-                Ok(0)
-            }
-        }
+        let record = check_record(key, value)?;
+        let name = match key {
+            RecordKey::Index(name) | RecordKey::Manifest(name, _) => name,
+        };
+        self.check_owner(name, &record.signer)?;
+        Ok(record.sequence)
     }
 }
 
