@@ -318,6 +318,40 @@ async fn a_rejected_publish_announcement_leaves_nothing_behind() {
     assert!(!searchable(node, "halfway").await);
 }
 
+/// Announcements sent back to back reach the catalog writer together and are
+/// committed in batches; a bad one inside a batch is rolled back alone and struck,
+/// every good one around it lands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_announcement_in_a_burst_takes_down_only_itself() {
+    let (net, rogue, _) = node_and_rogue().await;
+    let node = net.node(0);
+    let author = Author::new();
+    let burst = 300;
+    for i in 0..burst {
+        if i == burst / 2 {
+            let (listed, _) = author.publish("contradiction", "1.0.0", b"what the index lists");
+            let (shipped, _) = author.publish("contradiction", "1.0.0", b"what the manifest describes");
+            rogue.gossip(publish_announcement(&shipped, &author.index("contradiction", 1, &[&listed]))).await;
+        }
+        let package = format!("burst-{i:03}");
+        let (manifest, index) = author.publish(&package, "1.0.0", package.as_bytes());
+        rogue.gossip(publish_announcement(&manifest, &index)).await;
+    }
+    let all_landed = wait_until(DEADLINE, || async {
+        node.store().catalog().stats().is_ok_and(|stats| stats.packages as usize == burst)
+    })
+    .await;
+    assert!(all_landed, "the catalog holds {:?} packages, {burst} were announced", node.store().catalog().stats());
+    wait_strikes(node, &rogue.peer_id, 1, "the contradicting announcement in the burst").await;
+    assert_eq!(node.strikes(&rogue.peer_id), 1, "only the bad announcement is a strike");
+    assert!(catalog_index(node, "contradiction").await.is_none());
+    for i in [0, burst / 2 - 1, burst / 2, burst - 1] {
+        let package = format!("burst-{i:03}");
+        let manifest = node.get_version(&name(&package), &parse_version("1.0.0").unwrap()).await.unwrap();
+        assert_eq!(manifest.manifest().artifact.digest, Digest::of(package.as_bytes()));
+    }
+}
+
 // ---------------------------------------------------------------------------
 // 4. Gossip that fails validation.
 

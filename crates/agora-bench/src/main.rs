@@ -13,7 +13,8 @@ use std::path::PathBuf;
 
 use scenarios::Scale;
 
-const SCENARIOS: &[&str] = &["search", "throughput", "propagation", "dht", "transfer", "concurrency", "sync", "start"];
+const SCENARIOS: &[&str] =
+    &["search", "throughput", "propagation", "dht", "transfer", "concurrency", "sync", "gossip", "start"];
 
 fn main() -> anyhow::Result<()> {
     let mut quick = false;
@@ -72,6 +73,7 @@ fn main() -> anyhow::Result<()> {
                 "transfer" => scenarios::transfer::run(scale).await,
                 "concurrency" => scenarios::concurrency::run(scale).await,
                 "sync" => scenarios::sync::run(scale).await,
+                "gossip" => scenarios::gossip::run(scale).await,
                 "start" => scenarios::start::run(scale).await,
                 _ => unreachable!("checked above"),
             }

@@ -180,6 +180,16 @@ impl PackageIndex {
         Ok(SignedPackageIndex { index: self, signature })
     }
 
+    /// Decodes the index inside a signed wire form ([`SignedPackageIndex::to_bytes`])
+    /// **without checking the signature**. Only for bytes this program verified
+    /// before it stored them (a store reading its own rows back); anything from
+    /// elsewhere goes through [`SignedPackageIndex::from_bytes`]. The structure is
+    /// still decoded and validated in full.
+    pub fn from_trusted_bytes(bytes: &[u8]) -> Result<Self> {
+        let (body, _) = split_signature("signed package index", bytes)?;
+        Self::decode(body)
+    }
+
     fn decode(bytes: &[u8]) -> Result<Self> {
         let mut decoder = Decoder::new("package index", INDEX_DOMAIN, bytes)?;
         let name = PackageName::parse(decoder.str()?)?;
@@ -280,6 +290,19 @@ mod tests {
 
     fn index(owner: &SecretKey, sequence: u64, versions: Vec<VersionEntry>) -> PackageIndex {
         PackageIndex { name: "demo".parse().unwrap(), owner: owner.public_key(), sequence, updated_at: 1, versions }
+    }
+
+    #[test]
+    fn trusted_decoding_skips_only_the_signature() {
+        let owner = SecretKey::generate();
+        let signed = index(&owner, 3, vec![entry("1.0.0", false)]).sign(&owner).unwrap();
+        let mut bytes = signed.to_bytes();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        assert!(SignedPackageIndex::from_bytes(&bytes).is_err());
+        assert_eq!(&PackageIndex::from_trusted_bytes(&bytes).unwrap(), signed.index());
+        bytes[0] ^= 1;
+        assert!(PackageIndex::from_trusted_bytes(&bytes).is_err());
     }
 
     #[test]

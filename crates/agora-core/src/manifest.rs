@@ -199,6 +199,16 @@ impl Manifest {
         Ok(SignedManifest { manifest: self, signature })
     }
 
+    /// Decodes the manifest inside a signed wire form ([`SignedManifest::to_bytes`])
+    /// **without checking the signature**. Only for bytes this program verified
+    /// before it stored them (a store reading its own rows back); anything from
+    /// elsewhere goes through [`SignedManifest::from_bytes`]. The structure is
+    /// still decoded and validated in full.
+    pub fn from_trusted_bytes(bytes: &[u8]) -> Result<Self> {
+        let (body, _) = split_signature("signed manifest", bytes)?;
+        Self::decode(body)
+    }
+
     fn decode(bytes: &[u8]) -> Result<Self> {
         let mut decoder = Decoder::new("manifest", MANIFEST_DOMAIN, bytes)?;
         let name = PackageName::parse(decoder.str()?)?;
@@ -425,6 +435,21 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn trusted_decoding_skips_only_the_signature() {
+        let owner = SecretKey::generate();
+        let signed = sample_manifest(&owner, "demo", "1.0.0").sign(&owner).unwrap();
+        let mut bytes = signed.to_bytes();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        assert!(SignedManifest::from_bytes(&bytes).is_err());
+        assert_eq!(&Manifest::from_trusted_bytes(&bytes).unwrap(), signed.manifest());
+        // The structure is still checked.
+        bytes[0] ^= 1;
+        assert!(Manifest::from_trusted_bytes(&bytes).is_err());
+        assert!(Manifest::from_trusted_bytes(&[0u8; 63]).is_err());
+    }
+
+    #[test]
     fn short_and_garbage_bytes_are_errors_not_panics() {
         assert!(SignedManifest::from_bytes(&[]).is_err());
         assert!(SignedManifest::from_bytes(&[0u8; 63]).is_err());
@@ -452,6 +477,7 @@ pub(crate) mod tests {
             let signed = manifest.sign(&owner).unwrap();
             let bytes = signed.to_bytes();
             prop_assert_eq!(SignedManifest::from_bytes(&bytes).unwrap(), signed.clone());
+            prop_assert_eq!(&Manifest::from_trusted_bytes(&bytes).unwrap(), signed.manifest());
             let json = serde_json::to_vec(&signed).unwrap();
             prop_assert_eq!(serde_json::from_slice::<SignedManifest>(&json).unwrap(), signed);
         }

@@ -64,7 +64,7 @@ impl Catalog {
     pub fn publish(&self, manifest: &SignedManifest, index: &SignedPackageIndex, now: u64) -> Result<()> {
         self.database.write(|tx| {
             let current = load_index(tx, manifest.manifest().name())?;
-            Publication::check(manifest, index, current.as_ref().map(SignedPackageIndex::index))?;
+            Publication::check(manifest, index, current.as_ref())?;
             let package_id = store_index(tx, index)?;
             store_manifest(tx, package_id, manifest)?;
             let artifact = &manifest.manifest().artifact;
@@ -81,7 +81,7 @@ impl Catalog {
             let Some(current) = load_index(tx, name)? else {
                 return Err(agora_core::Error::PackageNotFound(name.clone()).into());
             };
-            let change = current.index().check_successor(index.index())?;
+            let change = current.check_successor(index.index())?;
             if !change.added.is_empty() {
                 return Err(agora_core::Error::IllegalUpdate {
                     name: name.clone(),
@@ -157,7 +157,7 @@ impl Catalog {
     /// [`NotOwner`]: agora_core::Error::NotOwner
     /// [`IllegalUpdate`]: agora_core::Error::IllegalUpdate
     pub fn ingest_index(&self, index: &SignedPackageIndex) -> Result<Ingested> {
-        self.database.write(|tx| sync::ingest_index(tx, index))
+        self.database.write(|tx| ingest_package(tx, index, &[]))
     }
 
     /// Ingests a manifest received from a peer. The stored index of its name must
@@ -177,7 +177,13 @@ impl Catalog {
     /// [`NotOwner`]: agora_core::Error::NotOwner
     /// [`IllegalUpdate`]: agora_core::Error::IllegalUpdate
     pub fn ingest_manifest(&self, manifest: &SignedManifest) -> Result<Ingested> {
-        self.database.write(|tx| sync::ingest_manifest(tx, manifest))
+        self.database.write(|tx| {
+            let (outcome, package_id, index) = sync::ingest_manifest(tx, manifest)?;
+            if outcome == Ingested::Inserted {
+                search::refresh_document(tx, package_id, &index)?;
+            }
+            Ok(outcome)
+        })
     }
 
     /// Ingests a package as one unit: its index, then each manifest, all in one
@@ -236,8 +242,11 @@ impl Catalog {
         self.database.read(|connection| sync::manifest_for_digest(connection, digest))
     }
 
-    /// Every package name with the key that owns it (trust on first use).
-    pub fn owners(&self) -> Result<Vec<(PackageName, agora_core::PublicKey)>> {
+    /// Every package name with the raw bytes of the key that owns it (trust on
+    /// first use). Raw bytes, because turning 32 bytes into a `PublicKey`
+    /// decompresses a curve point: for a large catalog that was most of a node's
+    /// start-up, and comparing owners needs only the bytes.
+    pub fn owners(&self) -> Result<Vec<(PackageName, [u8; 32])>> {
         self.database.read(|connection| {
             let mut statement = connection.prepare_cached("SELECT name, owner FROM packages")?;
             let rows = statement.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, Vec<u8>>(1)?)))?;
@@ -245,11 +254,7 @@ impl Catalog {
                 let (name, owner) = row?;
                 let owner: [u8; 32] =
                     owner.as_slice().try_into().map_err(|_| Error::Corrupt(format!("owner key of `{name}`")))?;
-                Ok((
-                    PackageName::parse(&name).map_err(|_| Error::Corrupt(format!("package name `{name}`")))?,
-                    agora_core::PublicKey::from_bytes(&owner)
-                        .map_err(|_| Error::Corrupt(format!("owner key of `{name}`")))?,
-                ))
+                Ok((PackageName::parse(&name).map_err(|_| Error::Corrupt(format!("package name `{name}`")))?, owner))
             })
             .collect()
         })
@@ -375,12 +380,16 @@ impl Catalog {
 }
 
 fn ingest_package(tx: &Transaction<'_>, index: &SignedPackageIndex, manifests: &[SignedManifest]) -> Result<Ingested> {
-    let outcome = sync::ingest_index(tx, index)?;
+    let (outcome, package_id, stored) = sync::ingest_index(tx, index)?;
     let mut inserted = false;
     for manifest in manifests {
-        if matches!(sync::ingest_manifest(tx, manifest)?, Ingested::Inserted) {
+        if sync::ingest_manifest(tx, manifest)?.0 == Ingested::Inserted {
             inserted = true;
         }
+    }
+    // One search-document rebuild for the package, after its index and manifests.
+    if inserted || matches!(outcome, Ingested::Inserted | Ingested::Updated(_)) {
+        search::refresh_document(tx, package_id, &stored)?;
     }
     Ok(match outcome {
         Ingested::Unchanged | Ingested::Stale if inserted => Ingested::Inserted,
@@ -388,17 +397,24 @@ fn ingest_package(tx: &Transaction<'_>, index: &SignedPackageIndex, manifests: &
     })
 }
 
-fn load_index(tx: &Transaction<'_>, name: &PackageName) -> Result<Option<SignedPackageIndex>> {
+fn load_index(tx: &Transaction<'_>, name: &PackageName) -> Result<Option<PackageIndex>> {
     Ok(load_package(tx, name)?.map(|(_, index)| index))
 }
 
-/// The package id and stored index of `name`.
-pub(crate) fn load_package(tx: &Transaction<'_>, name: &PackageName) -> Result<Option<(i64, SignedPackageIndex)>> {
+/// The package id and stored index of `name`, for a write transaction that
+/// checks a new record against it. The stored bytes were verified before they
+/// were written, so they are decoded without re-checking the signature.
+pub(crate) fn load_package(tx: &Transaction<'_>, name: &PackageName) -> Result<Option<(i64, PackageIndex)>> {
     let row: Option<(i64, Vec<u8>)> = tx
         .prepare_cached("SELECT id, record FROM packages WHERE name = ?1")?
         .query_row([name.as_str()], |row| Ok((row.get(0)?, row.get(1)?)))
         .optional()?;
-    row.map(|(id, bytes)| Ok((id, decode_index(&bytes)?))).transpose()
+    row.map(|(id, bytes)| {
+        let index = PackageIndex::from_trusted_bytes(&bytes)
+            .map_err(|error| Error::Corrupt(format!("stored package index: {error}")))?;
+        Ok((id, index))
+    })
+    .transpose()
 }
 
 /// Inserts or replaces the index row; returns the package id.

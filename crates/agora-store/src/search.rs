@@ -6,7 +6,6 @@ use agora_core::{PackageIndex, PackageName, PublicKey, Query, SearchHit, SearchR
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, Transaction, params, params_from_iter};
 
-use crate::catalog::decode_manifest;
 use crate::{Error, Result};
 
 /// BM25 column weights: a hit in the name counts most, then keywords, then description.
@@ -32,8 +31,9 @@ pub(crate) fn refresh_document(tx: &Transaction<'_>, package_id: i64, index: &Pa
             .query_row(params![package_id, entry.version.to_string()], |row| row.get(0))
             .optional()?;
         let Some(record) = record else { continue };
-        let signed = decode_manifest(&record)?;
-        let manifest = signed.manifest();
+        // Verified when it was stored.
+        let manifest = agora_core::Manifest::from_trusted_bytes(&record)
+            .map_err(|error| Error::Corrupt(format!("stored manifest: {error}")))?;
         let metadata = &manifest.metadata;
         let to_json = |values: &[String]| serde_json::to_string(values).map_err(|e| Error::Corrupt(e.to_string()));
         tx.prepare_cached(

@@ -8,11 +8,10 @@
 //! succession rules as a local publish, inside one write transaction, against the
 //! index as stored in that transaction; a rejected record changes nothing.
 
-use agora_core::{Digest, IndexChange, PackageName, SignedManifest, SignedPackageIndex};
+use agora_core::{Digest, IndexChange, PackageIndex, PackageName, SignedManifest, SignedPackageIndex};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use crate::catalog::{decode_manifest, load_package, store_index, store_manifest};
-use crate::search;
 use crate::{Error, Result};
 
 /// What ingesting a record from a peer did.
@@ -46,15 +45,15 @@ impl CatalogEntry {
 }
 
 /// Trust on first use, then only legal successors: see [`crate::Catalog::ingest_index`].
-pub(crate) fn ingest_index(tx: &Transaction<'_>, signed: &SignedPackageIndex) -> Result<Ingested> {
+/// Returns the outcome, the package id and the index now stored. The caller
+/// refreshes the search document when something changed.
+pub(crate) fn ingest_index(tx: &Transaction<'_>, signed: &SignedPackageIndex) -> Result<(Ingested, i64, PackageIndex)> {
     let new = signed.index();
-    let Some((_, stored)) = load_package(tx, &new.name)? else {
+    let Some((package_id, current)) = load_package(tx, &new.name)? else {
         let package_id = store_index(tx, signed)?;
-        search::refresh_document(tx, package_id, new)?;
         tracing::debug!(package = %new.name, sequence = new.sequence, "ingested a new package index");
-        return Ok(Ingested::Inserted);
+        return Ok((Ingested::Inserted, package_id, new.clone()));
     };
-    let current = stored.index();
     if new.owner != current.owner {
         return Err(agora_core::Error::NotOwner {
             name: current.name.clone(),
@@ -64,8 +63,8 @@ pub(crate) fn ingest_index(tx: &Transaction<'_>, signed: &SignedPackageIndex) ->
         .into());
     }
     match new.sequence.cmp(&current.sequence) {
-        std::cmp::Ordering::Less => Ok(Ingested::Stale),
-        std::cmp::Ordering::Equal if new == current => Ok(Ingested::Unchanged),
+        std::cmp::Ordering::Less => Ok((Ingested::Stale, package_id, current)),
+        std::cmp::Ordering::Equal if *new == current => Ok((Ingested::Unchanged, package_id, current)),
         std::cmp::Ordering::Equal => Err(agora_core::Error::IllegalUpdate {
             name: current.name.clone(),
             reason: format!("the owner signed two different indexes with sequence {}", current.sequence),
@@ -74,22 +73,22 @@ pub(crate) fn ingest_index(tx: &Transaction<'_>, signed: &SignedPackageIndex) ->
         std::cmp::Ordering::Greater => {
             let change = current.check_successor(new)?;
             let package_id = store_index(tx, signed)?;
-            search::refresh_document(tx, package_id, new)?;
             tracing::debug!(package = %new.name, sequence = new.sequence, "ingested a package index update");
-            Ok(Ingested::Updated(change))
+            Ok((Ingested::Updated(change), package_id, new.clone()))
         }
     }
 }
 
 /// Stores a manifest the stored index vouches for: see [`crate::Catalog::ingest_manifest`].
-pub(crate) fn ingest_manifest(tx: &Transaction<'_>, signed: &SignedManifest) -> Result<Ingested> {
+/// Returns the outcome, the package id and the stored index; the caller refreshes
+/// the search document when the manifest was inserted.
+pub(crate) fn ingest_manifest(tx: &Transaction<'_>, signed: &SignedManifest) -> Result<(Ingested, i64, PackageIndex)> {
     let manifest = signed.manifest();
     let name = manifest.name();
     let version = manifest.version();
-    let Some((package_id, stored)) = load_package(tx, name)? else {
+    let Some((package_id, index)) = load_package(tx, name)? else {
         return Err(agora_core::Error::PackageNotFound(name.clone()).into());
     };
-    let index = stored.index();
     if manifest.publisher != index.owner {
         return Err(agora_core::Error::NotOwner {
             name: name.clone(),
@@ -119,12 +118,11 @@ pub(crate) fn ingest_manifest(tx: &Transaction<'_>, signed: &SignedManifest) -> 
         .optional()?
         .is_some();
     if exists {
-        return Ok(Ingested::Unchanged);
+        return Ok((Ingested::Unchanged, package_id, index));
     }
     store_manifest(tx, package_id, signed)?;
-    search::refresh_document(tx, package_id, index)?;
     tracing::debug!(package = %name, %version, "ingested a manifest");
-    Ok(Ingested::Inserted)
+    Ok((Ingested::Inserted, package_id, index))
 }
 
 /// One page of the catalog in name order: see [`crate::Catalog::page`].

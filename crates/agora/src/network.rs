@@ -42,7 +42,11 @@ const SYNC_BUDGET: Duration = Duration::from_secs(300);
 /// Peers synced with at once.
 const SYNC_SLOTS: usize = 4;
 /// Network events handled at once.
-const EVENT_SLOTS: usize = 64;
+const EVENT_SLOTS: usize = 256;
+/// Records from gossip and the DHT waiting for the catalog writer.
+const INGEST_QUEUE: usize = 1024;
+/// Most packages the writer commits in one transaction.
+const INGEST_BATCH: usize = 256;
 /// DHT puts and provides in flight during a republish.
 const REPUBLISH_SLOTS: usize = 16;
 /// Known peers re-dialed at start.
@@ -62,6 +66,8 @@ pub(crate) struct Network {
     handle: NetworkHandle,
     validator: Arc<OwnerValidator>,
     state: Arc<State>,
+    /// The catalog writer's queue: see [`ingest_writer`].
+    ingest: tokio::sync::mpsc::Sender<IngestJob>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -124,7 +130,15 @@ pub(crate) async fn start(node: &Node) -> Result<()> {
         connected: AtomicUsize::new(0),
         pushed: std::sync::atomic::AtomicBool::new(false),
     });
-    let network = Network { handle: handle.clone(), validator, state: state.clone(), tasks: Mutex::new(vec![actor]) };
+    let (ingest, jobs) = tokio::sync::mpsc::channel(INGEST_QUEUE);
+    let writer = tokio::spawn(ingest_writer(node.downgrade(), validator.clone(), jobs));
+    let network = Network {
+        handle: handle.clone(),
+        validator,
+        state: state.clone(),
+        ingest,
+        tasks: Mutex::new(vec![actor, writer]),
+    };
     tracing::info!(peer_id = %network.handle.peer_id(), "network started");
     // Installed before the event loop starts, so no early event finds it missing.
     node.set_network(network);
@@ -229,8 +243,8 @@ impl Network {
         let names: Vec<PackageName> = batch.iter().map(|(index, _)| index.index().name.clone()).collect();
         let mut valid = true;
         match ingest(node, &self.validator, batch).await {
-            Ok(report) => {
-                if let Some(error) = report.invalid {
+            Ok(outcomes) => {
+                if let Some(error) = first_violation(outcomes) {
                     invalid.get_or_insert_with(|| format!("search sent records breaking the rules: {error}"));
                 }
             }
@@ -279,7 +293,7 @@ impl Network {
     /// lone node publishes fine and pushes its records when peers appear.
     pub(crate) fn publish_in_background(&self, manifest: SignedManifest, index: SignedPackageIndex) {
         // Our own names are known owners from now on, in the DHT store too.
-        self.validator.learn(&index.index().name, index.index().owner);
+        self.validator.learn(&index.index().name, &index.index().owner);
         let handle = self.handle.clone();
         tokio::spawn(async move {
             let inner = manifest.manifest();
@@ -330,7 +344,7 @@ impl Network {
                 index.index().name
             )));
         }
-        ingest_one(node, &self.validator, index.clone(), Vec::new()).await?;
+        self.ingest_one(index.clone(), Vec::new()).await?;
         // What the catalog holds now (it may have had a newer copy).
         node.local().get_package(name).await
     }
@@ -356,7 +370,7 @@ impl Network {
             .await?
             .ok_or_else(|| CoreError::VersionNotFound { name: name.clone(), version: version.clone() })?;
         let manifest = SignedManifest::from_bytes(&value)?;
-        ingest_one(node, &self.validator, index, vec![manifest]).await?;
+        self.ingest_one(index, vec![manifest]).await?;
         node.local().get_version(name, version).await
     }
 
@@ -528,71 +542,101 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> agora_store::Result<
     }
 }
 
-/// What ingesting a batch of records did.
-#[derive(Debug, Default)]
-struct IngestReport {
-    changed: Vec<PackageName>,
-    /// The first rule violation (bad owner, rewritten version…), if any.
-    invalid: Option<CoreError>,
-}
-
-/// Stores verified records from the network: each index first (trust on first
-/// use, successor rules), then its manifests. Invalid ones are skipped and
-/// reported; the rest of the batch still lands.
+/// Stores verified records from the network in one transaction: each index
+/// first (trust on first use, successor rules), then its manifests, each package
+/// in its own savepoint. Per package, in batch order: `Ok(true)` when something
+/// was stored, `Ok(false)` when nothing was new, `Err` when it broke a rule (it
+/// alone is rolled back). `Err` overall when the store itself failed.
 async fn ingest(
     node: &Node,
     validator: &OwnerValidator,
     batch: Vec<(SignedPackageIndex, Vec<SignedManifest>)>,
-) -> CoreResult<IngestReport> {
+) -> CoreResult<Vec<CoreResult<bool>>> {
     let store = node.store().clone();
-    let owners: Vec<(PackageName, agora_core::PublicKey)> =
-        batch.iter().map(|(index, _)| (index.index().name.clone(), index.index().owner)).collect();
-    let report = blocking(move || {
-        let mut report = IngestReport::default();
-        // One transaction for the batch; each package in its own savepoint, so a
-        // bad manifest takes only its own index down.
-        let outcomes = store.catalog().ingest_packages(&batch)?;
-        for ((index, _), outcome) in batch.iter().zip(outcomes) {
-            let name = index.index().name.clone();
-            match outcome {
-                Ok(Ingested::Inserted | Ingested::Updated(_)) => report.changed.push(name),
-                Ok(Ingested::Unchanged | Ingested::Stale) => {}
-                Err(error) => {
-                    let error = CoreError::from(error);
-                    if error.is_invalid_input() && report.invalid.is_none() {
-                        report.invalid = Some(error);
-                    }
+    let (owners, batch): (Vec<(PackageName, agora_core::PublicKey)>, Vec<_>) = batch
+        .into_iter()
+        .map(|(index, manifests)| ((index.index().name.clone(), index.index().owner), (index, manifests)))
+        .unzip();
+    let outcomes = blocking(move || store.catalog().ingest_packages(&batch)).await?;
+    let outcomes: Vec<CoreResult<bool>> = outcomes
+        .into_iter()
+        .map(|outcome| match outcome {
+            Ok(Ingested::Inserted | Ingested::Updated(_)) => Ok(true),
+            Ok(Ingested::Unchanged | Ingested::Stale) => Ok(false),
+            Err(error) => Err(CoreError::from(error)),
+        })
+        .collect();
+    let mut changed = false;
+    for ((name, owner), outcome) in owners.iter().zip(&outcomes) {
+        if matches!(outcome, Ok(true)) {
+            validator.learn(name, owner);
+            node.local().invalidate_package(name).await;
+            changed = true;
+        }
+    }
+    if changed {
+        node.local().invalidate_searches();
+    }
+    Ok(outcomes)
+}
+
+/// The first rule violation (bad owner, rewritten version…) among `outcomes`.
+fn first_violation(outcomes: Vec<CoreResult<bool>>) -> Option<CoreError> {
+    outcomes.into_iter().filter_map(Result::err).find(CoreError::is_invalid_input)
+}
+
+/// One package waiting for the catalog writer, and where its outcome goes.
+#[derive(Debug)]
+struct IngestJob {
+    index: SignedPackageIndex,
+    manifests: Vec<SignedManifest>,
+    reply: tokio::sync::oneshot::Sender<CoreResult<bool>>,
+}
+
+/// The catalog writer for records that arrive one at a time (gossip, DHT
+/// puts and lookups): it takes everything queued since its last commit, up to
+/// [`INGEST_BATCH`] packages, as one transaction. A burst of announcements costs
+/// one commit instead of one each; a lone record waits for no timer.
+async fn ingest_writer(
+    node: Weak<NodeInner>,
+    validator: Arc<OwnerValidator>,
+    mut jobs: tokio::sync::mpsc::Receiver<IngestJob>,
+) {
+    while let Some(first) = jobs.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < INGEST_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let Some(node) = Node::upgrade(&node) else { break };
+        let (records, replies): (Vec<_>, Vec<_>) =
+            batch.into_iter().map(|job| ((job.index, job.manifests), job.reply)).unzip();
+        match ingest(&node, &validator, records).await {
+            Ok(outcomes) => {
+                for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                    let _ = reply.send(outcome);
+                }
+            }
+            Err(error) => {
+                for reply in replies {
+                    let _ = reply.send(Err(error.clone()));
                 }
             }
         }
-        Ok(report)
-    })
-    .await?;
-    for (name, owner) in owners {
-        if report.changed.contains(&name) {
-            validator.learn(&name, owner);
-        }
     }
-    for name in &report.changed {
-        node.local().invalidate_package(name).await;
-    }
-    if !report.changed.is_empty() {
-        node.local().invalidate_searches();
-    }
-    Ok(report)
+    tracing::debug!("catalog writer ended");
 }
 
-/// Ingests one package; a rule violation is returned as the error.
-async fn ingest_one(
-    node: &Node,
-    validator: &OwnerValidator,
-    index: SignedPackageIndex,
-    manifests: Vec<SignedManifest>,
-) -> CoreResult<bool> {
-    let report = ingest(node, validator, vec![(index, manifests)]).await?;
-    match report.invalid {
-        Some(error) => Err(error),
-        None => Ok(!report.changed.is_empty()),
+impl Network {
+    /// Ingests one package through the catalog writer; a rule violation is
+    /// returned as the error. `Ok(true)` when something was stored.
+    async fn ingest_one(&self, index: SignedPackageIndex, manifests: Vec<SignedManifest>) -> CoreResult<bool> {
+        let (reply, outcome) = tokio::sync::oneshot::channel();
+        let stopped = || CoreError::Storage("the catalog writer has stopped".into());
+        self.ingest.send(IngestJob { index, manifests, reply }).await.map_err(|_| stopped())?;
+        outcome.await.map_err(|_| stopped())?
     }
 }
 
@@ -627,7 +671,7 @@ async fn on_event(
     match event {
         NetworkEvent::Announcement { id, data } => {
             let source = id.propagation_source();
-            let verdict = judge_announcement(node, &network.validator, &data).await;
+            let verdict = judge_announcement(network, &data).await;
             if let Err(reason) = &verdict {
                 strike(state, source, reason).await;
             }
@@ -698,14 +742,12 @@ async fn on_event(
         NetworkEvent::RecordReceived { peer, key, value } => {
             let outcome = match &key {
                 RecordKey::Index(_) => match SignedPackageIndex::from_bytes(&value) {
-                    Ok(index) => ingest_one(node, &network.validator, index, Vec::new()).await.map(|_| true),
+                    Ok(index) => network.ingest_one(index, Vec::new()).await.map(|_| true),
                     Err(error) => Err(error),
                 },
                 RecordKey::Manifest(name, _) => {
                     match (SignedManifest::from_bytes(&value), node.local().get_package(name).await) {
-                        (Ok(manifest), Ok(index)) => {
-                            ingest_one(node, &network.validator, index, vec![manifest]).await.map(|_| true)
-                        }
+                        (Ok(manifest), Ok(index)) => network.ingest_one(index, vec![manifest]).await.map(|_| true),
                         (Err(error), _) => Err(error),
                         // A manifest for a package we do not know: not ours to keep.
                         (Ok(_), Err(_)) => Ok(false),
@@ -824,7 +866,7 @@ async fn answer_search(node: &Node, request: SearchRequest) -> (SearchResponse, 
 }
 
 /// Decides on an announcement. `Err(reason)` means reject and strike.
-async fn judge_announcement(node: &Node, validator: &OwnerValidator, data: &[u8]) -> Result<Verdict, String> {
+async fn judge_announcement(network: &Network, data: &[u8]) -> Result<Verdict, String> {
     let announcement = Announcement::decode(data).map_err(|reason| format!("malformed announcement: {reason}"))?;
     let (index, manifests) = match announcement {
         Announcement::Publish { manifest, index } => {
@@ -836,7 +878,7 @@ async fn judge_announcement(node: &Node, validator: &OwnerValidator, data: &[u8]
             (SignedPackageIndex::from_bytes(&index).map_err(|e| e.to_string())?, Vec::new())
         }
     };
-    match ingest_one(node, validator, index, manifests).await {
+    match network.ingest_one(index, manifests).await {
         Ok(true) => Ok(Verdict::Accept),
         Ok(false) => Ok(Verdict::Ignore),
         Err(error) if error.is_invalid_input() => Err(error.to_string()),
@@ -899,9 +941,9 @@ async fn sync_with(node: &Node, handle: &NetworkHandle, state: &Arc<State>, slot
             batch.push((index, manifests));
         }
         match ingest(node, &network.validator, batch).await {
-            Ok(report) => {
-                stored += report.changed.len();
-                if let Some(error) = report.invalid {
+            Ok(outcomes) => {
+                stored += outcomes.iter().filter(|outcome| matches!(outcome, Ok(true))).count();
+                if let Some(error) = first_violation(outcomes) {
                     strike(state, peer, &format!("sync sent records breaking the rules: {error}")).await;
                 }
             }

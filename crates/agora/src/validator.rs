@@ -10,27 +10,32 @@ use agora_net::{RecordKey, RecordValidator, check_record};
 
 /// Validates records against signatures and known owners. The owner map mirrors
 /// the catalog's `packages.owner` column (one entry per known name, so it is
-/// bounded by the catalog itself).
+/// bounded by the catalog itself). It keeps raw key bytes: comparing needs no
+/// curve point, and loading 100k owners at start stays cheap.
 #[derive(Debug, Default)]
 pub(crate) struct OwnerValidator {
-    owners: RwLock<HashMap<PackageName, PublicKey>>,
+    owners: RwLock<HashMap<PackageName, [u8; 32]>>,
 }
 
 impl OwnerValidator {
-    pub(crate) fn new(owners: impl IntoIterator<Item = (PackageName, PublicKey)>) -> Self {
+    pub(crate) fn new(owners: impl IntoIterator<Item = (PackageName, [u8; 32])>) -> Self {
         Self { owners: RwLock::new(owners.into_iter().collect()) }
     }
 
     /// Records the owner of a name the catalog accepted.
-    pub(crate) fn learn(&self, name: &PackageName, owner: PublicKey) {
-        self.owners.write().unwrap_or_else(std::sync::PoisonError::into_inner).entry(name.clone()).or_insert(owner);
+    pub(crate) fn learn(&self, name: &PackageName, owner: &PublicKey) {
+        self.owners
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(name.clone())
+            .or_insert(*owner.as_bytes());
     }
 
     fn check_owner(&self, name: &PackageName, signer: &PublicKey) -> Result<(), String> {
         let owners = self.owners.read().unwrap_or_else(std::sync::PoisonError::into_inner);
         match owners.get(name) {
-            Some(owner) if owner != signer => {
-                Err(format!("`{name}` is owned by {owner}, the record is signed by {signer}"))
+            Some(owner) if owner != signer.as_bytes() => {
+                Err(format!("`{name}` is owned by {}, the record is signed by {signer}", hex::encode(owner)))
             }
             _ => Ok(()),
         }
@@ -65,7 +70,7 @@ mod tests {
         let validator = OwnerValidator::default();
         let key = RecordKey::Index(name.clone());
         assert_eq!(validator.validate(&key, &stolen.to_bytes()), Ok(1), "unknown names are trusted on first use");
-        validator.learn(&name, owner.public_key());
+        validator.learn(&name, &owner.public_key());
         assert!(validator.validate(&key, &stolen.to_bytes()).unwrap_err().contains("is owned by"));
         let other_key = RecordKey::Index("other".parse().unwrap());
         assert!(validator.validate(&other_key, &stolen.to_bytes()).unwrap_err().contains("stored under the key"));

@@ -1,6 +1,7 @@
 //! The scenarios. Each returns a [`crate::report::Scenario`].
 
 pub(crate) mod concurrency;
+pub(crate) mod gossip;
 pub(crate) mod network;
 pub(crate) mod search;
 pub(crate) mod start;
