@@ -190,9 +190,22 @@ fn ranking_prefix_filters_and_paging() {
     assert_eq!(names(Query::new("").tag("fast").tag("json")), ["fast-json"]);
     assert!(names(Query::new("").tag("fast").tag("web")).is_empty());
     assert_eq!(names(Query::new("").publisher(alice.public_key())), ["json", "web-template"]);
-    // Paging keeps the total.
+    // Text and filters together, with the exact name still first.
+    assert_eq!(names(Query::new("json").category("encoding")), ["json", "fast-json"]);
+    assert_eq!(names(Query::new("json").category("encoding/json")), ["fast-json"]);
+    assert_eq!(names(Query::new("json").tag("fast")), ["fast-json"]);
+    assert_eq!(names(Query::new("json").publisher(alice.public_key())), ["json"]);
+    assert!(names(Query::new("json").tag("web")).is_empty());
+    assert_eq!(f.store.catalog().search(&Query::new("json").category("encoding")).unwrap().total, 2);
+    assert_eq!(f.store.catalog().search(&Query::new("a").publisher(alice.public_key())).unwrap().total, 1);
+    // Paging keeps the total, with and without text, and pages do not overlap.
     let page = f.store.catalog().search(&Query::new("").limit(2).offset(2)).unwrap();
     assert_eq!((page.total, page.hits.len()), (3, 1));
+    let first = f.store.catalog().search(&Query::new("json").limit(1)).unwrap();
+    let second = f.store.catalog().search(&Query::new("json").limit(1).offset(1)).unwrap();
+    assert_eq!((first.total, second.total), (2, 2));
+    assert_eq!(first.hits[0].name.as_str(), "json");
+    assert_eq!(second.hits[0].name.as_str(), "fast-json");
     // Punctuation in the text is not FTS syntax.
     assert!(names(Query::new("\"json* OR (NEAR")).is_empty());
     assert!(f.store.catalog().search(&Query::new("x").limit(0)).is_err());
@@ -244,6 +257,13 @@ proptest! {
         }
         let results = f.store.catalog().search(&query).unwrap();
         let names: Vec<String> = results.hits.iter().map(|h| h.name.to_string()).collect();
+        prop_assert_eq!(results.total as usize, expected.len());
+        prop_assert_eq!(names, expected.clone());
+        // The same filters under a text every package matches (the ranked path).
+        query.text = "some".into();
+        let results = f.store.catalog().search(&query).unwrap();
+        let mut names: Vec<String> = results.hits.iter().map(|h| h.name.to_string()).collect();
+        names.sort();
         prop_assert_eq!(results.total as usize, expected.len());
         prop_assert_eq!(names, expected);
     }

@@ -154,35 +154,19 @@ fn raw_throughput(path: &std::path::Path, queries: &[Query], threads: usize, sec
     Ok(total as f64 / seconds)
 }
 
-/// The catalog's search as plain SQL (the same statements `agora-store` runs),
-/// without decoding, verification, runtime hops or result types.
+/// The catalog's search as plain SQL (the same statements `agora-store` runs:
+/// count, then rank inside the full-text index and join the page), without
+/// decoding, verification, runtime hops or result types. Kept independent of the
+/// code under measurement on purpose; keep the two in step.
 pub(crate) fn raw_search(connection: &Connection, query: &Query) -> anyhow::Result<usize> {
     let terms = query.terms();
-    let mut from = String::from("search_docs d JOIN packages p ON p.id = d.package_id");
-    let mut conditions = Vec::new();
-    let mut args: Vec<Value> = Vec::new();
-    let score = if terms.is_empty() {
-        "0.0".to_owned()
-    } else {
-        from = "search_fts CROSS JOIN search_docs d ON d.package_id = search_fts.rowid CROSS JOIN packages p ON p.id = d.package_id".into();
-        conditions.push("search_fts MATCH ?".to_owned());
-        let last = terms.len() - 1;
-        let expression: Vec<String> = terms
-            .iter()
-            .enumerate()
-            .map(|(i, t)| if i == last { format!("\"{t}\"*") } else { format!("\"{t}\"") })
-            .collect();
-        args.push(Value::Text(expression.join(" ")));
-        "(CASE WHEN p.name = ? THEN 1000.0 ELSE 0.0 END) - bm25(search_fts, 10.0, 1.0, 4.0)".to_owned()
-    };
+    let mut filters = Vec::new();
+    let mut filter_args: Vec<Value> = Vec::new();
     if !query.categories.is_empty() {
         let alternatives = vec!["category = ? OR (category >= ? AND category < ?)"; query.categories.len()];
-        conditions.push(format!(
-            "d.package_id IN (SELECT package_id FROM search_categories WHERE {})",
-            alternatives.join(" OR ")
-        ));
+        filters.push(format!("IN (SELECT package_id FROM search_categories WHERE {})", alternatives.join(" OR ")));
         for category in &query.categories {
-            args.extend([
+            filter_args.extend([
                 Value::Text(category.clone()),
                 Value::Text(format!("{category}/")),
                 Value::Text(format!("{category}0")),
@@ -190,26 +174,68 @@ pub(crate) fn raw_search(connection: &Connection, query: &Query) -> anyhow::Resu
         }
     }
     for tag in &query.tags {
-        conditions.push("d.package_id IN (SELECT package_id FROM search_tags WHERE tag = ?)".into());
-        args.push(Value::Text(tag.clone()));
+        filters.push("IN (SELECT package_id FROM search_tags WHERE tag = ?)".into());
+        filter_args.push(Value::Text(tag.clone()));
     }
-    let filter = if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) };
-    let _total: i64 = connection
-        .prepare_cached(&format!("SELECT count(*) FROM {from} {filter}"))?
-        .query_row(params_from_iter(&args), |row| row.get(0))?;
-    let mut page_args = Vec::new();
-    if !terms.is_empty() {
-        page_args.push(Value::Text(query.text.trim().to_lowercase()));
-    }
-    page_args.extend(args);
-    page_args.push(Value::Integer(i64::from(query.limit)));
-    page_args.push(Value::Integer(i64::from(query.offset)));
+    let where_on = |column: &str| {
+        if filters.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", filters.iter().map(|f| format!("{column} {f}")).collect::<Vec<_>>().join(" AND "))
+        }
+    };
+    let (count_sql, ranked, order, mut args, count_args) = if terms.is_empty() {
+        let filter = where_on("d.package_id");
+        (
+            format!("SELECT count(*) FROM search_docs d {filter}"),
+            format!(
+                "SELECT d.package_id AS id, 0.0 AS score FROM search_docs d CROSS JOIN packages p ON p.id = d.package_id \
+                 {filter} ORDER BY p.name ASC LIMIT ? OFFSET ?"
+            ),
+            "p.name ASC",
+            filter_args.clone(),
+            filter_args,
+        )
+    } else {
+        let last = terms.len() - 1;
+        let expression: Vec<String> = terms
+            .iter()
+            .enumerate()
+            .map(|(i, t)| if i == last { format!("\"{t}\"*") } else { format!("\"{t}\"") })
+            .collect();
+        let expression = Value::Text(expression.join(" "));
+        let filter = where_on("id");
+        let count_sql = if filters.is_empty() {
+            "SELECT count(*) FROM search_fts WHERE search_fts MATCH ?".to_owned()
+        } else {
+            format!(
+                "WITH matches AS MATERIALIZED (SELECT rowid AS id FROM search_fts WHERE search_fts MATCH ?) \
+                 SELECT count(*) FROM matches {filter}"
+            )
+        };
+        let ranked = format!(
+            "WITH matches AS MATERIALIZED (SELECT rowid AS id, bm25(search_fts, 10.0, 1.0, 4.0) AS rank \
+             FROM search_fts WHERE search_fts MATCH ?) \
+             SELECT id, (CASE WHEN id = (SELECT id FROM packages WHERE name = ?) THEN 1000.0 ELSE 0.0 END) - rank AS score \
+             FROM matches {filter} ORDER BY score DESC, id ASC LIMIT ? OFFSET ?"
+        );
+        let mut count_args = vec![expression.clone()];
+        count_args.extend(filter_args.iter().cloned());
+        let mut args = vec![expression, Value::Text(query.text.trim().to_lowercase())];
+        args.extend(filter_args);
+        (count_sql, ranked, "r.score DESC, r.id ASC", args, count_args)
+    };
+    let _total: i64 =
+        connection.prepare_cached(&count_sql)?.query_row(params_from_iter(&count_args), |row| row.get(0))?;
+    args.push(Value::Integer(i64::from(query.limit)));
+    args.push(Value::Integer(i64::from(query.offset)));
     let sql = format!(
-        "SELECT p.name, d.version, d.description, d.keywords, d.categories, d.publisher, d.published_at, {score} AS score \
-         FROM {from} {filter} ORDER BY score DESC, p.name ASC LIMIT ? OFFSET ?"
+        "SELECT p.name, d.version, d.description, d.keywords, d.categories, d.publisher, d.published_at, r.score \
+         FROM ({ranked}) r CROSS JOIN search_docs d ON d.package_id = r.id CROSS JOIN packages p ON p.id = r.id \
+         ORDER BY {order}"
     );
     let mut statement = connection.prepare_cached(&sql)?;
-    let mut rows = statement.query(params_from_iter(&page_args))?;
+    let mut rows = statement.query(params_from_iter(&args))?;
     let mut count = 0;
     while let Some(row) = rows.next()? {
         let _: String = row.get(0)?;
