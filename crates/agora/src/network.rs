@@ -889,7 +889,59 @@ async fn judge_announcement(network: &Network, data: &[u8]) -> Result<Verdict, S
     }
 }
 
-/// Pulls `peer`'s catalog page by page and stores what is new and valid.
+/// Decodes and verifies a sync page (blocking: two or more ed25519 checks per
+/// package). Returns the valid packages and a reason to strike per invalid record.
+fn verify_page(entries: Vec<SyncEntry>) -> (Vec<(SignedPackageIndex, Vec<SignedManifest>)>, Vec<String>) {
+    let mut batch = Vec::with_capacity(entries.len());
+    let mut problems = Vec::new();
+    for entry in entries {
+        let index = match SignedPackageIndex::from_bytes(&entry.index) {
+            Ok(index) => index,
+            Err(error) => {
+                problems.push(format!("sync sent an invalid index: {error}"));
+                continue;
+            }
+        };
+        let mut manifests = Vec::with_capacity(entry.manifests.len());
+        for bytes in entry.manifests {
+            match SignedManifest::from_bytes(&bytes) {
+                Ok(manifest) => manifests.push(manifest),
+                Err(error) => problems.push(format!("sync sent an invalid manifest: {error}")),
+            }
+        }
+        batch.push((index, manifests));
+    }
+    (batch, problems)
+}
+
+/// Waits for a sync page to be stored: how many packages changed, or `None`
+/// when the store failed (the sync stops). Rule breakers are struck.
+async fn store_page(
+    state: &Arc<State>,
+    peer: PeerId,
+    storing: JoinHandle<CoreResult<Vec<CoreResult<bool>>>>,
+) -> Option<usize> {
+    match storing.await {
+        Ok(Ok(outcomes)) => {
+            let changed = outcomes.iter().filter(|outcome| matches!(outcome, Ok(true))).count();
+            if let Some(error) = first_violation(outcomes) {
+                strike(state, peer, &format!("sync sent records breaking the rules: {error}")).await;
+            }
+            Some(changed)
+        }
+        Ok(Err(error)) => {
+            tracing::warn!(%peer, %error, "catalog sync could not store a page");
+            None
+        }
+        Err(error) => {
+            tracing::warn!(%peer, %error, "catalog sync's store task failed");
+            None
+        }
+    }
+}
+
+/// Pulls `peer`'s catalog page by page and stores what is new and valid; the
+/// next page is requested and verified while the previous one is stored.
 async fn sync_with(node: &Node, handle: &NetworkHandle, state: &Arc<State>, slots: &Arc<Semaphore>, peer: PeerId) {
     if !state.syncing.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(peer) {
         return;
@@ -898,6 +950,8 @@ async fn sync_with(node: &Node, handle: &NetworkHandle, state: &Arc<State>, slot
     let _slot = slots.acquire().await;
     let mut after: Option<PackageName> = None;
     let mut stored = 0usize;
+    // The previous page, being stored: at most one page waits for the catalog.
+    let mut storing: Option<JoinHandle<CoreResult<Vec<CoreResult<bool>>>>> = None;
     let started = std::time::Instant::now();
     for _ in 0..MAX_SYNC_PAGES {
         if started.elapsed() > SYNC_BUDGET {
@@ -922,36 +976,21 @@ async fn sync_with(node: &Node, handle: &NetworkHandle, state: &Arc<State>, slot
                 break;
             }
         };
-        let mut batch = Vec::with_capacity(page.entries.len());
-        for entry in page.entries {
-            let index = match SignedPackageIndex::from_bytes(&entry.index) {
-                Ok(index) => index,
-                Err(error) => {
-                    strike(state, peer, &format!("sync sent an invalid index: {error}")).await;
-                    continue;
-                }
-            };
-            let mut manifests = Vec::with_capacity(entry.manifests.len());
-            for bytes in entry.manifests {
-                match SignedManifest::from_bytes(&bytes) {
-                    Ok(manifest) => manifests.push(manifest),
-                    Err(error) => strike(state, peer, &format!("sync sent an invalid manifest: {error}")).await,
-                }
-            }
-            batch.push((index, manifests));
+        // Verify this page on the blocking pool while the previous one is being
+        // stored, then store it while the next one is requested and verified.
+        let entries = page.entries;
+        let Ok((batch, problems)) = tokio::task::spawn_blocking(move || verify_page(entries)).await else { break };
+        for reason in problems {
+            strike(state, peer, &reason).await;
         }
-        match ingest(node, &network.validator, batch).await {
-            Ok(outcomes) => {
-                stored += outcomes.iter().filter(|outcome| matches!(outcome, Ok(true))).count();
-                if let Some(error) = first_violation(outcomes) {
-                    strike(state, peer, &format!("sync sent records breaking the rules: {error}")).await;
-                }
-            }
-            Err(error) => {
-                tracing::warn!(%peer, %error, "catalog sync could not store a page");
-                break;
+        if let Some(previous) = storing.take() {
+            match store_page(state, peer, previous).await {
+                Some(count) => stored += count,
+                None => break,
             }
         }
+        let (owner, validator) = (node.clone(), network.validator.clone());
+        storing = Some(tokio::spawn(async move { ingest(&owner, &validator, batch).await }));
         match page.next {
             Some(next) if after.as_ref().is_none_or(|previous| &next > previous) => after = Some(next),
             Some(_) => {
@@ -960,6 +999,9 @@ async fn sync_with(node: &Node, handle: &NetworkHandle, state: &Arc<State>, slot
             }
             None => break,
         }
+    }
+    if let Some(last) = storing.take() {
+        stored += store_page(state, peer, last).await.unwrap_or(0);
     }
     if stored > 0 {
         tracing::info!(%peer, packages = stored, "catalog sync stored new records");
