@@ -14,6 +14,7 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use agora_core::{ArtifactData, ArtifactHasher, ArtifactInfo, Digest};
+use sha2::{Digest as _, Sha256};
 
 use crate::{Error, Result};
 
@@ -106,18 +107,52 @@ impl ArtifactStore {
     /// in through [`ArtifactStore::put`] and then deleted (a failure to delete it is
     /// only logged: the artifact is in place).
     pub fn adopt(&self, expected: &ArtifactInfo, source: &Path) -> Result<StoredArtifact> {
+        self.adopt_checked(expected, source, true)
+    }
+
+    /// [`ArtifactStore::adopt`] for a file whose every chunk the caller has already
+    /// verified against `expected.chunks` (a finished download): only the size and
+    /// the whole-file digest are checked — the chunk digests then agree by
+    /// construction — so the file is hashed once instead of twice.
+    pub fn adopt_chunk_verified(&self, expected: &ArtifactInfo, source: &Path) -> Result<StoredArtifact> {
+        self.adopt_checked(expected, source, false)
+    }
+
+    fn adopt_checked(&self, expected: &ArtifactInfo, source: &Path, check_chunks: bool) -> Result<StoredArtifact> {
         let mut file = File::open(source).map_err(|e| Error::io(source, e))?;
-        let mut hasher = ArtifactHasher::new(expected.chunk_size)?;
         let mut buffer = vec![0u8; COPY_BUFFER];
+        // Either every chunk digest and the whole digest, or the whole digest alone.
+        let mut chunked = if check_chunks { Some(ArtifactHasher::new(expected.chunk_size)?) } else { None };
+        let mut whole = Sha256::new();
+        let mut size = 0u64;
         loop {
             let read = file.read(&mut buffer).map_err(|e| Error::io(source, e))?;
             if read == 0 {
                 break;
             }
-            check_not_longer(expected, hasher.size() + read as u64)?;
-            hasher.update(&buffer[..read]);
+            size += read as u64;
+            check_not_longer(expected, size)?;
+            match &mut chunked {
+                Some(hasher) => hasher.update(&buffer[..read]),
+                None => whole.update(&buffer[..read]),
+            }
         }
-        check_matches(expected, hasher.finish()?)?;
+        match chunked {
+            Some(hasher) => check_matches(expected, hasher.finish()?)?,
+            None => {
+                let actual = Digest::from_bytes(whole.finalize().into());
+                if actual != expected.digest {
+                    return Err(agora_core::Error::DigestMismatch { expected: expected.digest, actual }.into());
+                }
+                if size != expected.size {
+                    return Err(agora_core::Error::InvalidManifest(format!(
+                        "the artifact is {size} bytes, its manifest declares {}",
+                        expected.size
+                    ))
+                    .into());
+                }
+            }
+        }
         file.sync_all().map_err(|e| Error::io(source, e))?;
         drop(file);
         let path = self.path_of(&expected.digest);

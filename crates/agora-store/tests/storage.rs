@@ -221,6 +221,26 @@ fn adopt_refuses_a_mismatch_and_leaves_the_source() {
     }
     assert_eq!(f.store.artifacts().verified_path(&info).unwrap(), None);
 
+    // The download path (chunks already verified by the caller) checks the size
+    // and the whole digest, with the same errors and the source left in place.
+    let mut other = promised.clone();
+    other[0] = 1;
+    let cases = [other, [promised.as_slice(), b"more"].concat(), promised[..9000].to_vec()];
+    for (i, content) in cases.into_iter().enumerate() {
+        let source = downloads.join(format!("bad-verified-{i}"));
+        fs::write(&source, &content).unwrap();
+        let error = f.store.artifacts().adopt_chunk_verified(&info, &source).unwrap_err();
+        let Error::Core(error) = error else { panic!("case {i}: expected a domain error, got {error}") };
+        assert!(matches!(error, CoreError::DigestMismatch { .. } | CoreError::InvalidManifest(_)), "case {i}: {error}");
+        assert_eq!(fs::read(&source).unwrap(), content, "case {i}: the source must be left in place");
+        assert!(!f.store.artifacts().path_of(&info.digest).exists(), "case {i}: something was stored");
+    }
+    let source = downloads.join("good");
+    fs::write(&source, &promised).unwrap();
+    let stored = f.store.artifacts().adopt_chunk_verified(&info, &source).unwrap();
+    assert!(stored.created && !source.exists());
+    assert_eq!(f.store.artifacts().verified_path(&info).unwrap(), Some(stored.path));
+
     // A missing source is an I/O error.
     let error = f.store.artifacts().adopt(&info, &downloads.join("absent")).unwrap_err();
     assert!(matches!(error, Error::Io { .. }), "{error}");

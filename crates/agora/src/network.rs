@@ -444,7 +444,7 @@ impl Network {
         let max_cached = node.config().storage.max_cached_bytes.max(info.size);
         let expected = info.clone();
         let stored = blocking(move || {
-            let stored = store.artifacts().adopt(&expected, &part)?;
+            let stored = store.artifacts().adopt_chunk_verified(&expected, &part)?;
             store.catalog().record_artifact(&expected.digest, expected.size, false, unix_now())?;
             let evicted = store.evict(max_cached)?;
             Ok((stored.path, evicted))
