@@ -544,7 +544,8 @@ impl State {
 fn build_swarm(key: &Keypair) -> Swarm<RogueBehaviour> {
     let peer_id = key.public().to_peer_id();
     let gossip_config = gossipsub::ConfigBuilder::default()
-        .validation_mode(gossipsub::ValidationMode::Strict)
+        .validation_mode(gossipsub::ValidationMode::Anonymous)
+        .message_id_fn(|message: &gossipsub::Message| gossipsub::MessageId::from(Digest::of(&message.data).to_hex()))
         .max_transmit_size(ROGUE_LIMIT)
         .build()
         .expect("gossipsub config");
@@ -568,10 +569,7 @@ fn build_swarm(key: &Keypair) -> Swarm<RogueBehaviour> {
             kad.set_mode(Some(kad::Mode::Client));
             Ok(RogueBehaviour {
                 kad,
-                gossipsub: gossipsub::Behaviour::new(
-                    gossipsub::MessageAuthenticity::Signed(key.clone()),
-                    gossip_config,
-                )?,
+                gossipsub: gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, gossip_config)?,
                 identify: identify::Behaviour::new(identify::Config::new("/agora/id/1.0.0".to_owned(), key.public())),
                 ping: ping::Behaviour::default(),
                 artifacts: raw(ARTIFACT_PROTOCOL),
