@@ -62,6 +62,7 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let scale = Scale { quick };
     let mut results = Vec::new();
+    let started = std::time::Instant::now();
     for name in &chosen {
         println!("-- running {name}{}", if quick { " (quick)" } else { "" });
         let scenarios = runtime.block_on(async {
@@ -83,7 +84,7 @@ fn main() -> anyhow::Result<()> {
         }
         results.extend(scenarios);
     }
-    report::write(&results, &out, docs.as_deref(), &command)?;
+    report::write(&results, &out, docs.as_deref(), &command, started.elapsed().as_secs_f64())?;
     println!("report written to {}", out.join("report.md").display());
     Ok(())
 }

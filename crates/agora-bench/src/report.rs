@@ -75,26 +75,44 @@ pub(crate) fn print(scenario: &Scenario) {
     }
 }
 
-/// Writes `report.json` and `report.md` into `out`, and the same table into `docs`.
-pub(crate) fn write(scenarios: &[Scenario], out: &Path, docs: Option<&Path>, command: &str) -> anyhow::Result<()> {
+/// In `docs/BENCHMARKS.md`, everything from this line on is written by hand
+/// (profiles, the simulation sweep) and kept when the table is regenerated.
+const HAND_WRITTEN: &str = "<!-- Hand-written from here on; `cargo xtask bench` keeps it. -->";
+
+/// Writes `report.json` and `report.md` into `out`, and the same table into
+/// `docs`, keeping the hand-written part of `docs` (see [`HAND_WRITTEN`]).
+pub(crate) fn write(
+    scenarios: &[Scenario],
+    out: &Path,
+    docs: Option<&Path>,
+    command: &str,
+    seconds: f64,
+) -> anyhow::Result<()> {
     std::fs::create_dir_all(out)?;
     let machine = machine();
-    let json = serde_json::json!({ "command": command, "machine": machine, "scenarios": scenarios });
+    let json =
+        serde_json::json!({ "command": command, "machine": machine, "seconds": seconds, "scenarios": scenarios });
     std::fs::write(out.join("report.json"), serde_json::to_string_pretty(&json)?)?;
-    let markdown = markdown(scenarios, command, &machine);
+    let markdown = markdown(scenarios, command, &machine, seconds);
     std::fs::write(out.join("report.md"), &markdown)?;
     if let Some(docs) = docs {
-        std::fs::write(docs, markdown)?;
+        let kept = std::fs::read_to_string(docs)
+            .ok()
+            .and_then(|old| old.find(HAND_WRITTEN).map(|at| old[at..].to_owned()))
+            .unwrap_or_else(|| format!("{HAND_WRITTEN}\n"));
+        std::fs::write(docs, format!("{markdown}\n{kept}"))?;
     }
     Ok(())
 }
 
-fn markdown(scenarios: &[Scenario], command: &str, machine: &str) -> String {
+fn markdown(scenarios: &[Scenario], command: &str, machine: &str, seconds: f64) -> String {
     let mut out = String::new();
     out.push_str("# Benchmarks\n\n");
     out.push_str(&format!(
-        "Produced by `{command}` on {machine}. Every figure stands beside a baseline measured in the same run \
-         (interleaved where both are latencies). Release build; loopback only.\n\n"
+        "Produced by `{command}` on {machine}, {:.1} min in all (the release build not included). Every figure \
+         stands beside a baseline measured in the same run (interleaved where both are latencies). Release build; \
+         loopback only.\n\n",
+        seconds / 60.0
     ));
     out.push_str(
         "| scenario | figure | baseline (same run) | ratio | goal | met | peak RSS |\n|---|---|---|---|---|---|---|\n",
