@@ -1,5 +1,6 @@
 //! [`TestNet`]: N real nodes in this process, each with its own temp data dir,
-//! a libp2p swarm on `127.0.0.1:0`, and the first node as everyone's bootstrap.
+//! a libp2p swarm on `127.0.0.1:0` (or a memory port, with [`over_memory`]), and
+//! the first node as everyone's bootstrap.
 //! Waits poll a condition until a deadline; nothing sleeps a fixed time.
 
 use std::future::Future;
@@ -77,7 +78,7 @@ impl TestNet {
         network_summary(self.node(index)).await.peer_id
     }
 
-    /// The `/ip4/127.0.0.1/tcp/…/p2p/…` address of a node.
+    /// The `/ip4/127.0.0.1/tcp/…/p2p/…` (or `/memory/…/p2p/…`) address of a node.
     pub async fn address(&self, index: usize) -> String {
         listen_address(self.node(index)).await
     }
@@ -173,6 +174,12 @@ impl TestNet {
 /// another and check each rejection on its own.
 pub fn never_block(builder: NodeBuilder) -> NodeBuilder {
     builder.configure(|config| config.reputation.invalid_threshold = u64::MAX)
+}
+
+/// Nodes on in-process memory ports (`/memory/0`) instead of TCP: the same
+/// Noise and Yamux, no sockets.
+pub fn over_memory(builder: NodeBuilder) -> NodeBuilder {
+    builder.listen(["/memory/0"])
 }
 
 /// Nodes without catalog sync: they hold only what they publish, are given or

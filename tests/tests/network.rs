@@ -1,14 +1,15 @@
-//! Real nodes over TCP on 127.0.0.1: publish on one node, find, inspect and fetch
-//! from every other one.
+//! Real nodes over TCP on 127.0.0.1 (and over in-process memory ports): publish
+//! on one node, find, inspect and fetch from every other one.
 
 #![allow(clippy::unwrap_used)]
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use agora::{Node, Query, Registry, parse_version};
+use agora::net::ChunkRequest;
+use agora::{Digest, Node, NodeBuilder, Query, Registry, parse_version};
 use agora_tests::net::{
-    DEADLINE, TestNet, artifact_bytes, connected_peers, name, network_summary, no_catalog_sync, searchable, v1,
-    wait_until,
+    DEADLINE, TestNet, artifact_bytes, connected_peers, name, network_summary, no_catalog_sync, over_memory,
+    searchable, v1, wait_until,
 };
 use agora_tests::noise;
 
@@ -280,4 +281,54 @@ async fn every_joining_node_syncs_the_catalog() {
         );
         net.stop(joiner).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_on_memory_ports_find_and_fetch_each_others_packages() {
+    let net = TestNet::with(3, over_memory).await;
+    for (index, node) in net.running() {
+        let addresses = network_summary(node).await.listen_addrs;
+        assert!(addresses.iter().all(|a| a.starts_with("/memory/")), "node {index} listens on {addresses:?}");
+    }
+    let first = noise(200_000, 11);
+    let last = noise(30_000, 12);
+    net.publish(0, "ram-first", "1.0.0", &first).await;
+    net.publish(2, "ram-last", "1.0.0", &last).await;
+    net.wait_searchable_everywhere("ram-first").await;
+    net.wait_searchable_everywhere("ram-last").await;
+    // Node 1 holds neither artifact: both come from their publishers over memory.
+    let expected = [fetch_bytes(net.node(0), "ram-first").await, fetch_bytes(net.node(2), "ram-last").await];
+    assert!(fetch_bytes(net.node(1), "ram-first").await == expected[0], "node 1 fetched other bytes");
+    assert!(fetch_bytes(net.node(1), "ram-last").await == expected[1], "node 1 fetched other bytes");
+    assert!(fetch_bytes(net.node(2), "ram-first").await == expected[0], "node 2 fetched other bytes");
+}
+
+/// One-way latency injected on every link of the nodes below.
+const LATENCY: Duration = Duration::from_millis(40);
+
+fn over_slow_memory(builder: NodeBuilder) -> NodeBuilder {
+    over_memory(builder).link_conditions(LATENCY, 0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn injected_latency_is_paid_once_each_way() {
+    let net = TestNet::with(2, over_slow_memory).await;
+    let handle = net.node(1).network_handle().unwrap();
+    let peer = net.node(0).network_handle().unwrap().peer_id();
+    let request = ChunkRequest { digest: Digest::of(b"nobody has this"), index: 0 };
+    // The first request may open a stream and negotiate; time warm ones.
+    handle.request_chunk(peer, request).await.unwrap();
+    for _ in 0..3 {
+        let started = Instant::now();
+        handle.request_chunk(peer, request).await.unwrap();
+        let round_trip = started.elapsed();
+        assert!(round_trip >= 2 * LATENCY, "a round trip took {round_trip:?} with {LATENCY:?} each way");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_range_link_conditions_fail_the_build() {
+    let dir = tempfile::tempdir().unwrap();
+    let error = Node::builder().data_dir(dir.path()).offline().link_conditions(LATENCY, 1.5).build().await.unwrap_err();
+    assert!(error.to_string().contains("loss"), "{error}");
 }

@@ -16,7 +16,8 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     crate::cargo_with_env(&cargo_args, &[("AGORA_BENCH_COMMAND", &command)])
 }
 
-/// `cargo xtask sim --nodes N | --sweep 10,50,100`.
+/// `cargo xtask sim --nodes N | --sweep 10,50,100 [--tcp] [--latency MS] [--loss FRACTION] [--catalog-sync]`:
+/// builds `agora-bench` in release and writes `target/bench/sim.json`.
 pub(crate) fn sim(args: &[String]) -> anyhow::Result<()> {
     let mut cargo_args = vec!["run", "--release", "--quiet", "-p", "agora-bench", "--", "sim"];
     cargo_args.extend(args.iter().map(String::as_str));

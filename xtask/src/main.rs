@@ -5,8 +5,9 @@
 //! - `cargo xtask test`: the workspace tests only (`cargo test --workspace`).
 //! - `cargo xtask bench [SCENARIO...] [--quick]`: the benchmarks (release build),
 //!   each figure beside a baseline measured in the same run.
-//! - `cargo xtask sim --nodes N | --sweep 10,50,100`: an in-process network of N
-//!   nodes on 127.0.0.1, showing how lookups, propagation and memory grow with N.
+//! - `cargo xtask sim --nodes N | --sweep 10,50,100 [--tcp] [--latency MS]
+//!   [--loss FRACTION] [--catalog-sync]`: an in-process network of N nodes on memory ports (or
+//!   127.0.0.1), showing how lookups, propagation and memory grow with N.
 
 mod bench;
 mod ci;
@@ -25,7 +26,7 @@ fn main() -> anyhow::Result<()> {
         Some("sim") => bench::sim(&args[1..]),
         Some("help" | "--help" | "-h") | None => {
             println!(
-                "usage: cargo xtask <ci|test> [args]\n\n  ci    fmt check, clippy -D warnings, tests (what CI runs)\n  test  cargo test --workspace [args]"
+                "usage: cargo xtask <ci|test|bench|sim> [args]\n\n  ci    fmt check, clippy -D warnings, tests (what CI runs)\n  test  cargo test --workspace [args]\n  bench [SCENARIO...] [--quick]\n  sim   --nodes N | --sweep 10,50,100 [--tcp] [--latency MS] [--loss FRACTION] [--catalog-sync]"
             );
             Ok(())
         }

@@ -12,6 +12,7 @@ mod stats;
 use std::path::PathBuf;
 
 use scenarios::Scale;
+use sim::SimOptions;
 
 const SCENARIOS: &[&str] =
     &["search", "throughput", "propagation", "dht", "transfer", "concurrency", "sync", "gossip", "start"];
@@ -21,11 +22,13 @@ fn main() -> anyhow::Result<()> {
     let mut out = PathBuf::from("target/bench");
     let mut docs: Option<PathBuf> = None;
     let mut chosen = Vec::new();
-    let mut sim_sizes: Option<Vec<usize>> = None;
+    let mut sim: Option<SimOptions> = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
-            "sim" => sim_sizes = Some(Vec::new()),
+            "sim" => {
+                sim.get_or_insert_with(SimOptions::default);
+            }
             "--nodes" | "--sweep" => {
                 let list =
                     args.next().ok_or_else(|| anyhow::anyhow!("{arg} needs a number or a list like 10,50,100"))?;
@@ -33,7 +36,24 @@ fn main() -> anyhow::Result<()> {
                     .split(',')
                     .map(|n| n.trim().parse().map_err(|_| anyhow::anyhow!("`{n}` is not a node count")))
                     .collect::<anyhow::Result<_>>()?;
-                sim_sizes.get_or_insert_with(Vec::new).extend(sizes);
+                sim.get_or_insert_with(SimOptions::default).sizes.extend(sizes);
+            }
+            "--tcp" => sim.get_or_insert_with(SimOptions::default).tcp = true,
+            "--catalog-sync" => sim.get_or_insert_with(SimOptions::default).catalog_sync = true,
+            "--latency" => {
+                let value = args.next().ok_or_else(|| anyhow::anyhow!("--latency needs milliseconds"))?;
+                sim.get_or_insert_with(SimOptions::default).latency_ms = value
+                    .parse()
+                    .map_err(|_| anyhow::anyhow!("--latency: `{value}` is not a whole number of milliseconds"))?;
+            }
+            "--loss" => {
+                let value = args.next().ok_or_else(|| anyhow::anyhow!("--loss needs a fraction from 0 to 1"))?;
+                sim.get_or_insert_with(SimOptions::default).loss =
+                    value.parse().map_err(|_| anyhow::anyhow!("--loss: `{value}` is not a fraction from 0 to 1"))?;
+            }
+            "--row" => {
+                let path = args.next().ok_or_else(|| anyhow::anyhow!("--row needs a file"))?;
+                sim.get_or_insert_with(SimOptions::default).row_file = Some(PathBuf::from(path));
             }
             "--quick" => quick = true,
             "--out" => {
@@ -50,10 +70,11 @@ fn main() -> anyhow::Result<()> {
             other => anyhow::bail!("unknown scenario or flag `{other}`; scenarios: {}", SCENARIOS.join(", ")),
         }
     }
-    if let Some(sizes) = sim_sizes {
-        let sizes = if sizes.is_empty() { vec![10, 50] } else { sizes };
-        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-        return runtime.block_on(sim::run(&sizes, &out));
+    if let Some(mut options) = sim {
+        if options.sizes.is_empty() {
+            options.sizes = vec![10, 50];
+        }
+        return sim::run(&options, &out);
     }
     if chosen.is_empty() {
         chosen = SCENARIOS.iter().map(|s| (*s).to_owned()).collect();

@@ -27,6 +27,11 @@ impl Samples {
         self.push(elapsed.as_secs_f64() * 1e3);
     }
 
+    /// The largest sample (NaN when there is none).
+    pub(crate) fn max(&self) -> f64 {
+        self.0.iter().copied().reduce(f64::max).unwrap_or(f64::NAN)
+    }
+
     pub(crate) fn summary(&self) -> Summary {
         let mut sorted = self.0.clone();
         sorted.sort_by(f64::total_cmp);

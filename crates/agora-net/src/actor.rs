@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 
 use agora_core::Digest;
 use futures::StreamExt;
-use libp2p::core::transport::ListenerId;
+use libp2p::core::Transport;
+use libp2p::core::transport::{ListenerId, MemoryTransport};
+use libp2p::core::upgrade::Version;
 use libp2p::identity::Keypair;
 use libp2p::kad::store::{MemoryStore, MemoryStoreConfig, RecordStore};
 use libp2p::metrics::{Metrics, Recorder};
@@ -30,7 +32,8 @@ use tokio::task::JoinHandle;
 
 use crate::config::NetworkConfig;
 use crate::event::{AnnouncementId, NetworkEvent, Reply, Verdict};
-use crate::handle::{Command, NetworkError, NetworkHandle, NetworkStatus, Responder};
+use crate::handle::{Command, LookupStats, NetworkError, NetworkHandle, NetworkStatus, Responder};
+use crate::link::Shaped;
 use crate::protocol::{
     ARTIFACT_PROTOCOL, ChunkCodec, ChunkResponse, Incoming, MAX_ANNOUNCEMENT, SEARCH_PROTOCOL, SYNC_PROTOCOL,
     SearchCodec, SearchResponse, SyncCodec, SyncResponse,
@@ -197,9 +200,19 @@ fn build_swarm(keypair: &Keypair, config: &NetworkConfig) -> Result<Swarm<Behavi
         .with_max_pending_incoming(Some(64))
         .with_max_pending_outgoing(Some(64));
 
+    let link = config.link;
     let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair.clone())
         .with_tokio()
-        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
+        // TCP and in-process memory ports (`/memory/<n>`), each connection shaped by
+        // `link` below Noise, then Noise and Yamux as `with_tcp` would set them up.
+        .with_other_transport(|key| -> Result<_, Box<dyn std::error::Error + Send + Sync>> {
+            Ok(tcp::tokio::Transport::new(tcp::Config::default().nodelay(true))
+                .or_transport(MemoryTransport::new())
+                .map(move |stream, _| Shaped::new(stream, link))
+                .upgrade(Version::V1Lazy)
+                .authenticate(noise::Config::new(key)?)
+                .multiplex(yamux::Config::default()))
+        })
         .map_err(|error| build_error(error.to_string()))?
         .with_behaviour(|key| {
             let mut kad =
@@ -252,7 +265,9 @@ struct RecordLookup {
     key: RecordKey,
     best: Option<(u64, Vec<u8>)>,
     valid: usize,
-    pending: Pending<Option<Vec<u8>>>,
+    /// Kademlia's statistics as of the latest progress.
+    stats: LookupStats,
+    pending: Pending<(Option<Vec<u8>>, LookupStats)>,
 }
 
 struct ProviderLookup {
@@ -393,8 +408,13 @@ impl Actor {
                     return;
                 }
                 let id = self.swarm.behaviour_mut().kad.get_record(key.to_kad());
-                let lookup =
-                    RecordLookup { key, best: None, valid: 0, pending: Pending::new(self.query_timeout, reply) };
+                let lookup = RecordLookup {
+                    key,
+                    best: None,
+                    valid: 0,
+                    stats: LookupStats::default(),
+                    pending: Pending::new(self.query_timeout, reply),
+                };
                 self.pending_gets.insert(id, lookup);
             }
             Command::StartProviding { digest, reply } => {
@@ -641,7 +661,7 @@ impl Actor {
     fn on_kad_event(&mut self, event: kad::Event) {
         match event {
             kad::Event::InboundRequest { request } => self.on_kad_inbound(request),
-            kad::Event::OutboundQueryProgressed { id, result, step, .. } => match result {
+            kad::Event::OutboundQueryProgressed { id, result, stats, step } => match result {
                 kad::QueryResult::PutRecord(result) => {
                     if let Some(pending) = self.pending_puts.remove(&id) {
                         let _ = pending
@@ -649,7 +669,7 @@ impl Actor {
                             .send(result.map(|_| ()).map_err(|error| NetworkError::Dht(error.to_string())));
                     }
                 }
-                kad::QueryResult::GetRecord(result) => self.on_get_record(id, result, step.last),
+                kad::QueryResult::GetRecord(result) => self.on_get_record(id, result, &stats, step.last),
                 kad::QueryResult::StartProviding(result) => {
                     if let Some(pending) = self.pending_providing.remove(&id) {
                         let _ = pending
@@ -714,8 +734,19 @@ impl Actor {
         }
     }
 
-    fn on_get_record(&mut self, id: kad::QueryId, result: Result<kad::GetRecordOk, kad::GetRecordError>, last: bool) {
+    fn on_get_record(
+        &mut self,
+        id: kad::QueryId,
+        result: Result<kad::GetRecordOk, kad::GetRecordError>,
+        stats: &kad::QueryStats,
+        last: bool,
+    ) {
         let Some(lookup) = self.pending_gets.get_mut(&id) else { return };
+        lookup.stats = LookupStats {
+            requests: stats.num_requests(),
+            successes: stats.num_successes(),
+            failures: stats.num_failures(),
+        };
         let mut done = last;
         match result {
             Ok(kad::GetRecordOk::FoundRecord(kad::PeerRecord { peer, record })) => {
@@ -748,7 +779,7 @@ impl Actor {
             if let Some(mut query) = self.swarm.behaviour_mut().kad.query_mut(&id) {
                 query.finish();
             }
-            let _ = lookup.pending.reply.send(Ok(lookup.best.map(|(_, value)| value)));
+            let _ = lookup.pending.reply.send(Ok((lookup.best.map(|(_, value)| value), lookup.stats)));
         }
     }
 
@@ -823,7 +854,7 @@ impl Actor {
             if let Some(lookup) = self.pending_gets.remove(id) {
                 // A lookup that found something answers with it rather than failing.
                 let answer = match lookup.best {
-                    Some((_, value)) => Ok(Some(value)),
+                    Some((_, value)) => Ok((Some(value), lookup.stats)),
                     None => Err(timeout(self.query_timeout)),
                 };
                 let _ = lookup.pending.reply.send(answer);

@@ -7,12 +7,15 @@ use std::time::Duration;
 use libp2p::Multiaddr;
 use libp2p::metrics::Registry;
 
+use crate::link::LinkConditions;
+
 /// How a node joins the network.
 #[derive(Clone)]
 pub struct NetworkConfig {
     /// Seed of the node's ed25519 identity; the same seed gives the same peer id.
     pub identity_seed: [u8; 32],
-    /// Addresses to listen on, e.g. `/ip4/127.0.0.1/tcp/0`.
+    /// Addresses to listen on, e.g. `/ip4/127.0.0.1/tcp/0`, or `/memory/0` for an
+    /// in-process memory port (simulations and tests).
     pub listen: Vec<Multiaddr>,
     /// Peers to join through; each address must end in `/p2p/<peer id>`.
     pub bootstrap: Vec<Multiaddr>,
@@ -38,6 +41,10 @@ pub struct NetworkConfig {
     /// Where the task registers libp2p's swarm and protocol metrics (under the
     /// `libp2p_` prefix); `None` records none. Locked only at start.
     pub metrics: Option<Arc<Mutex<Registry>>>,
+    /// Latency and loss injected into every connection of this node, below Noise
+    /// (a knob for simulations and tests); `None`, the default, injects nothing.
+    /// See [`LinkConditions`].
+    pub link: Option<LinkConditions>,
 }
 
 impl NetworkConfig {
@@ -57,6 +64,7 @@ impl NetworkConfig {
             max_pending: 4096,
             idle_connection_timeout: Duration::from_secs(120),
             metrics: None,
+            link: None,
         }
     }
 }
@@ -74,6 +82,7 @@ impl fmt::Debug for NetworkConfig {
             .field("announce_listen_addrs", &self.announce_listen_addrs)
             .field("max_pending", &self.max_pending)
             .field("metrics", &self.metrics.is_some())
+            .field("link", &self.link)
             .finish_non_exhaustive()
     }
 }

@@ -42,6 +42,9 @@ pub enum NetworkError {
     /// A DHT operation failed.
     #[error("dht: {0}")]
     Dht(String),
+    /// Link conditions out of range.
+    #[error("invalid link conditions: {0}")]
+    InvalidLink(String),
 }
 
 /// A snapshot of the network's state.
@@ -61,6 +64,18 @@ pub struct NetworkStatus {
     pub dht_provided: usize,
 }
 
+/// What one record lookup cost, from Kademlia's query statistics. Kademlia asks
+/// up to three peers at once, so requests are not sequential hops.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LookupStats {
+    /// Requests sent to peers.
+    pub requests: u32,
+    /// Requests that were answered.
+    pub successes: u32,
+    /// Requests that failed or timed out.
+    pub failures: u32,
+}
+
 pub(crate) type Responder<T> = oneshot::Sender<Result<T, NetworkError>>;
 
 #[derive(Debug)]
@@ -69,7 +84,7 @@ pub(crate) enum Command {
     Dial { address: Multiaddr, reply: Responder<PeerId> },
     PutRecord { key: RecordKey, value: Vec<u8>, reply: Responder<()> },
     StoreRecord { key: RecordKey, value: Vec<u8> },
-    GetRecord { key: RecordKey, reply: Responder<Option<Vec<u8>>> },
+    GetRecord { key: RecordKey, reply: Responder<(Option<Vec<u8>>, LookupStats)> },
     StartProviding { digest: Digest, reply: Responder<()> },
     StopProviding { digest: Digest },
     GetProviders { digest: Digest, reply: Responder<Vec<PeerId>> },
@@ -158,6 +173,11 @@ impl NetworkHandle {
     /// with the highest sequence, and returns when a quorum agreed or the lookup
     /// ran out of peers. `Ok(None)` when nobody has a valid copy.
     pub async fn get_record(&self, key: RecordKey) -> Result<Option<Vec<u8>>, NetworkError> {
+        Ok(self.get_record_with_stats(key).await?.0)
+    }
+
+    /// [`NetworkHandle::get_record`], with what the lookup cost.
+    pub async fn get_record_with_stats(&self, key: RecordKey) -> Result<(Option<Vec<u8>>, LookupStats), NetworkError> {
         self.call(|reply| Command::GetRecord { key, reply }).await
     }
 

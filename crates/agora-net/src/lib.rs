@@ -1,6 +1,7 @@
 //! Agora's network layer: a libp2p actor.
 //!
-//! One task owns the `Swarm` (TCP + Noise + Yamux; Kademlia in server mode on
+//! One task owns the `Swarm` (TCP or in-process memory ports, each with Noise +
+//! Yamux, optionally under injected [`LinkConditions`]; Kademlia in server mode on
 //! `/agora/kad/1.0.0` with inbound records filtered through a [`RecordValidator`];
 //! Gossipsub with signed messages and application validation; Identify; Ping;
 //! connection limits; a block list; request-response protocols for artifact chunks,
@@ -55,14 +56,16 @@ mod actor;
 mod config;
 mod event;
 mod handle;
+mod link;
 mod protocol;
 mod records;
 
 pub use actor::{ANNOUNCE_TOPIC, KAD_PROTOCOL, peer_address, spawn, split_peer};
 pub use config::NetworkConfig;
 pub use event::{AnnouncementId, NetworkEvent, Reply, Verdict};
-pub use handle::{NetworkError, NetworkHandle, NetworkStatus};
+pub use handle::{LookupStats, NetworkError, NetworkHandle, NetworkStatus};
 pub use libp2p::{Multiaddr, PeerId};
+pub use link::{LinkConditions, MAX_HELD_BYTES, MAX_LATENCY, RETRANSMISSION_PENALTY};
 pub use protocol::{
     ARTIFACT_PROTOCOL, Announcement, ChunkCodec, ChunkRequest, ChunkResponse, Incoming, MAX_ANNOUNCEMENT,
     MAX_SEARCH_FILTERS, MAX_SEARCH_REQUEST, MAX_SEARCH_RESPONSE, MAX_SEARCH_RESULTS, MAX_SEARCH_TEXT, MAX_SYNC_PAGE,

@@ -1,5 +1,6 @@
-//! Two real network tasks over TCP on 127.0.0.1: records, providers, chunks,
-//! sync and gossip go through the actor and come back as events and answers.
+//! Two real network tasks over TCP on 127.0.0.1 (or memory ports): records,
+//! providers, chunks, sync and gossip go through the actor and come back as
+//! events and answers.
 
 #![allow(clippy::unwrap_used)]
 
@@ -24,8 +25,12 @@ struct Peer {
 }
 
 async fn start(bootstrap: Vec<Multiaddr>) -> Peer {
+    start_on("/ip4/127.0.0.1/tcp/0", bootstrap).await
+}
+
+async fn start_on(listen: &str, bootstrap: Vec<Multiaddr>) -> Peer {
     let mut config = NetworkConfig::new(SecretKey::generate().to_bytes());
-    config.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()];
+    config.listen = vec![listen.parse().unwrap()];
     config.bootstrap = bootstrap;
     let (handle, events, _task) = agora_net::spawn(config, Arc::new(SignatureValidator)).await.unwrap();
     let status = handle.status().await.unwrap();
@@ -176,4 +181,22 @@ async fn bad_addresses_and_lone_nodes() {
     let mut config = NetworkConfig::new(SecretKey::generate().to_bytes());
     config.bootstrap = vec!["/ip4/127.0.0.1/tcp/9".parse().unwrap()];
     assert!(agora_net::spawn(config, Arc::new(SignatureValidator)).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_ports_carry_lookups_and_report_their_cost() {
+    let a = start_on("/memory/0", vec![]).await;
+    assert!(a.address.to_string().starts_with("/memory/"), "listening on {}", a.address);
+    let b = start_on("/memory/0", vec![a.address.clone()]).await;
+    for peer in [&a.handle, &b.handle] {
+        wait_for(|| async { peer.status().await.unwrap().routing_table_size >= 1 }).await;
+    }
+    let publisher = Publisher::new(SecretKey::generate());
+    let metadata = PackageMetadata::new("rampkg".parse().unwrap(), "1.0.0".parse().unwrap(), "memory test");
+    let (_, index) = publisher.publish(metadata, ArtifactInfo::compute(b"ram", 4096).unwrap(), None, 1).unwrap();
+    let key = RecordKey::Index("rampkg".parse().unwrap());
+    a.handle.put_record(key.clone(), index.to_bytes()).await.unwrap();
+    let (found, stats) = b.handle.get_record_with_stats(key).await.unwrap();
+    assert_eq!(found, Some(index.to_bytes()));
+    assert!(stats.requests >= 1 && stats.successes >= 1, "the lookup asked nobody: {stats:?}");
 }

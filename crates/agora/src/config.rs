@@ -57,7 +57,8 @@ impl Default for StorageSettings {
 pub struct NetworkSettings {
     /// Run the network at all (false: an offline node serving its own catalog).
     pub enabled: bool,
-    /// Multiaddrs to listen on. Flag: `--listen` (repeatable).
+    /// Multiaddrs to listen on (`/ip4/…/tcp/…`, or `/memory/0` for an in-process
+    /// port). Flag: `--listen` (repeatable).
     pub listen: Vec<String>,
     /// Peers to join through, each ending in `/p2p/<peer id>`. Flag: `--bootstrap`.
     pub bootstrap: Vec<String>,
@@ -68,6 +69,11 @@ pub struct NetworkSettings {
     /// Pull the catalogs of peers on connect (false: learn only from gossip and
     /// DHT lookups).
     pub catalog_sync: bool,
+    /// Latency and loss injected into every connection: a simulation and testing
+    /// knob, set only with [`crate::NodeBuilder::link_conditions`] (never read
+    /// from a file). `None` injects nothing.
+    #[serde(skip)]
+    pub link: Option<agora_net::LinkConditions>,
 }
 
 impl Default for NetworkSettings {
@@ -79,6 +85,7 @@ impl Default for NetworkSettings {
             query_timeout_ms: 10_000,
             request_timeout_ms: 10_000,
             catalog_sync: true,
+            link: None,
         }
     }
 }

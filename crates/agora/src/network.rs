@@ -108,6 +108,7 @@ pub(crate) async fn start(node: &Node) -> Result<()> {
     config.query_timeout = Duration::from_millis(settings.query_timeout_ms);
     config.request_timeout = Duration::from_millis(settings.request_timeout_ms);
     config.metrics = Some(node.metrics().registry());
+    config.link = settings.link;
 
     let store = node.store().clone();
     let owners = blocking(move || store.catalog().owners()).await?;

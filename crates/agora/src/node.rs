@@ -42,6 +42,7 @@ enum Override {
     Bootstrap(Vec<String>),
     Offline,
     CatalogSync(bool),
+    LinkConditions { latency: std::time::Duration, loss: f64 },
     Edit(Box<dyn Fn(&mut Config) + Send + Sync>),
 }
 
@@ -54,6 +55,7 @@ impl std::fmt::Debug for Override {
             Self::Bootstrap(addresses) => write!(f, "Bootstrap({addresses:?})"),
             Self::Offline => f.write_str("Offline"),
             Self::CatalogSync(enabled) => write!(f, "CatalogSync({enabled})"),
+            Self::LinkConditions { latency, loss } => write!(f, "LinkConditions({latency:?}, {loss})"),
             Self::Edit(_) => f.write_str("Edit(..)"),
         }
     }
@@ -121,6 +123,16 @@ impl NodeBuilder {
         self
     }
 
+    /// Injects `latency` into everything this node receives on any connection,
+    /// and with probability `loss` (0 to 1) an extra retransmission delay per
+    /// chunk ([`crate::net::LinkConditions`]). A knob for simulations and tests:
+    /// with the same setting on every node, a round trip costs at least twice
+    /// `latency`. Out-of-range values fail the build.
+    pub fn link_conditions(mut self, latency: std::time::Duration, loss: f64) -> Self {
+        self.overrides.push(Override::LinkConditions { latency, loss });
+        self
+    }
+
     /// Resolves the configuration without opening anything.
     pub fn resolve_config(&self) -> Result<Config> {
         let data_dir = self.data_dir.clone().unwrap_or_else(crate::default_data_dir);
@@ -142,6 +154,13 @@ impl NodeBuilder {
                 Override::Bootstrap(addresses) => config.network.bootstrap.extend(addresses.iter().cloned()),
                 Override::Offline => config.network.enabled = false,
                 Override::CatalogSync(enabled) => config.network.catalog_sync = *enabled,
+                Override::LinkConditions { latency, loss } => {
+                    let link = agora_net::LinkConditions::new(*latency, *loss).map_err(|error| Error::Config {
+                        origin: "the command line".into(),
+                        message: error.to_string(),
+                    })?;
+                    config.network.link = Some(link);
+                }
                 Override::Edit(edit) => edit(&mut config),
             }
         }

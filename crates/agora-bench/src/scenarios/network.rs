@@ -1,10 +1,10 @@
-//! Multi-node figures on loopback: publish-to-everywhere propagation and DHT
-//! lookups, each against a warm request-response round trip measured in the
-//! same run.
+//! Multi-node figures on loopback or in-process memory ports: publish-to-everywhere
+//! propagation and DHT lookups, each against a warm request-response round trip
+//! measured in the same run.
 
 use std::time::{Duration, Instant};
 
-use agora::net::{ChunkRequest, RecordKey};
+use agora::net::{ChunkRequest, LinkConditions, RecordKey};
 use agora::{ArtifactData, Digest, Node, Query, Registry};
 
 use crate::report::{Figure, Scenario};
@@ -12,22 +12,71 @@ use crate::scenarios::Scale;
 use crate::scenarios::transfer::{address, wait_routable};
 use crate::stats::{Samples, Summary, peak_rss_kib};
 
-/// `n` nodes on 127.0.0.1, node 0 the bootstrap of all; waits until routable.
-pub(crate) async fn start_nodes(root: &std::path::Path, n: usize, catalog_sync: bool) -> anyhow::Result<Vec<Node>> {
-    let first = Node::builder().data_dir(root.join("node-0")).listen(["/ip4/127.0.0.1/tcp/0"]).build().await?;
-    let bootstrap = address(&first).await?;
-    let mut nodes = vec![first];
-    for i in 1..n {
-        let node = Node::builder()
+/// How the nodes of a benchmark network are wired.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct NetSetup {
+    /// TCP on 127.0.0.1, or in-process memory ports (no sockets).
+    pub(crate) tcp: bool,
+    /// Latency and loss injected on every link, if any.
+    pub(crate) link: Option<LinkConditions>,
+    /// Whether nodes pull each new peer's catalog.
+    pub(crate) catalog_sync: bool,
+    /// Who each node joins through.
+    pub(crate) join: Join,
+}
+
+/// Who a new node bootstraps from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Join {
+    /// Node 0, for every node: a star until Kademlia fills the routing tables.
+    /// Node 0 accepts at most 256 connections, so this stops at about 250 nodes.
+    First,
+    /// A pseudo-random earlier node (a fixed sequence): no node is everyone's
+    /// first peer, so the network grows past any one node's connection limit.
+    AnyEarlier,
+}
+
+impl NetSetup {
+    /// TCP on 127.0.0.1, no injected conditions, everyone joining through node 0.
+    pub(crate) fn tcp(catalog_sync: bool) -> Self {
+        Self { tcp: true, link: None, catalog_sync, join: Join::First }
+    }
+
+    fn listen(&self) -> &'static str {
+        if self.tcp { "/ip4/127.0.0.1/tcp/0" } else { "/memory/0" }
+    }
+}
+
+/// `n` nodes set up as `setup` says; waits until each has a routable peer.
+pub(crate) async fn start_nodes(root: &std::path::Path, n: usize, setup: NetSetup) -> anyhow::Result<Vec<Node>> {
+    let mut nodes: Vec<Node> = Vec::with_capacity(n);
+    let mut addresses = Vec::with_capacity(n);
+    let mut random = 0x2545_f491_4f6c_dd1d_u64;
+    for i in 0..n {
+        let mut builder = Node::builder()
             .data_dir(root.join(format!("node-{i}")))
-            .listen(["/ip4/127.0.0.1/tcp/0"])
-            .bootstrap([bootstrap.clone()])
-            .catalog_sync(catalog_sync)
-            .build()
-            .await?;
+            .listen([setup.listen()])
+            .catalog_sync(setup.catalog_sync);
+        if let Some(link) = setup.link {
+            builder = builder.link_conditions(link.latency(), link.loss());
+        }
+        if i > 0 {
+            let through = match setup.join {
+                Join::First => 0,
+                Join::AnyEarlier => {
+                    random ^= random << 13;
+                    random ^= random >> 7;
+                    random ^= random << 17;
+                    (random % i as u64) as usize
+                }
+            };
+            builder = builder.bootstrap([&addresses[through]]);
+        }
+        let node = builder.build().await?;
+        addresses.push(address(&node).await?);
         nodes.push(node);
     }
-    for node in &nodes[1..] {
+    for node in nodes.iter().skip(1) {
         wait_routable(node).await?;
     }
     Ok(nodes)
@@ -55,9 +104,11 @@ pub(crate) async fn propagation(scale: Scale) -> anyhow::Result<Vec<Scenario>> {
     let n = scale.pick(50, 10);
     let publishes = scale.pick(20, 5);
     let root = tempfile::tempdir()?;
-    let nodes = start_nodes(root.path(), n, true).await?;
+    let nodes = start_nodes(root.path(), n, NetSetup::tcp(true)).await?;
     let rtt = round_trip(&nodes[1], &nodes[0], 200).await?;
-    let summary = measure_propagation(root.path(), &nodes, publishes).await?;
+    let propagation = measure_propagation(root.path(), &nodes, publishes, Duration::from_millis(1)).await?;
+    anyhow::ensure!(propagation.unreached == 0, "{} publishes never reached some node", propagation.unreached);
+    let summary = propagation.everywhere.summary();
     for node in &nodes {
         node.shutdown().await;
     }
@@ -74,15 +125,31 @@ pub(crate) async fn propagation(scale: Scale) -> anyhow::Result<Vec<Scenario>> {
     }])
 }
 
-/// Publishes `publishes` packages from rotating nodes; time until the last node's
-/// catalog answers for each.
+/// What [`measure_propagation`] saw.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Propagation {
+    /// Per publish that reached every node: milliseconds from `publish_archive`
+    /// returning until the last node's catalog answered for it.
+    pub(crate) everywhere: Samples,
+    /// Publishes that some node still did not have after [`PROPAGATION_DEADLINE`].
+    pub(crate) unreached: usize,
+    /// Nodes, summed over publishes, that did not have it by then.
+    pub(crate) unreached_nodes: usize,
+}
+
+/// How long a node may take to get a published package.
+pub(crate) const PROPAGATION_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Publishes `publishes` packages from rotating nodes and times until every
+/// node's catalog answers for each, each node polling its catalog every `poll`.
 pub(crate) async fn measure_propagation(
     root: &std::path::Path,
     nodes: &[Node],
     publishes: usize,
-) -> anyhow::Result<Summary> {
+    poll: Duration,
+) -> anyhow::Result<Propagation> {
     let n = nodes.len();
-    let mut samples = Samples::default();
+    let mut seen = Propagation::default();
     for i in 0..publishes {
         let name = format!("propagate-{i:03}");
         let dir = root.join("packages").join(&name);
@@ -100,24 +167,32 @@ pub(crate) async fn measure_propagation(
             let node = node.clone();
             let name = name.clone();
             waits.push(tokio::spawn(async move {
-                let deadline = Instant::now() + Duration::from_secs(30);
+                let deadline = Instant::now() + PROPAGATION_DEADLINE;
                 while Instant::now() < deadline {
                     if node.search(&Query::new(&name)).await.is_ok_and(|r| !r.hits.is_empty()) {
                         return Some(Instant::now());
                     }
-                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    tokio::time::sleep(poll).await;
                 }
                 None
             }));
         }
-        let mut last = t;
+        let mut last = Some(t);
         for wait in waits {
-            let seen = wait.await?.ok_or_else(|| anyhow::anyhow!("{name} never reached a node"))?;
-            last = last.max(seen);
+            match wait.await? {
+                Some(seen_at) => last = last.map(|last| last.max(seen_at)),
+                None => {
+                    last = None;
+                    seen.unreached_nodes += 1;
+                }
+            }
         }
-        samples.push_duration_ms(last - t);
+        match last {
+            Some(last) => seen.everywhere.push_duration_ms(last - t),
+            None => seen.unreached += 1,
+        }
     }
-    Ok(samples.summary())
+    Ok(seen)
 }
 
 pub(crate) async fn dht_lookup(scale: Scale) -> anyhow::Result<Vec<Scenario>> {
@@ -125,9 +200,11 @@ pub(crate) async fn dht_lookup(scale: Scale) -> anyhow::Result<Vec<Scenario>> {
     let n = scale.pick(100, 20);
     let lookups = scale.pick(100, 20);
     let root = tempfile::tempdir()?;
-    let nodes = start_nodes(root.path(), n, false).await?;
+    let nodes = start_nodes(root.path(), n, NetSetup::tcp(false)).await?;
     let rtt = round_trip(&nodes[1], &nodes[0], 200).await?;
-    let (summary, misses) = measure_lookups(&nodes, lookups).await?;
+    let seen = measure_lookups(&nodes, lookups).await?;
+    anyhow::ensure!(seen.errors == 0, "{} DHT puts or lookups failed", seen.errors);
+    let (summary, requests, misses) = (seen.latency.summary(), seen.requests.summary(), seen.misses);
     for node in &nodes {
         node.shutdown().await;
     }
@@ -144,37 +221,66 @@ pub(crate) async fn dht_lookup(scale: Scale) -> anyhow::Result<Vec<Scenario>> {
         seconds: started.elapsed().as_secs_f64(),
         notes: vec![
             format!("{misses} of {lookups} lookups found nothing"),
-            "hop counts are not measured yet (the handle does not expose kad query stats); the goal uses the formula"
-                .into(),
+            format!(
+                "Kademlia sent {:.0} requests per lookup at p50, {:.0} at most (up to 3 in flight, so not hops); \
+                 the goal uses the formula",
+                requests.p50,
+                seen.requests.max()
+            ),
         ],
     }])
 }
 
+/// What [`measure_lookups`] saw, one sample per lookup.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Lookups {
+    /// Milliseconds from `get_record` to its answer.
+    pub(crate) latency: Samples,
+    /// Requests Kademlia sent (up to three at once, so not sequential hops).
+    pub(crate) requests: Samples,
+    /// Lookups that found nothing (or failed).
+    pub(crate) misses: usize,
+    /// Puts that failed (their keys are looked up anyway: a failed put may still
+    /// have stored copies) and lookups that ended in an error.
+    pub(crate) errors: usize,
+}
+
 /// Puts index records from rotating nodes and looks them up from nodes half the
-/// network away; latency summary and the number of lookups that found nothing.
-pub(crate) async fn measure_lookups(nodes: &[Node], lookups: usize) -> anyhow::Result<(Summary, usize)> {
+/// network away.
+pub(crate) async fn measure_lookups(nodes: &[Node], lookups: usize) -> anyhow::Result<Lookups> {
     let n = nodes.len();
     // Records put from rotating nodes, looked up from nodes far away in the list.
     let publisher = agora::Publisher::new(agora::SecretKey::from_bytes(&[9; 32]));
     let mut keys = Vec::new();
+    let mut seen = Lookups::default();
     for i in 0..lookups.min(50) {
         let name: agora::PackageName = format!("dht-probe-{i:03}").parse()?;
         let metadata = agora::PackageMetadata::new(name.clone(), agora::parse_version("1.0.0")?, "dht probe");
         let (_, index) = publisher.publish(metadata, agora::ArtifactInfo::compute(b"x", 4096)?, None, 0)?;
         let origin = nodes[i % n].network_handle().ok_or_else(|| anyhow::anyhow!("network off"))?;
-        origin.put_record(RecordKey::Index(name.clone()), index.to_bytes()).await?;
+        if let Err(error) = origin.put_record(RecordKey::Index(name.clone()), index.to_bytes()).await {
+            eprintln!("putting {name} from node {}: {error}", i % n);
+            seen.errors += 1;
+        }
         keys.push((i % n, RecordKey::Index(name)));
     }
-    let mut samples = Samples::default();
-    let mut misses = 0;
     for lookup in 0..lookups {
         let (origin, key) = &keys[lookup % keys.len()];
         let from = &nodes[(origin + n / 2 + lookup) % n];
         let handle = from.network_handle().ok_or_else(|| anyhow::anyhow!("network off"))?;
         let t = Instant::now();
-        let found = handle.get_record(key.clone()).await?;
-        samples.push_duration_ms(t.elapsed());
-        misses += usize::from(found.is_none());
+        match handle.get_record_with_stats(key.clone()).await {
+            Ok((found, stats)) => {
+                seen.latency.push_duration_ms(t.elapsed());
+                seen.requests.push(f64::from(stats.requests));
+                seen.misses += usize::from(found.is_none());
+            }
+            Err(error) => {
+                eprintln!("looking up {key}: {error}");
+                seen.errors += 1;
+                seen.misses += 1;
+            }
+        }
     }
-    Ok((samples.summary(), misses))
+    Ok(seen)
 }
