@@ -38,7 +38,9 @@ use crate::protocol::{
     ARTIFACT_PROTOCOL, ChunkCodec, ChunkResponse, Incoming, MAX_ANNOUNCEMENT, SEARCH_PROTOCOL, SYNC_PROTOCOL,
     SearchCodec, SearchResponse, SyncCodec, SyncResponse,
 };
-use crate::records::{MAX_RECORD_SIZE, RecordKey, RecordValidator, digest_of_provider_key, provider_key};
+use crate::records::{
+    MAX_RECORD_SIZE, RecordKey, RecordValidator, check_trusted_record, digest_of_provider_key, provider_key,
+};
 
 /// Kademlia protocol name.
 pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/agora/kad/1.0.0");
@@ -719,13 +721,23 @@ impl Actor {
     }
 
     /// Sequence of the valid copy of `key` in the local DHT store, if any.
+    /// The sequence of the copy of `key` this node's DHT store holds. Everything
+    /// in the store was validated on the way in, so it is not re-verified.
     fn held_sequence(&mut self, key: &RecordKey) -> Option<u64> {
         let held = self.swarm.behaviour_mut().kad.store_mut().get(&key.to_kad())?;
-        self.validator.validate(key, &held.value).ok()
+        check_trusted_record(key, &held.value).ok().map(|record| record.sequence)
     }
 
+    /// Stores a record the node verified (see [`NetworkHandle::store_record`]):
+    /// its structure and key are checked, its signature is not.
     fn store_record(&mut self, key: RecordKey, value: Vec<u8>) {
-        let Ok(sequence) = self.validator.validate(&key, &value) else { return };
+        let sequence = match check_trusted_record(&key, &value) {
+            Ok(record) => record.sequence,
+            Err(reason) => {
+                tracing::warn!(%key, reason, "refusing to store a malformed record");
+                return;
+            }
+        };
         if self.held_sequence(&key).is_some_and(|held| held >= sequence) {
             return;
         }

@@ -163,8 +163,10 @@ impl NetworkHandle {
     }
 
     /// Stores a record in the local DHT store only (no network traffic), so this
-    /// node answers lookups for it. Used for records the node accepted. A copy with
-    /// an equal or higher sequence already held is kept.
+    /// node answers lookups for it. For records the node has already verified
+    /// (its catalog accepted them): the network task checks their structure and
+    /// key but not their signature again. A copy with an equal or higher sequence
+    /// already held is kept.
     pub async fn store_record(&self, key: RecordKey, value: Vec<u8>) {
         self.tell(Command::StoreRecord { key, value }).await;
     }
