@@ -9,19 +9,16 @@
 //! ([`agora::net::LinkConditions`]). Each node joins through a pseudo-random
 //! earlier node ([`Join::AnyEarlier`]), so no node is everyone's first peer.
 //!
-//! Nodes still end up connected to nearly every other node, up to the limit of
-//! 256 connections: Kademlia's bootstrap on join contacts much of a small
-//! network, and gossipsub 0.50 keeps a long-lived stream on every connection, so
-//! no connection ever idles out (rust-libp2p issue #5190). Memory, idle CPU and
-//! join time per node grow with N for that reason.
+//! Kademlia's bootstrap on join contacts much of a small network, and gossipsub
+//! keeps a long-lived stream on every connection, so no connection idles out
+//! (rust-libp2p issue #5190): each node trims its idle connections beyond its
+//! peer budget instead (64, down to 48; `agora_net::PeerBudget`), so
+//! connections per node level off as N grows.
 //!
 //! Catalog sync is off unless `--catalog-sync`: every node joins before anything
 //! is published, so it would carry nothing, and propagation is gossip's to show.
-//! With it on, a node that gets more than 64 new peers at once stalls: each
-//! `PeerConnected` holds one of the node's 64 event slots while it waits for one
-//! of 4 sync slots, so the node stops answering requests (other nodes' syncs
-//! included) until request timeouts unwind it — round trips time out from 200
-//! nodes on.
+//! With it on, a node pulls the catalogs of the first peers that connect while
+//! one of its 4 sync slots is free, each at most once per 10 minutes.
 //!
 //! Each size of a sweep runs in a child process of its own, so one size's memory
 //! (which the allocator keeps after shutdown) does not hide in the next one's
@@ -127,8 +124,14 @@ struct Row {
     connections_per_node: f64,
     /// Warm request-response round trip between two neighbours.
     round_trip_p50_ms: f64,
+    /// From calling `publish_archive` until every node's catalog has the package.
     propagation_p50_ms: Option<f64>,
     propagation_p99_ms: Option<f64>,
+    /// The part of it after `publish_archive` returned: gossip and ingest.
+    spread_p50_ms: Option<f64>,
+    spread_p99_ms: Option<f64>,
+    /// How long `publish_archive` took (a new name is looked up in the DHT first).
+    publish_p50_ms: Option<f64>,
     /// How often each node polled its catalog while waiting.
     propagation_poll_ms: u64,
     /// Publishes (of [`PUBLISHES`]) that some node did not have after
@@ -197,7 +200,7 @@ pub(crate) fn run(options: &SimOptions, out: &Path) -> anyhow::Result<()> {
         if options.catalog_sync { "on" } else { "off" }
     );
     println!(
-        "{:>5} {:>7} {:>8} {:>8} {:>7} {:>8} {:>7} {:>17} {:>15} {:>9} {:>9} {:>6} {:>7}",
+        "{:>5} {:>7} {:>8} {:>8} {:>7} {:>8} {:>7} {:>17} {:>9} {:>15} {:>15} {:>9} {:>9} {:>6} {:>7}",
         "nodes",
         "start s",
         "settle s",
@@ -206,15 +209,17 @@ pub(crate) fn run(options: &SimOptions, out: &Path) -> anyhow::Result<()> {
         "conn/node",
         "rtt ms",
         "propagation ms",
+        "publish",
+        "spread ms",
         "lookup ms",
-        "requests",
-        "hops",
+        "p50/max",
+        "p50/max",
         "misses",
         "wall s"
     );
     println!(
-        "{:>5} {:>7} {:>8} {:>8} {:>7} {:>8} {:>7} {:>17} {:>15} {:>9} {:>9} {:>6} {:>7}",
-        "", "", "", "", "", "", "p50", "p50/p99", "p50/p99", "p50/max", "p50/max", "", ""
+        "{:>5} {:>7} {:>8} {:>8} {:>7} {:>8} {:>7} {:>17} {:>9} {:>15} {:>15} {:>9} {:>9} {:>6} {:>7}",
+        "", "", "", "", "", "", "p50", "p50/p99", "p50 ms", "p50/p99", "p50/p99", "requests", "hops", "", ""
     );
     let scratch = tempfile::tempdir()?;
     let mut rows = Vec::new();
@@ -304,7 +309,7 @@ async fn simulate(options: &SimOptions, n: usize) -> anyhow::Result<Row> {
     let rtt = round_trip(&nodes[1], &nodes[0], ROUND_TRIPS).await?;
     let poll = Duration::from_millis((n * 1000 / POLLS_PER_SECOND).max(1) as u64);
     let seen = measure_propagation(root.path(), &nodes, PUBLISHES, poll).await?;
-    let propagation = seen.everywhere.summary();
+    let (propagation, spread) = (seen.everywhere.summary(), seen.spread.summary());
     let lookups = measure_lookups(&nodes, LOOKUPS).await?;
     for node in &nodes {
         node.shutdown().await;
@@ -328,6 +333,9 @@ async fn simulate(options: &SimOptions, n: usize) -> anyhow::Result<Row> {
         round_trip_p50_ms: rtt.p50,
         propagation_p50_ms: figure(propagation.p50),
         propagation_p99_ms: figure(propagation.p99),
+        spread_p50_ms: figure(spread.p50),
+        spread_p99_ms: figure(spread.p99),
+        publish_p50_ms: figure(seen.publish.summary().p50),
         propagation_poll_ms: poll.as_millis() as u64,
         propagation_unreached: seen.unreached,
         propagation_unreached_nodes: seen.unreached_nodes,
@@ -353,7 +361,7 @@ fn print_row(row: &Row) {
         propagation = format!("{propagation} ({} missed)", row.propagation_unreached);
     }
     println!(
-        "{:>5} {:>7.1} {:>8.1} {:>8.2} {:>7.1} {:>8.1} {:>7.2} {:>17} {:>15} {:>9} {:>9} {:>6} {:>7.1}",
+        "{:>5} {:>7.1} {:>8.1} {:>8.2} {:>7.1} {:>8.1} {:>7.2} {:>17} {:>9} {:>15} {:>15} {:>9} {:>9} {:>6} {:>7.1}",
         row.nodes,
         row.start_seconds,
         row.settle_seconds,
@@ -362,6 +370,8 @@ fn print_row(row: &Row) {
         row.connections_per_node,
         row.round_trip_p50_ms,
         propagation,
+        row.publish_p50_ms.map_or_else(|| "-".to_owned(), |ms| format!("{ms:.1}")),
+        pair(row.spread_p50_ms, row.spread_p99_ms, 1),
         pair(row.lookup_p50_ms, row.lookup_p99_ms, 1),
         pair(row.lookup_requests_p50, row.lookup_requests_max, 0),
         pair(row.hops_p50, row.hops_max, 1),

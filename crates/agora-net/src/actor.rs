@@ -34,6 +34,7 @@ use crate::config::NetworkConfig;
 use crate::event::{AnnouncementId, NetworkEvent, Reply, Verdict};
 use crate::handle::{Command, LookupStats, NetworkError, NetworkHandle, NetworkStatus, Responder};
 use crate::link::Shaped;
+use crate::peers::Peers;
 use crate::protocol::{
     ARTIFACT_PROTOCOL, ChunkCodec, ChunkResponse, Incoming, MAX_ANNOUNCEMENT, SEARCH_PROTOCOL, SYNC_PROTOCOL,
     SearchCodec, SearchResponse, SyncCodec, SyncResponse,
@@ -117,7 +118,7 @@ pub async fn spawn(
         query_timeout: config.query_timeout,
         announce_listen_addrs: config.announce_listen_addrs,
         metrics,
-        connected: HashSet::new(),
+        peers: Peers::new(config.peers),
         pending_listens: HashMap::new(),
         pending_dials: HashMap::new(),
         pending_puts: HashMap::new(),
@@ -288,7 +289,8 @@ struct Actor {
     announce_listen_addrs: bool,
     /// libp2p's swarm and protocol metrics, when the node asked for them.
     metrics: Option<Metrics>,
-    connected: HashSet<PeerId>,
+    /// Connected peers, their last use, and which to trim.
+    peers: Peers,
     pending_listens: HashMap<ListenerId, Pending<Multiaddr>>,
     pending_dials: HashMap<ConnectionId, Pending<PeerId>>,
     pending_puts: HashMap<kad::QueryId, Pending<()>>,
@@ -369,7 +371,7 @@ impl Actor {
                     }));
                     return;
                 }
-                if self.connected.contains(&peer) {
+                if self.peers.contains(&peer) {
                     let _ = reply.send(Ok(peer));
                     return;
                 }
@@ -447,6 +449,7 @@ impl Actor {
                     let _ = reply.send(Err(NetworkError::Busy("chunk requests")));
                     return;
                 }
+                self.peers.used(&peer, Instant::now());
                 let id = self.swarm.behaviour_mut().artifacts.send_request(&peer, Incoming::Valid(request));
                 self.pending_chunks.insert(id, Pending::new(self.request_timeout + Duration::from_secs(1), reply));
             }
@@ -460,6 +463,7 @@ impl Actor {
                     let _ = reply.send(Err(NetworkError::Busy("sync requests")));
                     return;
                 }
+                self.peers.used(&peer, Instant::now());
                 let id = self.swarm.behaviour_mut().sync.send_request(&peer, Incoming::Valid(request));
                 self.pending_syncs.insert(id, Pending::new(self.request_timeout + Duration::from_secs(1), reply));
             }
@@ -473,6 +477,7 @@ impl Actor {
                     let _ = reply.send(Err(NetworkError::Busy("search requests")));
                     return;
                 }
+                self.peers.used(&peer, Instant::now());
                 let id = self.swarm.behaviour_mut().search.send_request(&peer, Incoming::Valid(*request));
                 self.pending_searches.insert(id, Pending::new(self.request_timeout + Duration::from_secs(1), reply));
             }
@@ -515,7 +520,7 @@ impl Actor {
             Command::Status { reply } => {
                 let local = *self.swarm.local_peer_id();
                 let listen_addrs = self.swarm.listeners().cloned().collect();
-                let mut connected_peers: Vec<PeerId> = self.connected.iter().copied().collect();
+                let mut connected_peers: Vec<PeerId> = self.peers.iter().copied().collect();
                 connected_peers.sort();
                 let kad = &mut self.swarm.behaviour_mut().kad;
                 let routing_table_size = kad.kbuckets().map(|bucket| bucket.num_entries()).sum();
@@ -532,7 +537,7 @@ impl Actor {
                 }));
             }
             Command::ConnectedPeers { reply } => {
-                let _ = reply.send(Ok(self.connected.iter().copied().collect()));
+                let _ = reply.send(Ok(self.peers.iter().copied().collect()));
             }
             Command::StoreRecord { key, value } => self.store_record(key, value),
             Command::StopProviding { digest } => self.swarm.behaviour_mut().kad.stop_providing(&provider_key(&digest)),
@@ -568,7 +573,7 @@ impl Actor {
                 if let Some(pending) = self.pending_dials.remove(&connection_id) {
                     let _ = pending.reply.send(Ok(peer_id));
                 }
-                if num_established.get() == 1 && self.connected.insert(peer_id) {
+                if num_established.get() == 1 && self.peers.connected(peer_id, Instant::now()) {
                     tracing::debug!(peer = %peer_id, address = %endpoint.get_remote_address(), "peer connected");
                     let _ = self.emit(NetworkEvent::PeerConnected {
                         peer: peer_id,
@@ -577,7 +582,7 @@ impl Actor {
                     });
                 }
             }
-            SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } if self.connected.remove(&peer_id) => {
+            SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } if self.peers.disconnected(&peer_id) => {
                 tracing::debug!(peer = %peer_id, "peer disconnected");
                 let _ = self.emit(NetworkEvent::PeerDisconnected { peer: peer_id });
             }
@@ -601,6 +606,9 @@ impl Actor {
                 BehaviourEvent::Ping(event) => metrics.record(event),
                 _ => {}
             }
+        }
+        if let Some(peer) = user_of(&event) {
+            self.peers.used(&peer, Instant::now());
         }
         match event {
             BehaviourEvent::Kad(event) => self.on_kad_event(event),
@@ -808,7 +816,7 @@ impl Actor {
             match result {
                 Ok(kad::GetProvidersOk::FoundProviders { providers, .. }) => {
                     for peer in providers {
-                        if peer != local && lookup.found.insert(peer) && !self.connected.contains(&peer) {
+                        if peer != local && lookup.found.insert(peer) && !self.peers.contains(&peer) {
                             to_dial.push(peer);
                         }
                     }
@@ -831,13 +839,27 @@ impl Actor {
             }
             let mut found: Vec<PeerId> = lookup.found.into_iter().collect();
             // Connected providers first: they answer without a dial.
-            found.sort_by_key(|peer| !self.connected.contains(peer));
+            found.sort_by_key(|peer| !self.peers.contains(peer));
             let _ = lookup.pending.reply.send(Ok(found));
+        }
+    }
+
+    /// Disconnects idle peers beyond the budget, sparing the gossip mesh (see
+    /// [`Peers`]).
+    fn trim_peers(&mut self, now: Instant) {
+        let mesh: HashSet<PeerId> = self.swarm.behaviour().gossipsub.mesh_peers(&self.topic.hash()).copied().collect();
+        let trimmed = self.peers.take_idle(&mesh, now);
+        if !trimmed.is_empty() {
+            tracing::debug!(peers = trimmed.len(), "disconnecting idle peers beyond the budget");
+        }
+        for peer in trimmed {
+            let _ = self.swarm.disconnect_peer_id(peer);
         }
     }
 
     fn sweep(&mut self) {
         let now = Instant::now();
+        self.trim_peers(now);
         let expired = |deadline: Instant| deadline <= now;
         let timeout = |after: Duration| NetworkError::Timeout(after);
         fail_expired(&mut self.pending_listens, now, timeout(self.request_timeout));
@@ -906,6 +928,31 @@ fn fail_expired<K: Copy + Eq + std::hash::Hash, T>(
         if let Some(pending) = map.remove(&key) {
             let _ = pending.reply.send(Err(error.clone()));
         }
+    }
+}
+
+/// The peer whose connection an event used, for the events that count as use:
+/// requests and answers both ways, gossip, Kademlia routing and stores.
+fn user_of(event: &BehaviourEvent) -> Option<PeerId> {
+    fn exchange<Req, Resp>(event: &request_response::Event<Req, Resp>) -> PeerId {
+        match event {
+            request_response::Event::Message { peer, .. }
+            | request_response::Event::OutboundFailure { peer, .. }
+            | request_response::Event::InboundFailure { peer, .. }
+            | request_response::Event::ResponseSent { peer, .. } => *peer,
+        }
+    }
+    match event {
+        BehaviourEvent::Artifacts(event) => Some(exchange(event)),
+        BehaviourEvent::Sync(event) => Some(exchange(event)),
+        BehaviourEvent::Search(event) => Some(exchange(event)),
+        BehaviourEvent::Gossipsub(gossipsub::Event::Message { propagation_source, .. }) => Some(*propagation_source),
+        BehaviourEvent::Kad(kad::Event::RoutingUpdated { peer, .. })
+        | BehaviourEvent::Identify(identify::Event::Received { peer_id: peer, .. }) => Some(*peer),
+        BehaviourEvent::Kad(kad::Event::InboundRequest { request: kad::InboundRequest::PutRecord { source, .. } }) => {
+            Some(*source)
+        }
+        _ => None,
     }
 }
 

@@ -8,6 +8,7 @@ use libp2p::Multiaddr;
 use libp2p::metrics::Registry;
 
 use crate::link::LinkConditions;
+use crate::peers::PeerBudget;
 
 /// How a node joins the network.
 #[derive(Clone)]
@@ -27,6 +28,9 @@ pub struct NetworkConfig {
     pub max_connections: u32,
     /// Most established connections to one peer.
     pub max_connections_per_peer: u32,
+    /// How many peers stay connected once idle (below the hard
+    /// `max_connections`): see [`PeerBudget`].
+    pub peers: PeerBudget,
     /// Treat listen addresses as externally reachable (true on a LAN or loopback;
     /// provider records only carry such confirmed addresses).
     pub announce_listen_addrs: bool,
@@ -58,6 +62,7 @@ impl NetworkConfig {
             query_timeout: Duration::from_secs(10),
             max_connections: 256,
             max_connections_per_peer: 2,
+            peers: PeerBudget::new(64),
             announce_listen_addrs: true,
             command_buffer: 256,
             event_buffer: 1024,
@@ -79,6 +84,7 @@ impl fmt::Debug for NetworkConfig {
             .field("query_timeout", &self.query_timeout)
             .field("max_connections", &self.max_connections)
             .field("max_connections_per_peer", &self.max_connections_per_peer)
+            .field("peers", &self.peers)
             .field("announce_listen_addrs", &self.announce_listen_addrs)
             .field("max_pending", &self.max_pending)
             .field("metrics", &self.metrics.is_some())

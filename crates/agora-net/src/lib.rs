@@ -3,9 +3,10 @@
 //! One task owns the `Swarm` (TCP or in-process memory ports, each with Noise +
 //! Yamux, optionally under injected [`LinkConditions`]; Kademlia in server mode on
 //! `/agora/kad/1.0.0` with inbound records filtered through a [`RecordValidator`];
-//! Gossipsub with signed messages and application validation; Identify; Ping;
-//! connection limits; a block list; request-response protocols for artifact chunks,
-//! catalog sync and search fan-out). Everything else talks to it through a
+//! Gossipsub with application validation of the signed records its unsigned
+//! messages carry; Identify; Ping; connection limits and trimming of idle
+//! connections ([`PeerBudget`]); a block list; request-response protocols for
+//! artifact chunks, catalog sync and search fan-out). Everything else talks to it through a
 //! cloneable [`NetworkHandle`] and listens to its [`NetworkEvent`]s. With a
 //! registry in [`NetworkConfig::metrics`], it records libp2p's swarm, Kademlia,
 //! Gossipsub, Identify and Ping metrics; every command it handles runs in a
@@ -57,6 +58,7 @@ mod config;
 mod event;
 mod handle;
 mod link;
+mod peers;
 mod protocol;
 mod records;
 
@@ -66,6 +68,7 @@ pub use event::{AnnouncementId, NetworkEvent, Reply, Verdict};
 pub use handle::{LookupStats, NetworkError, NetworkHandle, NetworkStatus};
 pub use libp2p::{Multiaddr, PeerId};
 pub use link::{LinkConditions, MAX_HELD_BYTES, MAX_LATENCY, RETRANSMISSION_PENALTY};
+pub use peers::PeerBudget;
 pub use protocol::{
     ARTIFACT_PROTOCOL, Announcement, ChunkCodec, ChunkRequest, ChunkResponse, Incoming, MAX_ANNOUNCEMENT,
     MAX_SEARCH_FILTERS, MAX_SEARCH_REQUEST, MAX_SEARCH_RESPONSE, MAX_SEARCH_RESULTS, MAX_SEARCH_TEXT, MAX_SYNC_PAGE,

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use agora_core::{ArtifactInfo, PackageMetadata, Publisher, SecretKey};
 use agora_net::{
-    Announcement, ChunkRequest, ChunkResponse, Multiaddr, NetworkConfig, NetworkEvent, NetworkHandle, RecordKey,
-    SearchEntry, SearchRequest, SearchResponse, SignatureValidator, SyncRequest, SyncResponse, Verdict, Wire,
-    peer_address,
+    Announcement, ChunkRequest, ChunkResponse, Multiaddr, NetworkConfig, NetworkEvent, NetworkHandle, PeerBudget,
+    RecordKey, SearchEntry, SearchRequest, SearchResponse, SignatureValidator, SyncRequest, SyncResponse, Verdict,
+    Wire, peer_address,
 };
 use tokio::sync::mpsc;
 use tokio::time::timeout;
@@ -29,9 +29,14 @@ async fn start(bootstrap: Vec<Multiaddr>) -> Peer {
 }
 
 async fn start_on(listen: &str, bootstrap: Vec<Multiaddr>) -> Peer {
+    start_with(listen, bootstrap, |_| {}).await
+}
+
+async fn start_with(listen: &str, bootstrap: Vec<Multiaddr>, tweak: impl FnOnce(&mut NetworkConfig)) -> Peer {
     let mut config = NetworkConfig::new(SecretKey::generate().to_bytes());
     config.listen = vec![listen.parse().unwrap()];
     config.bootstrap = bootstrap;
+    tweak(&mut config);
     let (handle, events, _task) = agora_net::spawn(config, Arc::new(SignatureValidator)).await.unwrap();
     let status = handle.status().await.unwrap();
     let address = peer_address(&status.listen_addrs[0], handle.peer_id());
@@ -199,4 +204,46 @@ async fn memory_ports_carry_lookups_and_report_their_cost() {
     let (found, stats) = b.handle.get_record_with_stats(key).await.unwrap();
     assert_eq!(found, Some(index.to_bytes()));
     assert!(stats.requests >= 1 && stats.successes >= 1, "the lookup asked nobody: {stats:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_over_its_peer_budget_disconnects_idle_peers_and_still_reaches_them() {
+    // Gossipsub keeps every connection open, so without trimming the hub would
+    // stay connected to all 20 spokes for good.
+    let budget = PeerBudget { high_water: 4, low_water: 2, grace: Duration::from_millis(300) };
+    let mut hub = start_with("/memory/0", vec![], |config| config.peers = budget).await;
+    let mut spokes = Vec::new();
+    for _ in 0..20 {
+        spokes.push(start_on("/memory/0", vec![hub.address.clone()]).await);
+    }
+    // Down to the peers in the hub's gossip mesh, at most 12 (gossipsub's
+    // mesh_n_high), which trimming spares: at least 8 disconnections.
+    let mut disconnections = 0;
+    timeout(DEADLINE, async {
+        loop {
+            while let Ok(event) = hub.events.try_recv() {
+                disconnections += usize::from(matches!(event, NetworkEvent::PeerDisconnected { .. }));
+            }
+            if disconnections >= 8 && hub.handle.connected_peers().await.unwrap().len() <= 12 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the hub trimmed its peers before the deadline");
+
+    // A spoke the hub let go is still a request away: the hub dials it again.
+    let connected = hub.handle.connected_peers().await.unwrap();
+    let trimmed = spokes.iter_mut().find(|spoke| !connected.contains(&spoke.handle.peer_id())).unwrap();
+    let request = ChunkRequest { digest: agora_core::Digest::of(b"anything"), index: 0 };
+    let (asking, peer) = (hub.handle.clone(), trimmed.handle.peer_id());
+    let answer = tokio::spawn(async move { asking.request_chunk(peer, request).await });
+    let reply = next_matching(&mut trimmed.events, |e| match e {
+        NetworkEvent::ChunkRequested { reply, .. } => Some(reply),
+        _ => None,
+    })
+    .await;
+    trimmed.handle.respond_chunk(reply, ChunkResponse::NotFound).await;
+    assert_eq!(answer.await.unwrap().unwrap(), ChunkResponse::NotFound);
 }

@@ -69,6 +69,10 @@ pub struct NetworkSettings {
     /// Pull the catalogs of peers on connect (false: learn only from gossip and
     /// DHT lookups).
     pub catalog_sync: bool,
+    /// Peers kept connected once idle, 8-256: above it, the connections used
+    /// least recently (outside the gossip mesh, idle for 10 s) are closed down to
+    /// three quarters of it; such peers are dialed again when needed.
+    pub max_peers: u32,
     /// Latency and loss injected into every connection: a simulation and testing
     /// knob, set only with [`crate::NodeBuilder::link_conditions`] (never read
     /// from a file). `None` injects nothing.
@@ -85,6 +89,7 @@ impl Default for NetworkSettings {
             query_timeout_ms: 10_000,
             request_timeout_ms: 10_000,
             catalog_sync: true,
+            max_peers: 64,
             link: None,
         }
     }
@@ -198,6 +203,9 @@ impl Config {
         if self.network.query_timeout_ms == 0 || self.network.request_timeout_ms == 0 {
             return invalid("network timeouts must be greater than 0".into());
         }
+        if !(8..=256).contains(&self.network.max_peers) {
+            return invalid(format!("network.max_peers must be 8-256, found {}", self.network.max_peers));
+        }
         let transfer = &self.transfer;
         if !(1..=32).contains(&transfer.max_providers) || !(1..=64).contains(&transfer.requests_per_provider) {
             return invalid("transfer.max_providers must be 1-32 and transfer.requests_per_provider 1-64".into());
@@ -243,5 +251,8 @@ mod tests {
         assert!(Config::from_toml("chunk_size = 1000", "x").is_err());
         let error = Config::default().apply_env([("AGORA_API".to_owned(), "nope".to_owned())]).unwrap_err();
         assert!(error.to_string().contains("AGORA_API"), "{error}");
+        let error = Config::from_toml("[network]\nmax_peers = 4\n", "x").unwrap_err().to_string();
+        assert!(error.contains("network.max_peers must be 8-256, found 4"), "{error}");
+        assert_eq!(Config::from_toml("[network]\nmax_peers = 8\n", "x").unwrap().network.max_peers, 8);
     }
 }

@@ -48,6 +48,7 @@ mod local;
 mod metrics;
 mod network;
 mod node;
+mod recent;
 mod reputation;
 mod search;
 mod transfer;

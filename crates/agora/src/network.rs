@@ -6,7 +6,7 @@
 //! The network emits events; this module decides what to persist. SQLite and file
 //! work runs on the blocking pool, never in the network task.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -28,6 +28,7 @@ use tracing::Instrument;
 use crate::local::unix_now;
 use crate::metrics::QueryOutcome;
 use crate::node::{NetworkSummary, Node, NodeInner};
+use crate::recent::RecentSyncs;
 use crate::reputation::Reputation;
 use crate::transfer::{Staging, Transfer, TransferProgress, TransferState};
 use crate::validator::OwnerValidator;
@@ -39,8 +40,14 @@ const SYNC_PAGE: u16 = 256;
 const MAX_SYNC_PAGES: usize = 10_000;
 /// Upper bound on the time one peer's sync may hold a sync slot.
 const SYNC_BUDGET: Duration = Duration::from_secs(300);
-/// Peers synced with at once.
+/// Peers synced with at once; a peer that connects while all are taken is not
+/// synced with (its packages come from the others, and gossip).
 const SYNC_SLOTS: usize = 4;
+/// A peer's catalog is pulled at most once in this long, however often it
+/// reconnects.
+const SYNC_COOLDOWN: Duration = Duration::from_secs(600);
+/// Peers whose last sync time is remembered.
+const RECENT_SYNCS: usize = 4096;
 /// Network events handled at once.
 const EVENT_SLOTS: usize = 256;
 /// Records from gossip and the DHT waiting for the catalog writer.
@@ -74,7 +81,8 @@ pub(crate) struct Network {
 #[derive(Debug)]
 struct State {
     reputation: Arc<Reputation>,
-    syncing: Mutex<HashSet<PeerId>>,
+    /// Peers whose catalog was pulled (or is being pulled) recently.
+    synced: Mutex<RecentSyncs>,
     /// One lock per artifact being downloaded, so concurrent fetches of the same
     /// artifact share one transfer. Entries are removed when the transfer ends.
     transfers: Mutex<HashMap<Digest, Arc<tokio::sync::Mutex<()>>>>,
@@ -109,6 +117,7 @@ pub(crate) async fn start(node: &Node) -> Result<()> {
     config.request_timeout = Duration::from_millis(settings.request_timeout_ms);
     config.metrics = Some(node.metrics().registry());
     config.link = settings.link;
+    config.peers = agora_net::PeerBudget::new(settings.max_peers as usize);
 
     let store = node.store().clone();
     let owners = blocking(move || store.catalog().owners()).await?;
@@ -126,7 +135,7 @@ pub(crate) async fn start(node: &Node) -> Result<()> {
     reputation.block_banned().await;
     let state = Arc::new(State {
         reputation,
-        syncing: Mutex::new(HashSet::new()),
+        synced: Mutex::new(RecentSyncs::new(SYNC_COOLDOWN, RECENT_SYNCS)),
         transfers: Mutex::new(HashMap::new()),
         connected: AtomicUsize::new(0),
         pushed: std::sync::atomic::AtomicBool::new(false),
@@ -717,9 +726,23 @@ async fn on_event(
         }
         NetworkEvent::PeerConnected { peer, .. } => {
             state.connected.fetch_add(1, Ordering::SeqCst);
-            // Catalogs come from peers in good standing only.
-            if node.config().network.catalog_sync && state.reputation.score(&peer) >= MIN_SYNC_SCORE {
-                sync_with(node, handle, state, sync_slots, peer).await;
+            // Catalogs come from peers in good standing only, each at most once
+            // per cooldown, and only while a sync slot is free: the event slot is
+            // not held while the sync runs.
+            if node.config().network.catalog_sync
+                && state.reputation.score(&peer) >= MIN_SYNC_SCORE
+                && let Ok(slot) = sync_slots.clone().try_acquire_owned()
+                && state
+                    .synced
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .claim(peer, std::time::Instant::now())
+            {
+                let (node, handle, state) = (node.clone(), handle.clone(), state.clone());
+                tokio::spawn(async move {
+                    sync_with(&node, &handle, &state, peer).await;
+                    drop(slot);
+                });
             }
         }
         NetworkEvent::PeerDisconnected { .. } => {
@@ -943,12 +966,8 @@ async fn store_page(
 
 /// Pulls `peer`'s catalog page by page and stores what is new and valid; the
 /// next page is requested and verified while the previous one is stored.
-async fn sync_with(node: &Node, handle: &NetworkHandle, state: &Arc<State>, slots: &Arc<Semaphore>, peer: PeerId) {
-    if !state.syncing.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(peer) {
-        return;
-    }
+async fn sync_with(node: &Node, handle: &NetworkHandle, state: &Arc<State>, peer: PeerId) {
     let Some(network) = node.network() else { return };
-    let _slot = slots.acquire().await;
     let mut after: Option<PackageName> = None;
     let mut stored = 0usize;
     // The previous page, being stored: at most one page waits for the catalog.
@@ -1008,7 +1027,6 @@ async fn sync_with(node: &Node, handle: &NetworkHandle, state: &Arc<State>, slot
         tracing::info!(%peer, packages = stored, "catalog sync stored new records");
     }
     let _ = network;
-    state.syncing.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&peer);
 }
 
 /// At start: re-dial peers known from earlier runs, then republish.
