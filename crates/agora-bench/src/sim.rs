@@ -45,12 +45,17 @@ use crate::stats::rss_kib;
 const PUBLISHES: usize = 5;
 /// Record lookups per size.
 const LOOKUPS: usize = 50;
-/// The network has settled once this process uses fewer cores than this...
+/// The network has settled once this process uses fewer cores than this, or
+/// its nodes opened fewer than one connection per [`SETTLED_NODES_PER_OPEN`]
+/// nodes...
 const SETTLED_CORES: f64 = 0.5;
+const SETTLED_NODES_PER_OPEN: usize = 10;
 /// ...over one window this long...
-const SETTLE_WINDOW: Duration = Duration::from_secs(1);
+const SETTLE_WINDOW: Duration = Duration::from_secs(2);
 /// ...or once this much time passed.
-const SETTLE_LIMIT: Duration = Duration::from_secs(60);
+const SETTLE_LIMIT: Duration = Duration::from_secs(300);
+/// How long the settled network is watched doing nothing before measuring.
+const IDLE_WINDOW: Duration = Duration::from_secs(20);
 /// Warm round trips measured per size.
 const ROUND_TRIPS: usize = 20;
 /// Most catalog polls per second across all nodes while measuring propagation.
@@ -122,6 +127,14 @@ struct Row {
     background_cores: f64,
     /// Open connections per node once settled.
     connections_per_node: f64,
+    /// Connections each node took part in (opened by it or to it) from start
+    /// until settled.
+    opened_per_node: f64,
+    /// Cores the settled, idle network used over [`IDLE_WINDOW`].
+    idle_cores: f64,
+    /// Connections each node took part in per minute of that window (Kademlia's
+    /// refreshes dial peers the budget trimmed).
+    idle_opened_per_node_minute: f64,
     /// Warm request-response round trip between two neighbours.
     round_trip_p50_ms: f64,
     /// From calling `publish_archive` until every node's catalog has the package.
@@ -200,13 +213,15 @@ pub(crate) fn run(options: &SimOptions, out: &Path) -> anyhow::Result<()> {
         if options.catalog_sync { "on" } else { "off" }
     );
     println!(
-        "{:>5} {:>7} {:>8} {:>8} {:>7} {:>8} {:>7} {:>17} {:>9} {:>15} {:>15} {:>9} {:>9} {:>6} {:>7}",
+        "{:>5} {:>7} {:>8} {:>8} {:>7} {:>8} {:>8} {:>6} {:>7} {:>17} {:>9} {:>15} {:>15} {:>9} {:>9} {:>6} {:>7}",
         "nodes",
         "start s",
         "settle s",
         "MiB/node",
         "fd/node",
         "conn/node",
+        "opened",
+        "idle",
         "rtt ms",
         "propagation ms",
         "publish",
@@ -218,8 +233,24 @@ pub(crate) fn run(options: &SimOptions, out: &Path) -> anyhow::Result<()> {
         "wall s"
     );
     println!(
-        "{:>5} {:>7} {:>8} {:>8} {:>7} {:>8} {:>7} {:>17} {:>9} {:>15} {:>15} {:>9} {:>9} {:>6} {:>7}",
-        "", "", "", "", "", "", "p50", "p50/p99", "p50 ms", "p50/p99", "p50/p99", "requests", "hops", "", ""
+        "{:>5} {:>7} {:>8} {:>8} {:>7} {:>8} {:>8} {:>6} {:>7} {:>17} {:>9} {:>15} {:>15} {:>9} {:>9} {:>6} {:>7}",
+        "",
+        "",
+        "",
+        "",
+        "",
+        "",
+        "per node",
+        "cores",
+        "p50",
+        "p50/p99",
+        "p50 ms",
+        "p50/p99",
+        "p50/p99",
+        "requests",
+        "hops",
+        "",
+        ""
     );
     let scratch = tempfile::tempdir()?;
     let mut rows = Vec::new();
@@ -292,7 +323,7 @@ async fn simulate(options: &SimOptions, n: usize) -> anyhow::Result<Row> {
     let nodes = start_nodes(root.path(), n, setup).await?;
     let start_seconds = t.elapsed().as_secs_f64();
     eprintln!("[{n} nodes] started and routable after {start_seconds:.1} s; settling");
-    let (settle_seconds, background_cores) = settle().await;
+    let (settle_seconds, background_cores) = settle(&nodes).await;
     // Measured once settled: joining opens most connections after start.
     let rss_per_node_mib = rss_kib().saturating_sub(rss_before) as f64 / 1024.0 / n as f64;
     let fds_per_node = open_fds().saturating_sub(fds_before) as f64 / n as f64;
@@ -301,10 +332,22 @@ async fn simulate(options: &SimOptions, n: usize) -> anyhow::Result<Row> {
         connections +=
             node.network_handle().ok_or_else(|| anyhow::anyhow!("network off"))?.connected_peers().await?.len();
     }
+    let opened = connections_opened(&nodes);
     eprintln!(
         "[{n} nodes] settled after {settle_seconds:.1} s ({background_cores:.2} cores busy), {:.1} connections and \
-         {rss_per_node_mib:.1} MiB per node; measuring",
-        connections as f64 / n as f64
+         {rss_per_node_mib:.1} MiB per node, {:.0} connections opened per node; idling {} s",
+        connections as f64 / n as f64,
+        opened as f64 / n as f64,
+        IDLE_WINDOW.as_secs()
+    );
+    let cpu_before = cpu_seconds();
+    tokio::time::sleep(IDLE_WINDOW).await;
+    let idle_cores = (cpu_seconds() - cpu_before) / IDLE_WINDOW.as_secs_f64();
+    let idle_opened = connections_opened(&nodes).saturating_sub(opened);
+    let idle_opened_per_node_minute = idle_opened as f64 / n as f64 * 60.0 / IDLE_WINDOW.as_secs_f64();
+    eprintln!(
+        "[{n} nodes] idle: {idle_cores:.2} cores, {idle_opened_per_node_minute:.1} connections opened per node per \
+         minute; measuring"
     );
     let rtt = round_trip(&nodes[1], &nodes[0], ROUND_TRIPS).await?;
     let poll = Duration::from_millis((n * 1000 / POLLS_PER_SECOND).max(1) as u64);
@@ -330,6 +373,9 @@ async fn simulate(options: &SimOptions, n: usize) -> anyhow::Result<Row> {
         settle_seconds,
         background_cores,
         connections_per_node: connections as f64 / n as f64,
+        opened_per_node: opened as f64 / n as f64,
+        idle_cores,
+        idle_opened_per_node_minute,
         round_trip_p50_ms: rtt.p50,
         propagation_p50_ms: figure(propagation.p50),
         propagation_p99_ms: figure(propagation.p99),
@@ -361,13 +407,15 @@ fn print_row(row: &Row) {
         propagation = format!("{propagation} ({} missed)", row.propagation_unreached);
     }
     println!(
-        "{:>5} {:>7.1} {:>8.1} {:>8.2} {:>7.1} {:>8.1} {:>7.2} {:>17} {:>9} {:>15} {:>15} {:>9} {:>9} {:>6} {:>7.1}",
+        "{:>5} {:>7.1} {:>8.1} {:>8.2} {:>7.1} {:>8.1} {:>8.0} {:>6.2} {:>7.2} {:>17} {:>9} {:>15} {:>15} {:>9} {:>9} {:>6} {:>7.1}",
         row.nodes,
         row.start_seconds,
         row.settle_seconds,
         row.rss_per_node_mib,
         row.fds_per_node,
         row.connections_per_node,
+        row.opened_per_node,
+        row.idle_cores,
         row.round_trip_p50_ms,
         propagation,
         row.publish_p50_ms.map_or_else(|| "-".to_owned(), |ms| format!("{ms:.1}")),
@@ -385,18 +433,21 @@ fn figure(value: f64) -> Option<f64> {
     value.is_finite().then_some(value)
 }
 
-/// Waits until the nodes are done joining — this process uses under
-/// [`SETTLED_CORES`] over one [`SETTLE_WINDOW`] — or [`SETTLE_LIMIT`] passed.
-/// Returns the seconds it waited and the cores used in the last window.
-async fn settle() -> (f64, f64) {
+/// Waits until the nodes are done joining — over one [`SETTLE_WINDOW`] this
+/// process used under [`SETTLED_CORES`] or the nodes opened fewer than one
+/// connection per [`SETTLED_NODES_PER_OPEN`] nodes (the idle cost of a large
+/// network alone can exceed the cores) — or [`SETTLE_LIMIT`] passed. Returns
+/// the seconds it waited and the cores used in the last window.
+async fn settle(nodes: &[agora::Node]) -> (f64, f64) {
     let started = Instant::now();
-    let mut before = cpu_seconds();
+    let (mut cpu_before, mut opened_before) = (cpu_seconds(), connections_opened(nodes));
     loop {
         tokio::time::sleep(SETTLE_WINDOW).await;
-        let now = cpu_seconds();
-        let cores = (now - before) / SETTLE_WINDOW.as_secs_f64();
-        before = now;
-        if cores < SETTLED_CORES || started.elapsed() >= SETTLE_LIMIT {
+        let (cpu, opened) = (cpu_seconds(), connections_opened(nodes));
+        let cores = (cpu - cpu_before) / SETTLE_WINDOW.as_secs_f64();
+        let quiet = opened.saturating_sub(opened_before) as usize * SETTLED_NODES_PER_OPEN < nodes.len();
+        (cpu_before, opened_before) = (cpu, opened);
+        if cores < SETTLED_CORES || quiet || started.elapsed() >= SETTLE_LIMIT {
             return (started.elapsed().as_secs_f64(), cores);
         }
     }
@@ -410,6 +461,22 @@ fn cpu_seconds() -> f64 {
     let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
     let ticks: u64 = after_name.split_whitespace().skip(11).take(2).filter_map(|t| t.parse::<u64>().ok()).sum();
     ticks as f64 / 100.0
+}
+
+/// Connections established so far, summed over the nodes (each connection
+/// counts at both ends), from libp2p's swarm metrics.
+fn connections_opened(nodes: &[agora::Node]) -> u64 {
+    let mut total = 0.0;
+    for node in nodes {
+        for line in node.encode_metrics().lines() {
+            if line.starts_with("libp2p_swarm_connections_established_total")
+                && let Some(count) = line.rsplit(' ').next().and_then(|c| c.parse::<f64>().ok())
+            {
+                total += count;
+            }
+        }
+    }
+    total as u64
 }
 
 /// Open file descriptors of this process (0 where `/proc` is missing).

@@ -28,7 +28,7 @@ use tracing::Instrument;
 use crate::local::unix_now;
 use crate::metrics::QueryOutcome;
 use crate::node::{NetworkSummary, Node, NodeInner};
-use crate::recent::RecentSyncs;
+use crate::recent::RecentPeers;
 use crate::reputation::Reputation;
 use crate::transfer::{Staging, Transfer, TransferProgress, TransferState};
 use crate::validator::OwnerValidator;
@@ -46,8 +46,11 @@ const SYNC_SLOTS: usize = 4;
 /// A peer's catalog is pulled at most once in this long, however often it
 /// reconnects.
 const SYNC_COOLDOWN: Duration = Duration::from_secs(600);
-/// Peers whose last sync time is remembered.
-const RECENT_SYNCS: usize = 4096;
+/// A peer's addresses are saved (for re-dialing at the next start) at most once
+/// in this long.
+const SAVE_PEER_COOLDOWN: Duration = Duration::from_secs(600);
+/// Peers remembered for each cooldown.
+const RECENT_PEERS: usize = 4096;
 /// Network events handled at once.
 const EVENT_SLOTS: usize = 256;
 /// Records from gossip and the DHT waiting for the catalog writer.
@@ -82,7 +85,9 @@ pub(crate) struct Network {
 struct State {
     reputation: Arc<Reputation>,
     /// Peers whose catalog was pulled (or is being pulled) recently.
-    synced: Mutex<RecentSyncs>,
+    synced: Mutex<RecentPeers>,
+    /// Peers whose addresses were saved recently.
+    saved: Mutex<RecentPeers>,
     /// One lock per artifact being downloaded, so concurrent fetches of the same
     /// artifact share one transfer. Entries are removed when the transfer ends.
     transfers: Mutex<HashMap<Digest, Arc<tokio::sync::Mutex<()>>>>,
@@ -135,7 +140,8 @@ pub(crate) async fn start(node: &Node) -> Result<()> {
     reputation.block_banned().await;
     let state = Arc::new(State {
         reputation,
-        synced: Mutex::new(RecentSyncs::new(SYNC_COOLDOWN, RECENT_SYNCS)),
+        synced: Mutex::new(RecentPeers::new(SYNC_COOLDOWN, RECENT_PEERS)),
+        saved: Mutex::new(RecentPeers::new(SAVE_PEER_COOLDOWN, RECENT_PEERS)),
         transfers: Mutex::new(HashMap::new()),
         connected: AtomicUsize::new(0),
         pushed: std::sync::atomic::AtomicBool::new(false),
@@ -755,6 +761,16 @@ async fn on_event(
             // alone is where our records can go.
             if !state.pushed.swap(true, Ordering::SeqCst) {
                 tokio::spawn(republish(node.downgrade(), handle.clone()));
+            }
+            // Saved for re-dialing at the next start; a peer that keeps
+            // reconnecting is written once per cooldown, not per connection.
+            if !state
+                .saved
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .claim(peer, std::time::Instant::now())
+            {
+                return;
             }
             let addresses: Vec<String> = listen_addrs.iter().map(|a| peer_address(a, peer).to_string()).collect();
             let store = node.store().clone();

@@ -1,28 +1,28 @@
-//! Which peers' catalogs this node pulled recently, so a peer that reconnects
-//! (connections to idle peers are trimmed and re-dialed as lookups need them) is
-//! not asked for its whole catalog again each time.
+//! Peers this node did something with recently — pulled their catalog, saved
+//! their addresses — so that a peer that reconnects (connections to idle peers
+//! are trimmed and re-dialed as lookups need them) does not cost it again each
+//! time.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use agora_net::PeerId;
 
-/// When each recent sync started, for at most `capacity` peers.
+/// When each peer was last claimed, for at most `capacity` peers.
 #[derive(Debug)]
-pub(crate) struct RecentSyncs {
+pub(crate) struct RecentPeers {
     started: HashMap<PeerId, Instant>,
     cooldown: Duration,
     capacity: usize,
 }
 
-impl RecentSyncs {
+impl RecentPeers {
     pub(crate) fn new(cooldown: Duration, capacity: usize) -> Self {
         Self { started: HashMap::new(), cooldown, capacity: capacity.max(1) }
     }
 
-    /// Claims a sync with `peer` starting `now`; false if one started less than
-    /// the cooldown ago (running or finished). When full, forgets expired claims
-    /// first, then the oldest.
+    /// Claims `peer` at `now`; false if it was claimed less than the cooldown
+    /// ago. When full, forgets expired claims first, then the oldest.
     pub(crate) fn claim(&mut self, peer: PeerId, now: Instant) -> bool {
         if self.started.get(&peer).is_some_and(|started| now.saturating_duration_since(*started) < self.cooldown) {
             return false;
@@ -45,8 +45,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_peer_is_synced_once_per_cooldown() {
-        let mut recent = RecentSyncs::new(Duration::from_secs(600), 16);
+    fn a_peer_is_claimed_once_per_cooldown() {
+        let mut recent = RecentPeers::new(Duration::from_secs(600), 16);
         let (peer, now) = (PeerId::random(), Instant::now());
         assert!(recent.claim(peer, now));
         assert!(!recent.claim(peer, now + Duration::from_secs(599)));
@@ -56,7 +56,7 @@ mod tests {
 
     #[test]
     fn it_remembers_a_bounded_number_of_peers() {
-        let mut recent = RecentSyncs::new(Duration::from_secs(600), 3);
+        let mut recent = RecentPeers::new(Duration::from_secs(600), 3);
         let now = Instant::now();
         let peers: Vec<PeerId> = (0..4).map(|_| PeerId::random()).collect();
         for (i, peer) in peers.iter().enumerate() {
