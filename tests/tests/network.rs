@@ -79,6 +79,24 @@ async fn twenty_nodes_publish_in_the_middle_reaches_everyone() {
     eprintln!("20 nodes: `crowd` published on node 7 was searchable on all 20 after {elapsed:?}");
 }
 
+/// A node tells its users about packages the network brought, once they are
+/// searchable: what `agora-bench`'s propagation figures wait on instead of polling.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn network_arrivals_announce_packages_once_they_are_searchable() {
+    let net = TestNet::new(3).await;
+    let mut arrivals = net.node(2).network_arrivals().unwrap();
+    let mut publisher_arrivals = net.node(0).network_arrivals().unwrap();
+    net.publish(0, "herald", "1.0.0", b"arrives by gossip").await;
+    let arrived = tokio::time::timeout(DEADLINE, arrivals.recv()).await.unwrap().unwrap();
+    assert_eq!(arrived, name("herald"));
+    assert!(searchable(net.node(2), "herald").await, "announced before it was searchable");
+    // A node's own publish did not come from the network.
+    assert!(publisher_arrivals.try_recv().is_err());
+    // An offline node has no network to hear from.
+    let offline = Node::builder().data_dir(net.root().join("offline")).offline().build().await.unwrap();
+    assert!(offline.network_arrivals().is_none());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn late_joiner_gets_the_catalog_through_sync() {
     let mut net = TestNet::new(3).await;

@@ -58,8 +58,6 @@ const SETTLE_LIMIT: Duration = Duration::from_secs(300);
 const IDLE_WINDOW: Duration = Duration::from_secs(20);
 /// Warm round trips measured per size.
 const ROUND_TRIPS: usize = 20;
-/// Most catalog polls per second across all nodes while measuring propagation.
-const POLLS_PER_SECOND: usize = 50_000;
 
 /// What to simulate, from the command line.
 #[derive(Debug, Clone, Default)]
@@ -145,8 +143,6 @@ struct Row {
     spread_p99_ms: Option<f64>,
     /// How long `publish_archive` took (a new name is looked up in the DHT first).
     publish_p50_ms: Option<f64>,
-    /// How often each node polled its catalog while waiting.
-    propagation_poll_ms: u64,
     /// Publishes (of [`PUBLISHES`]) that some node did not have after
     /// [`PROPAGATION_DEADLINE`]; p50/p99 cover the others.
     propagation_unreached: usize,
@@ -350,8 +346,7 @@ async fn simulate(options: &SimOptions, n: usize) -> anyhow::Result<Row> {
          minute; measuring"
     );
     let rtt = round_trip(&nodes[1], &nodes[0], ROUND_TRIPS).await?;
-    let poll = Duration::from_millis((n * 1000 / POLLS_PER_SECOND).max(1) as u64);
-    let seen = measure_propagation(root.path(), &nodes, PUBLISHES, poll).await?;
+    let seen = measure_propagation(root.path(), &nodes, PUBLISHES).await?;
     let (propagation, spread) = (seen.everywhere.summary(), seen.spread.summary());
     let lookups = measure_lookups(&nodes, LOOKUPS).await?;
     for node in &nodes {
@@ -382,7 +377,6 @@ async fn simulate(options: &SimOptions, n: usize) -> anyhow::Result<Row> {
         spread_p50_ms: figure(spread.p50),
         spread_p99_ms: figure(spread.p99),
         publish_p50_ms: figure(seen.publish.summary().p50),
-        propagation_poll_ms: poll.as_millis() as u64,
         propagation_unreached: seen.unreached,
         propagation_unreached_nodes: seen.unreached_nodes,
         lookup_p50_ms: figure(latency.p50),

@@ -55,6 +55,8 @@ const RECENT_PEERS: usize = 4096;
 const EVENT_SLOTS: usize = 256;
 /// Records from gossip and the DHT waiting for the catalog writer.
 const INGEST_QUEUE: usize = 1024;
+/// Names a [`Node::network_arrivals`] receiver may fall behind by.
+const ARRIVALS: usize = 1024;
 /// Most packages the writer commits in one transaction.
 const INGEST_BATCH: usize = 256;
 /// DHT puts and provides in flight during a republish.
@@ -78,6 +80,8 @@ pub(crate) struct Network {
     state: Arc<State>,
     /// The catalog writer's queue: see [`ingest_writer`].
     ingest: tokio::sync::mpsc::Sender<IngestJob>,
+    /// Names of packages the network brought into the catalog, once searchable.
+    arrivals: tokio::sync::broadcast::Sender<PackageName>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -153,6 +157,7 @@ pub(crate) async fn start(node: &Node) -> Result<()> {
         validator,
         state: state.clone(),
         ingest,
+        arrivals: tokio::sync::broadcast::channel(ARRIVALS).0,
         tasks: Mutex::new(vec![actor, writer]),
     };
     tracing::info!(peer_id = %network.handle.peer_id(), "network started");
@@ -592,6 +597,12 @@ async fn ingest(
     }
     if changed {
         node.local().invalidate_searches();
+        if let Some(network) = node.network() {
+            for ((name, _), _) in owners.into_iter().zip(&outcomes).filter(|(_, outcome)| matches!(outcome, Ok(true))) {
+                // No receiver is not an error.
+                let _ = network.arrivals.send(name);
+            }
+        }
     }
     Ok(outcomes)
 }
@@ -646,6 +657,10 @@ async fn ingest_writer(
 }
 
 impl Network {
+    pub(crate) fn arrivals(&self) -> tokio::sync::broadcast::Receiver<PackageName> {
+        self.arrivals.subscribe()
+    }
+
     /// Ingests one package through the catalog writer; a rule violation is
     /// returned as the error. `Ok(true)` when something was stored.
     async fn ingest_one(&self, index: SignedPackageIndex, manifests: Vec<SignedManifest>) -> CoreResult<bool> {

@@ -644,6 +644,15 @@ impl Node {
         self.network().map(crate::network::Network::handle)
     }
 
+    /// Packages the network brings into this node's catalog — by gossip, DHT
+    /// puts or catalog sync, new or updated — by name, each sent once it is
+    /// committed and searchable. `None` when the network is off. A receiver that
+    /// falls more than 1024 names behind misses the oldest
+    /// ([`tokio::sync::broadcast::error::RecvError::Lagged`]).
+    pub fn network_arrivals(&self) -> Option<tokio::sync::broadcast::Receiver<PackageName>> {
+        self.network().map(crate::network::Network::arrivals)
+    }
+
     /// Strikes this node has recorded against `peer` (invalid records, garbage on a
     /// protocol, bad chunks).
     pub fn strikes(&self, peer: &agora_net::PeerId) -> u32 {
