@@ -847,6 +847,9 @@ impl Actor {
     /// Disconnects idle peers beyond the budget, sparing the gossip mesh (see
     /// [`Peers`]).
     fn trim_peers(&mut self, now: Instant) {
+        if !self.peers.over_budget() {
+            return;
+        }
         let mesh: HashSet<PeerId> = self.swarm.behaviour().gossipsub.mesh_peers(&self.topic.hash()).copied().collect();
         let trimmed = self.peers.take_idle(&mesh, now);
         if !trimmed.is_empty() {

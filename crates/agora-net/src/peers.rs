@@ -79,15 +79,21 @@ impl Peers {
         self.last_used.keys()
     }
 
+    /// Whether more than the high-water mark are connected, not counting peers
+    /// already closing: [`Peers::take_idle`] has something to do.
+    pub(crate) fn over_budget(&self) -> bool {
+        self.last_used.len() - self.closing.len() > self.budget.high_water
+    }
+
     /// The peers to disconnect now, least recently used first: none unless more
     /// than the high-water mark are connected (not counting peers already
     /// closing); never a peer in `protected` or one used within the grace
     /// period. The returned peers count as closing from now on.
     pub(crate) fn take_idle(&mut self, protected: &HashSet<PeerId>, now: Instant) -> Vec<PeerId> {
-        let open = self.last_used.len() - self.closing.len();
-        if open <= self.budget.high_water {
+        if !self.over_budget() {
             return Vec::new();
         }
+        let open = self.last_used.len() - self.closing.len();
         let mut idle: Vec<(Instant, PeerId)> = self
             .last_used
             .iter()

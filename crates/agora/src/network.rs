@@ -587,18 +587,18 @@ async fn ingest(
             Err(error) => Err(CoreError::from(error)),
         })
         .collect();
-    let mut changed = false;
-    for ((name, owner), outcome) in owners.iter().zip(&outcomes) {
+    let mut arrived = Vec::new();
+    for ((name, owner), outcome) in owners.into_iter().zip(&outcomes) {
         if matches!(outcome, Ok(true)) {
-            validator.learn(name, owner);
-            node.local().invalidate_package(name).await;
-            changed = true;
+            validator.learn(&name, &owner);
+            node.local().invalidate_package(&name).await;
+            arrived.push(name);
         }
     }
-    if changed {
+    if !arrived.is_empty() {
         node.local().invalidate_searches();
         if let Some(network) = node.network() {
-            for ((name, _), _) in owners.into_iter().zip(&outcomes).filter(|(_, outcome)| matches!(outcome, Ok(true))) {
+            for name in arrived {
                 // No receiver is not an error.
                 let _ = network.arrivals.send(name);
             }
