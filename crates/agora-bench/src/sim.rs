@@ -186,6 +186,8 @@ pub(crate) fn run(options: &SimOptions, out: &Path) -> anyhow::Result<()> {
     if let Some(row_file) = &options.row_file {
         let [nodes] = options.sizes[..] else { anyhow::bail!("a child simulates exactly one size") };
         let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+        // The measuring future runs on the main thread, not queued behind the
+        // nodes' tasks on the workers, so it timestamps what it is woken for promptly.
         let outcome = match runtime.block_on(simulate(options, nodes)) {
             Ok(row) => Outcome::Finished(Box::new(row)),
             Err(error) => Outcome::Failed { error: format!("{error:#}") },
@@ -458,19 +460,9 @@ fn cpu_seconds() -> f64 {
 }
 
 /// Connections established so far, summed over the nodes (each connection
-/// counts at both ends), from libp2p's swarm metrics.
+/// counts at both ends).
 fn connections_opened(nodes: &[agora::Node]) -> u64 {
-    let mut total = 0.0;
-    for node in nodes {
-        for line in node.encode_metrics().lines() {
-            if line.starts_with("libp2p_swarm_connections_established_total")
-                && let Some(count) = line.rsplit(' ').next().and_then(|c| c.parse::<f64>().ok())
-            {
-                total += count;
-            }
-        }
-    }
-    total as u64
+    nodes.iter().filter_map(agora::Node::network_handle).map(|handle| handle.connections_established()).sum()
 }
 
 /// Open file descriptors of this process (0 where `/proc` is missing).

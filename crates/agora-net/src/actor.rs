@@ -9,6 +9,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use agora_core::Digest;
@@ -107,7 +108,9 @@ pub async fn spawn(
     let (commands, command_receiver) = mpsc::channel(config.command_buffer);
     let (event_sender, events) = mpsc::channel(config.event_buffer);
     let call_timeout = config.query_timeout.max(config.request_timeout) + Duration::from_secs(5);
-    let handle = NetworkHandle { commands, peer_id, call_timeout };
+    let connections_established = Arc::new(AtomicU64::new(0));
+    let handle =
+        NetworkHandle { commands, peer_id, call_timeout, connections_established: connections_established.clone() };
     let mut actor = Actor {
         swarm,
         topic,
@@ -119,6 +122,7 @@ pub async fn spawn(
         announce_listen_addrs: config.announce_listen_addrs,
         metrics,
         peers: Peers::new(config.peers),
+        connections_established,
         pending_listens: HashMap::new(),
         pending_dials: HashMap::new(),
         pending_puts: HashMap::new(),
@@ -190,6 +194,7 @@ fn build_swarm(keypair: &Keypair, config: &NetworkConfig) -> Result<Swarm<Behavi
     kad_config.set_max_packet_size(2 * MAX_RECORD_SIZE);
     kad_config.set_record_filtering(kad::StoreInserts::FilterBoth);
     kad_config.set_query_timeout(config.query_timeout);
+    kad_config.set_periodic_bootstrap_interval(Some(config.routing_refresh));
     let store_config = MemoryStoreConfig {
         max_records: 1_000_000,
         max_value_bytes: MAX_RECORD_SIZE,
@@ -291,6 +296,8 @@ struct Actor {
     metrics: Option<Metrics>,
     /// Connected peers, their last use, and which to trim.
     peers: Peers,
+    /// Shared with every [`NetworkHandle`]: connections established so far.
+    connections_established: Arc<AtomicU64>,
     pending_listens: HashMap<ListenerId, Pending<Multiaddr>>,
     pending_dials: HashMap<ConnectionId, Pending<PeerId>>,
     pending_puts: HashMap<kad::QueryId, Pending<()>>,
@@ -307,6 +314,11 @@ impl Actor {
         let mut sweep = tokio::time::interval(SWEEP_INTERVAL);
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            // The swarm's stream is not part of tokio's cooperative budget: under a
+            // steady stream of events this loop would never return to the scheduler,
+            // starving other tasks on the worker (timers included). Spending a unit of
+            // budget per turn makes it yield once the budget is gone.
+            tokio::task::coop::consume_budget().await;
             tokio::select! {
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
                 command = commands.recv() => match command {
@@ -570,6 +582,7 @@ impl Actor {
                 }
             }
             SwarmEvent::ConnectionEstablished { peer_id, connection_id, endpoint, num_established, .. } => {
+                self.connections_established.fetch_add(1, Ordering::Relaxed);
                 if let Some(pending) = self.pending_dials.remove(&connection_id) {
                     let _ = pending.reply.send(Ok(peer_id));
                 }

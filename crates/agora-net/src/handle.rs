@@ -4,6 +4,8 @@
 //! answer and waits for it, bounded by a timeout. Methods are cancel-safe: dropping
 //! the future drops the oneshot, and the task's reply is discarded.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use agora_core::Digest;
@@ -137,6 +139,8 @@ pub struct NetworkHandle {
     pub(crate) peer_id: PeerId,
     /// Upper bound on any one call (the task's own deadlines are shorter).
     pub(crate) call_timeout: Duration,
+    /// Connections established since the task started (counted by the task).
+    pub(crate) connections_established: Arc<AtomicU64>,
 }
 
 impl NetworkHandle {
@@ -250,6 +254,12 @@ impl NetworkHandle {
     /// A snapshot of the network state.
     pub async fn status(&self) -> Result<NetworkStatus, NetworkError> {
         self.call(|reply| Command::Status { reply }).await
+    }
+
+    /// Connections established since the network task started, in either
+    /// direction, including ones since closed. Read without asking the task.
+    pub fn connections_established(&self) -> u64 {
+        self.connections_established.load(Ordering::Relaxed)
     }
 
     /// Peers with an open connection (cheaper than [`NetworkHandle::status`]).

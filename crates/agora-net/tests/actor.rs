@@ -233,7 +233,10 @@ async fn a_node_over_its_peer_budget_disconnects_idle_peers_and_still_reaches_th
     .await
     .expect("the hub trimmed its peers before the deadline");
 
-    // A spoke the hub let go is still a request away: the hub dials it again.
+    // A spoke the hub let go is still a request away: the hub dials it again,
+    // which counts as a new connection.
+    let opened = hub.handle.connections_established();
+    assert!(opened >= 20, "one connection per spoke at least, counted {opened}");
     let connected = hub.handle.connected_peers().await.unwrap();
     let trimmed = spokes.iter_mut().find(|spoke| !connected.contains(&spoke.handle.peer_id())).unwrap();
     let request = ChunkRequest { digest: agora_core::Digest::of(b"anything"), index: 0 };
@@ -246,4 +249,5 @@ async fn a_node_over_its_peer_budget_disconnects_idle_peers_and_still_reaches_th
     .await;
     trimmed.handle.respond_chunk(reply, ChunkResponse::NotFound).await;
     assert_eq!(answer.await.unwrap().unwrap(), ChunkResponse::NotFound);
+    assert!(hub.handle.connections_established() > opened, "reaching a trimmed spoke opened no connection");
 }
