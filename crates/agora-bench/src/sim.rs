@@ -148,6 +148,9 @@ struct Row {
     propagation_unreached: usize,
     /// Nodes, summed over publishes, that did not have it by then.
     propagation_unreached_nodes: usize,
+    /// Publishes that failed (not counted in the figures), and the first error.
+    publish_failures: usize,
+    first_publish_failure: Option<String>,
     lookup_p50_ms: Option<f64>,
     lookup_p99_ms: Option<f64>,
     /// Requests Kademlia sent per lookup.
@@ -349,6 +352,9 @@ async fn simulate(options: &SimOptions, n: usize) -> anyhow::Result<Row> {
     );
     let rtt = round_trip(&nodes[1], &nodes[0], ROUND_TRIPS).await?;
     let seen = measure_propagation(root.path(), &nodes, PUBLISHES).await?;
+    if let Some(failure) = &seen.first_failure {
+        eprintln!("[{n} nodes] {} of {PUBLISHES} publishes failed, the first: {failure}", seen.failed);
+    }
     let (propagation, spread) = (seen.everywhere.summary(), seen.spread.summary());
     let lookups = measure_lookups(&nodes, LOOKUPS).await?;
     for node in &nodes {
@@ -381,6 +387,8 @@ async fn simulate(options: &SimOptions, n: usize) -> anyhow::Result<Row> {
         publish_p50_ms: figure(seen.publish.summary().p50),
         propagation_unreached: seen.unreached,
         propagation_unreached_nodes: seen.unreached_nodes,
+        publish_failures: seen.failed,
+        first_publish_failure: seen.first_failure,
         lookup_p50_ms: figure(latency.p50),
         lookup_p99_ms: figure(latency.p99),
         lookup_requests_p50: figure(requests.p50),
@@ -401,6 +409,9 @@ fn print_row(row: &Row) {
     let mut propagation = pair(row.propagation_p50_ms, row.propagation_p99_ms, 1);
     if row.propagation_unreached > 0 {
         propagation = format!("{propagation} ({} missed)", row.propagation_unreached);
+    }
+    if row.publish_failures > 0 {
+        propagation = format!("{propagation} ({} failed)", row.publish_failures);
     }
     println!(
         "{:>5} {:>7.1} {:>8.1} {:>8.2} {:>7.1} {:>8.1} {:>8.0} {:>6.2} {:>7.2} {:>17} {:>9} {:>15} {:>15} {:>9} {:>9} {:>6} {:>7.1}",

@@ -108,6 +108,9 @@ pub(crate) async fn propagation(scale: Scale) -> anyhow::Result<Vec<Scenario>> {
     let rtt = round_trip(&nodes[1], &nodes[0], 200).await?;
     let propagation = measure_propagation(root.path(), &nodes, publishes).await?;
     anyhow::ensure!(propagation.unreached == 0, "{} publishes never reached some node", propagation.unreached);
+    if let Some(failure) = propagation.first_failure {
+        anyhow::bail!("{} of {publishes} publishes failed, the first: {failure}", propagation.failed);
+    }
     // The goal is about the spread: from `publish` returning to the last node.
     let summary = propagation.spread.summary();
     let (publish, everywhere) = (propagation.publish.summary(), propagation.everywhere.summary());
@@ -152,6 +155,9 @@ pub(crate) struct Propagation {
     pub(crate) unreached: usize,
     /// Nodes, summed over publishes, that did not have it by then.
     pub(crate) unreached_nodes: usize,
+    /// Publishes that returned an error (not waited for), and the first error.
+    pub(crate) failed: usize,
+    pub(crate) first_failure: Option<String>,
 }
 
 /// How long a node may take to get a published package.
@@ -200,7 +206,12 @@ pub(crate) async fn measure_propagation(
             }));
         }
         let t = Instant::now();
-        origin.publish_archive(ArtifactData::Bytes(bytes.into())).await?;
+        if let Err(error) = origin.publish_archive(ArtifactData::Bytes(bytes.into())).await {
+            waits.iter().for_each(tokio::task::JoinHandle::abort);
+            seen.failed += 1;
+            seen.first_failure.get_or_insert_with(|| format!("publishing {name} from node {}: {error}", i % n));
+            continue;
+        }
         let returned = Instant::now();
         seen.publish.push_duration_ms(returned - t);
         let mut last = Some(t);
