@@ -37,7 +37,8 @@ use std::time::{Duration, Instant};
 use agora::net::LinkConditions;
 
 use crate::scenarios::network::{
-    Join, NetSetup, PROPAGATION_DEADLINE, measure_lookups, measure_propagation, round_trip, start_nodes,
+    Join, NetSetup, PROPAGATION_DEADLINE, connections_opened, cpu_seconds, measure_lookups, measure_propagation,
+    round_trip, settle, start_nodes,
 };
 use crate::stats::rss_kib;
 
@@ -45,15 +46,6 @@ use crate::stats::rss_kib;
 const PUBLISHES: usize = 5;
 /// Record lookups per size.
 const LOOKUPS: usize = 50;
-/// The network has settled once this process uses fewer cores than this, or
-/// its nodes opened fewer than one connection per [`SETTLED_NODES_PER_OPEN`]
-/// nodes...
-const SETTLED_CORES: f64 = 0.5;
-const SETTLED_NODES_PER_OPEN: usize = 10;
-/// ...over one window this long...
-const SETTLE_WINDOW: Duration = Duration::from_secs(2);
-/// ...or once this much time passed.
-const SETTLE_LIMIT: Duration = Duration::from_secs(300);
 /// How long the settled network is watched doing nothing before measuring.
 const IDLE_WINDOW: Duration = Duration::from_secs(20);
 /// Warm round trips measured per size.
@@ -438,42 +430,6 @@ fn print_row(row: &Row) {
 /// `value` unless it is NaN or infinite (a summary of no samples).
 fn figure(value: f64) -> Option<f64> {
     value.is_finite().then_some(value)
-}
-
-/// Waits until the nodes are done joining — over one [`SETTLE_WINDOW`] this
-/// process used under [`SETTLED_CORES`] or the nodes opened fewer than one
-/// connection per [`SETTLED_NODES_PER_OPEN`] nodes (the idle cost of a large
-/// network alone can exceed the cores) — or [`SETTLE_LIMIT`] passed. Returns
-/// the seconds it waited and the cores used in the last window.
-async fn settle(nodes: &[agora::Node]) -> (f64, f64) {
-    let started = Instant::now();
-    let (mut cpu_before, mut opened_before) = (cpu_seconds(), connections_opened(nodes));
-    loop {
-        tokio::time::sleep(SETTLE_WINDOW).await;
-        let (cpu, opened) = (cpu_seconds(), connections_opened(nodes));
-        let cores = (cpu - cpu_before) / SETTLE_WINDOW.as_secs_f64();
-        let quiet = opened.saturating_sub(opened_before) as usize * SETTLED_NODES_PER_OPEN < nodes.len();
-        (cpu_before, opened_before) = (cpu, opened);
-        if cores < SETTLED_CORES || quiet || started.elapsed() >= SETTLE_LIMIT {
-            return (started.elapsed().as_secs_f64(), cores);
-        }
-    }
-}
-
-/// CPU time of this process so far, user and system, in seconds (Linux
-/// `/proc/self/stat`, at the usual 100 ticks a second; 0 where it is missing).
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
-    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let ticks: u64 = after_name.split_whitespace().skip(11).take(2).filter_map(|t| t.parse::<u64>().ok()).sum();
-    ticks as f64 / 100.0
-}
-
-/// Connections established so far, summed over the nodes (each connection
-/// counts at both ends).
-fn connections_opened(nodes: &[agora::Node]) -> u64 {
-    nodes.iter().filter_map(agora::Node::network_handle).map(|handle| handle.connections_established()).sum()
 }
 
 /// Open file descriptors of this process (0 where `/proc` is missing).

@@ -105,6 +105,8 @@ pub(crate) async fn propagation(scale: Scale) -> anyhow::Result<Vec<Scenario>> {
     let publishes = scale.pick(20, 5);
     let root = tempfile::tempdir()?;
     let nodes = start_nodes(root.path(), n, NetSetup::tcp(true)).await?;
+    // Measured once the joins are done, not in the middle of them.
+    let (settle_seconds, _) = settle(&nodes).await;
     let rtt = round_trip(&nodes[1], &nodes[0], 200).await?;
     let propagation = measure_propagation(root.path(), &nodes, publishes).await?;
     anyhow::ensure!(propagation.unreached == 0, "{} publishes never reached some node", propagation.unreached);
@@ -128,8 +130,8 @@ pub(crate) async fn propagation(scale: Scale) -> anyhow::Result<Vec<Scenario>> {
         seconds: started.elapsed().as_secs_f64(),
         notes: vec![
             format!(
-                "{publishes} publishes from rotating nodes; each node reports the package once its catalog \
-                 answers for it (Node::network_arrivals)"
+                "{publishes} publishes from rotating nodes, after the network settled ({settle_seconds:.0} s); each \
+                 node reports the package once its catalog answers for it (Node::network_arrivals)"
             ),
             format!(
                 "publish itself (a DHT lookup of the new name, then puts): p50 {:.1} ms; from calling publish to \
@@ -160,6 +162,15 @@ pub(crate) struct Propagation {
     pub(crate) first_failure: Option<String>,
 }
 
+/// The network has settled once this process uses fewer cores than this, or
+/// its nodes opened fewer than one connection per [`SETTLED_NODES_PER_OPEN`]
+/// nodes...
+pub(crate) const SETTLED_CORES: f64 = 0.5;
+pub(crate) const SETTLED_NODES_PER_OPEN: usize = 10;
+/// ...over one window this long...
+pub(crate) const SETTLE_WINDOW: Duration = Duration::from_secs(2);
+/// ...or once this much time passed.
+pub(crate) const SETTLE_LIMIT: Duration = Duration::from_secs(300);
 /// How long a node may take to get a published package.
 pub(crate) const PROPAGATION_DEADLINE: Duration = Duration::from_secs(30);
 
@@ -241,6 +252,7 @@ pub(crate) async fn dht_lookup(scale: Scale) -> anyhow::Result<Vec<Scenario>> {
     let lookups = scale.pick(100, 20);
     let root = tempfile::tempdir()?;
     let nodes = start_nodes(root.path(), n, NetSetup::tcp(false)).await?;
+    let (settle_seconds, _) = settle(&nodes).await;
     let rtt = round_trip(&nodes[1], &nodes[0], 200).await?;
     let seen = measure_lookups(&nodes, lookups).await?;
     anyhow::ensure!(seen.errors == 0, "{} DHT puts or lookups failed", seen.errors);
@@ -260,7 +272,9 @@ pub(crate) async fn dht_lookup(scale: Scale) -> anyhow::Result<Vec<Scenario>> {
         peak_rss_mib: peak_rss_kib() as f64 / 1024.0,
         seconds: started.elapsed().as_secs_f64(),
         notes: vec![
-            format!("{misses} of {lookups} lookups found nothing"),
+            format!(
+                "{misses} of {lookups} lookups found nothing; measured after the network settled ({settle_seconds:.0} s)"
+            ),
             format!(
                 "Kademlia sent {:.0} requests per lookup at p50, {:.0} at most (up to 3 in flight, so not hops); \
                  the goal uses the formula",
@@ -323,4 +337,40 @@ pub(crate) async fn measure_lookups(nodes: &[Node], lookups: usize) -> anyhow::R
         }
     }
     Ok(seen)
+}
+
+/// Waits until the nodes are done joining — over one [`SETTLE_WINDOW`] this
+/// process used under [`SETTLED_CORES`] or the nodes opened fewer than one
+/// connection per [`SETTLED_NODES_PER_OPEN`] nodes (the idle cost of a large
+/// network alone can exceed the cores) — or [`SETTLE_LIMIT`] passed. Returns
+/// the seconds it waited and the cores used in the last window.
+pub(crate) async fn settle(nodes: &[agora::Node]) -> (f64, f64) {
+    let started = Instant::now();
+    let (mut cpu_before, mut opened_before) = (cpu_seconds(), connections_opened(nodes));
+    loop {
+        tokio::time::sleep(SETTLE_WINDOW).await;
+        let (cpu, opened) = (cpu_seconds(), connections_opened(nodes));
+        let cores = (cpu - cpu_before) / SETTLE_WINDOW.as_secs_f64();
+        let quiet = opened.saturating_sub(opened_before) as usize * SETTLED_NODES_PER_OPEN < nodes.len();
+        (cpu_before, opened_before) = (cpu, opened);
+        if cores < SETTLED_CORES || quiet || started.elapsed() >= SETTLE_LIMIT {
+            return (started.elapsed().as_secs_f64(), cores);
+        }
+    }
+}
+
+/// CPU time of this process so far, user and system, in seconds (Linux
+/// `/proc/self/stat`, at the usual 100 ticks a second; 0 where it is missing).
+pub(crate) fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let ticks: u64 = after_name.split_whitespace().skip(11).take(2).filter_map(|t| t.parse::<u64>().ok()).sum();
+    ticks as f64 / 100.0
+}
+
+/// Connections established so far, summed over the nodes (each connection
+/// counts at both ends).
+pub(crate) fn connections_opened(nodes: &[agora::Node]) -> u64 {
+    nodes.iter().filter_map(agora::Node::network_handle).map(|handle| handle.connections_established()).sum()
 }
