@@ -276,6 +276,12 @@ pub(crate) async fn dht_lookup(scale: Scale) -> anyhow::Result<Vec<Scenario>> {
                 "{misses} of {lookups} lookups found nothing; measured after the network settled ({settle_seconds:.0} s)"
             ),
             format!(
+                "the network opened {:.1} connections per lookup at p50, {:.1} on average (each a dial, a Noise \
+                 handshake and identify)",
+                seen.connections.summary().p50,
+                seen.connections.summary().mean
+            ),
+            format!(
                 "Kademlia sent {:.0} requests per lookup at p50, {:.0} at most (up to 3 in flight, so not hops); \
                  the goal uses the formula",
                 requests.p50,
@@ -292,6 +298,8 @@ pub(crate) struct Lookups {
     pub(crate) latency: Samples,
     /// Requests Kademlia sent (up to three at once, so not sequential hops).
     pub(crate) requests: Samples,
+    /// Connections the network opened while the lookup ran (each once).
+    pub(crate) connections: Samples,
     /// Lookups that found nothing (or failed).
     pub(crate) misses: usize,
     /// Puts that failed (their keys are looked up anyway: a failed put may still
@@ -322,11 +330,14 @@ pub(crate) async fn measure_lookups(nodes: &[Node], lookups: usize) -> anyhow::R
         let (origin, key) = &keys[lookup % keys.len()];
         let from = &nodes[(origin + n / 2 + lookup) % n];
         let handle = from.network_handle().ok_or_else(|| anyhow::anyhow!("network off"))?;
+        let opened = connections_opened(nodes);
         let t = Instant::now();
         match handle.get_record_with_stats(key.clone()).await {
             Ok((found, stats)) => {
                 seen.latency.push_duration_ms(t.elapsed());
                 seen.requests.push(f64::from(stats.requests));
+                // Counted at both ends.
+                seen.connections.push(connections_opened(nodes).saturating_sub(opened) as f64 / 2.0);
                 seen.misses += usize::from(found.is_none());
             }
             Err(error) => {
