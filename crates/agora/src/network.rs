@@ -89,9 +89,9 @@ pub(crate) struct Network {
 struct State {
     reputation: Arc<Reputation>,
     /// Peers whose catalog was pulled (or is being pulled) recently.
-    synced: Mutex<RecentPeers>,
+    synced: RecentPeers,
     /// Peers whose addresses were saved recently.
-    saved: Mutex<RecentPeers>,
+    saved: RecentPeers,
     /// One lock per artifact being downloaded, so concurrent fetches of the same
     /// artifact share one transfer. Entries are removed when the transfer ends.
     transfers: Mutex<HashMap<Digest, Arc<tokio::sync::Mutex<()>>>>,
@@ -144,8 +144,8 @@ pub(crate) async fn start(node: &Node) -> Result<()> {
     reputation.block_banned().await;
     let state = Arc::new(State {
         reputation,
-        synced: Mutex::new(RecentPeers::new(SYNC_COOLDOWN, RECENT_PEERS)),
-        saved: Mutex::new(RecentPeers::new(SAVE_PEER_COOLDOWN, RECENT_PEERS)),
+        synced: RecentPeers::new(SYNC_COOLDOWN, RECENT_PEERS),
+        saved: RecentPeers::new(SAVE_PEER_COOLDOWN, RECENT_PEERS),
         transfers: Mutex::new(HashMap::new()),
         connected: AtomicUsize::new(0),
         pushed: std::sync::atomic::AtomicBool::new(false),
@@ -753,11 +753,7 @@ async fn on_event(
             if node.config().network.catalog_sync
                 && state.reputation.score(&peer) >= MIN_SYNC_SCORE
                 && let Ok(slot) = sync_slots.clone().try_acquire_owned()
-                && state
-                    .synced
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .claim(peer, std::time::Instant::now())
+                && state.synced.claim(peer, std::time::Instant::now())
             {
                 let (node, handle, state) = (node.clone(), handle.clone(), state.clone());
                 tokio::spawn(async move {
@@ -779,12 +775,7 @@ async fn on_event(
             }
             // Saved for re-dialing at the next start; a peer that keeps
             // reconnecting is written once per cooldown, not per connection.
-            if !state
-                .saved
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .claim(peer, std::time::Instant::now())
-            {
+            if !state.saved.claim(peer, std::time::Instant::now()) {
                 return;
             }
             let addresses: Vec<String> = listen_addrs.iter().map(|a| peer_address(a, peer).to_string()).collect();
@@ -1057,7 +1048,6 @@ async fn sync_with(node: &Node, handle: &NetworkHandle, state: &Arc<State>, peer
     if stored > 0 {
         tracing::info!(%peer, packages = stored, "catalog sync stored new records");
     }
-    let _ = network;
 }
 
 /// At start: re-dial peers known from earlier runs, then republish.

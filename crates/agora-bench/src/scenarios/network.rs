@@ -257,6 +257,7 @@ pub(crate) async fn dht_lookup(scale: Scale) -> anyhow::Result<Vec<Scenario>> {
     let seen = measure_lookups(&nodes, lookups).await?;
     anyhow::ensure!(seen.errors == 0, "{} DHT puts or lookups failed", seen.errors);
     let (summary, requests, misses) = (seen.latency.summary(), seen.requests.summary(), seen.misses);
+    let connections = seen.connections.summary();
     for node in &nodes {
         node.shutdown().await;
     }
@@ -278,8 +279,7 @@ pub(crate) async fn dht_lookup(scale: Scale) -> anyhow::Result<Vec<Scenario>> {
             format!(
                 "the network opened {:.1} connections per lookup at p50, {:.1} on average (each a dial, a Noise \
                  handshake and identify)",
-                seen.connections.summary().p50,
-                seen.connections.summary().mean
+                connections.p50, connections.mean
             ),
             format!(
                 "Kademlia sent {:.0} requests per lookup at p50, {:.0} at most (up to 3 in flight, so not hops); \
