@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use agora::net::PeerId;
 use agora::{
-    ArtifactData, Digest, NetworkSummary, Node, NodeBuilder, PackageName, Published, Query, Registry, Version, archive,
-    parse_version,
+    ArtifactData, ArtifactReader, Digest, NetworkSummary, Node, NodeBuilder, PackageName, Published, Query, Registry,
+    Version, archive, parse_version,
 };
 
 /// Default deadline for network conditions in tests.
@@ -242,11 +242,8 @@ pub async fn routing_table_size(node: &Node) -> usize {
 }
 
 /// Reads the bytes of a fetched artifact.
-pub fn artifact_bytes(data: &ArtifactData) -> Vec<u8> {
-    match data {
-        ArtifactData::Bytes(bytes) => bytes.to_vec(),
-        ArtifactData::File(path) => std::fs::read(path).expect("artifact file"),
-    }
+pub async fn artifact_bytes(artifact: ArtifactReader) -> Vec<u8> {
+    artifact.read_to_vec().await.expect("the artifact reads back and verifies")
 }
 
 /// Version 1.0.0.

@@ -323,3 +323,30 @@ fn two_nodes_from_the_command_line() {
     let table = second.ok(&["status"]).stdout;
     assert!(table.contains("peer id:") && table.contains("1 connected"), "{table}");
 }
+
+#[test]
+fn a_proxy_in_the_environment_does_not_take_the_calls_to_the_local_node() {
+    let node = TestNode::start();
+    let work = node.scratch();
+    write_package(&work.join("pkg"), &manifest("proxied", "1.0.0", "x"), &[("a.txt", b"direct")]);
+    node.ok(&["publish", "pkg"]);
+    // A proxy that is not there: a command that honoured it could not reach the node.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let proxy = format!("http://127.0.0.1:{port}");
+    let run = |args: &[&str]| {
+        let mut command = node.agora();
+        for name in ["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"] {
+            command.env(name, &proxy);
+        }
+        let result = agora_tests::CommandResult::from(
+            command.env_remove("NO_PROXY").env_remove("no_proxy").args(args).output().unwrap(),
+        );
+        assert!(result.success, "`agora {}` with HTTP_PROXY={proxy} failed:\n{result}", args.join(" "));
+        result.stdout
+    };
+    assert!(run(&["search", "proxied"]).contains("proxied"));
+    assert!(run(&["info", "proxied"]).contains("proxied 1.0.0"));
+    assert!(run(&["status"]).contains("packages:      1"));
+    run(&["fetch", "proxied", "-o", "out"]);
+    assert_eq!(std::fs::read(work.join("out/a.txt")).unwrap(), b"direct");
+}

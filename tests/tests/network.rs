@@ -23,15 +23,15 @@ async fn two_nodes_publish_search_info_fetch() {
     let manifest = net.node(1).get_version(&name("twin"), &version).await.unwrap();
     assert_eq!(manifest, published.manifest);
     let artifact = net.node(1).fetch_artifact(&name("twin"), &version).await.unwrap();
-    let expected = artifact_bytes(&net.node(0).fetch_artifact(&name("twin"), &version).await.unwrap().data);
-    assert_eq!(artifact_bytes(&artifact.data), expected);
+    let expected = artifact_bytes(net.node(0).fetch_artifact(&name("twin"), &version).await.unwrap()).await;
+    assert_eq!(artifact_bytes(artifact).await, expected);
     assert!(wait_until(DEADLINE, || searchable(net.node(1), "twin")).await);
 }
 
 /// The artifact bytes `node` serves for `name@1.0.0` (from wherever it gets them).
 async fn fetch_bytes(node: &Node, package: &str) -> Vec<u8> {
     let artifact = node.fetch_artifact(&name(package), &v1()).await.unwrap();
-    artifact_bytes(&artifact.data)
+    artifact_bytes(artifact).await
 }
 
 /// Whether `node`'s DHT routing table has a peer.
@@ -64,8 +64,8 @@ async fn five_nodes_all_find_inspect_and_fetch() {
         let manifest = node.get_version(&name("quintet"), &v1()).await.unwrap();
         assert_eq!(manifest, published.manifest, "node {index} has another manifest");
         let artifact = node.fetch_artifact(&name("quintet"), &v1()).await.unwrap();
-        assert_eq!(artifact.manifest, published.manifest);
-        assert!(artifact_bytes(&artifact.data) == expected, "node {index} fetched other bytes");
+        assert_eq!(artifact.manifest(), &published.manifest);
+        assert!(artifact_bytes(artifact).await == expected, "node {index} fetched other bytes");
     }
 }
 
@@ -349,4 +349,42 @@ async fn out_of_range_link_conditions_fail_the_build() {
     let dir = tempfile::tempdir().unwrap();
     let error = Node::builder().data_dir(dir.path()).offline().link_conditions(LATENCY, 1.5).build().await.unwrap_err();
     assert!(error.to_string().contains("loss"), "{error}");
+}
+
+/// Shutdown drains (issue 12): once `Node::shutdown` returns, no task of the node
+/// still runs — not the actor, the event loop, a sync, a search, a fetch or the
+/// catalog writer — and nothing the nodes started stays on the runtime (libp2p's
+/// connection tasks end once their swarm is gone). Before the facade redesign
+/// about nine detached tasks outlived `shutdown`.
+#[test]
+fn shutdown_waits_for_every_task_the_node_started() {
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a runtime");
+    runtime.block_on(async {
+        let mut net = TestNet::new(2).await;
+        let content = b"drained".repeat(50_000);
+        net.publish(0, "drained", "1.0.0", &content).await;
+        net.wait_searchable_everywhere("drained").await;
+        assert!(fetch_bytes(net.node(1), "drained").await == fetch_bytes(net.node(0), "drained").await);
+        // A network search, so a query task has run too.
+        let query = agora::Query::new("drained");
+        let hits = net.node(1).search_network(&query, agora::QueryConfig::interactive()).unwrap();
+        assert!(!hits.collect_results().await.hits.is_empty());
+        let nodes: Vec<Node> = net.running().map(|(_, node)| node.clone()).collect();
+        assert!(nodes.iter().all(|node| node.running_tasks() > 0), "a running node has tasks");
+        for index in 0..nodes.len() {
+            net.stop(index).await;
+        }
+        for node in &nodes {
+            assert_eq!(node.running_tasks(), 0, "a task of the node outlived shutdown");
+        }
+        let metrics = tokio::runtime::Handle::current().metrics();
+        // `block_on`'s future is not a task: nothing at all may be left.
+        let drained = wait_until(DEADLINE, || {
+            let metrics = metrics.clone();
+            async move { metrics.num_alive_tasks() == 0 }
+        })
+        .await;
+        assert!(drained, "{} tasks still alive after every node shut down", metrics.num_alive_tasks());
+    });
 }

@@ -129,7 +129,7 @@ async fn assert_still_works(net: &TestNet, index: usize, package: &str) {
     assert!(published.created);
     assert!(wait_until(DEADLINE, || searchable(node, package)).await, "`{package}` is searchable");
     let artifact = node.fetch_artifact(&name(package), &parse_version("1.0.0").unwrap()).await.expect("fetch");
-    assert_eq!(artifact.manifest, published.manifest);
+    assert_eq!(artifact.manifest(), &published.manifest);
 }
 
 // ---------------------------------------------------------------------------
@@ -338,10 +338,10 @@ async fn a_bad_announcement_in_a_burst_takes_down_only_itself() {
         rogue.gossip(publish_announcement(&manifest, &index)).await;
     }
     let all_landed = wait_until(DEADLINE, || async {
-        node.store().catalog().stats().is_ok_and(|stats| stats.packages as usize == burst)
+        node.store().packages().stats().is_ok_and(|stats| stats.packages as usize == burst)
     })
     .await;
-    assert!(all_landed, "the catalog holds {:?} packages, {burst} were announced", node.store().catalog().stats());
+    assert!(all_landed, "the catalog holds {:?} packages, {burst} were announced", node.store().packages().stats());
     wait_strikes(node, &rogue.peer_id, 1, "the contradicting announcement in the burst").await;
     assert_eq!(node.strikes(&rogue.peer_id), 1, "only the bad announcement is a strike");
     assert!(catalog_index(node, "contradiction").await.is_none());

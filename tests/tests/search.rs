@@ -32,7 +32,7 @@ fn package(author: &SecretKey, package: &str, description: &str) -> (SignedManif
 async fn plant(node: &Node, (manifest, index): &(SignedManifest, SignedPackageIndex)) {
     let store = node.store().clone();
     let (manifest, index) = (manifest.clone(), index.clone());
-    tokio::task::spawn_blocking(move || store.catalog().ingest_package(&index, &[manifest])).await.unwrap().unwrap();
+    tokio::task::spawn_blocking(move || store.packages().ingest_package(&index, &[manifest])).await.unwrap().unwrap();
     node.registry().invalidate_searches();
 }
 

@@ -7,12 +7,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use agora::net::{Announcement, ChunkRequest, ChunkResponse, PeerId, Wire};
 use agora::{
-    Artifact, ArtifactInfo, Digest, Node, NodeBuilder, PeerStanding, ProviderProgress, Registry, TransferProgress,
-    TransferState,
+    ArtifactInfo, ArtifactReader, Digest, ManualClock, Node, NodeBuilder, PeerStanding, ProviderProgress, Registry,
+    TransferProgress, TransferState,
 };
 use agora_tests::net::{
     DEADLINE, TestNet, artifact_bytes, artifact_path, downloads_dir, name, network_summary, searchable, staging_files,
@@ -20,7 +21,7 @@ use agora_tests::net::{
 };
 use agora_tests::rogue::{Proto, Reply, Rogue, Then, frame};
 use agora_tests::{files_under, noise, unix_now};
-use tokio::sync::watch;
+use futures::StreamExt;
 
 /// The publishing chunk size of these tests: a 1 MiB artifact has 64 chunks.
 const CHUNK: u32 = 16 * 1024;
@@ -36,17 +37,17 @@ fn impatient(builder: NodeBuilder) -> NodeBuilder {
 
 /// Fetches `package@1.0.0` on `node`, watching the transfer; returns the outcome
 /// and the last progress report.
-async fn fetch_watched(node: &Node, package: &str) -> (agora::core::Result<Artifact>, TransferProgress) {
-    let manifest = node.get_version(&name(package), &v1()).await.expect("the manifest");
-    let (progress, _watcher) = watch::channel(TransferProgress::new(&manifest.manifest().artifact));
-    let result = node.fetch_with_progress(&name(package), &v1(), &progress).await;
-    let last = progress.borrow().clone();
-    (result, last)
+async fn fetch_watched(node: &Node, package: &str) -> (agora::core::Result<ArtifactReader>, TransferProgress) {
+    let mut fetch = node.fetch(&name(package), &v1()).await.expect("the manifest");
+    // The progress stream ends when the fetch does.
+    while fetch.next().await.is_some() {}
+    let last = fetch.progress();
+    (fetch.finish().await, last)
 }
 
 /// The artifact bytes `node` holds for `package@1.0.0`.
 async fn local_bytes(node: &Node, package: &str) -> Vec<u8> {
-    artifact_bytes(&node.registry().fetch_artifact(&name(package), &v1()).await.expect("held locally").data)
+    artifact_bytes(node.registry().fetch_artifact(&name(package), &v1()).await.expect("held locally")).await
 }
 
 fn peer_of(node: &Node) -> PeerId {
@@ -153,7 +154,7 @@ async fn fetch_past_a_liar(
 
     let (fetched, progress) = fetch_watched(node, package).await;
     let artifact = fetched.unwrap_or_else(|error| panic!("the fetch failed despite honest providers: {error}"));
-    assert!(artifact_bytes(&artifact.data) == expected, "the fetched bytes differ from the published ones");
+    assert!(artifact_bytes(artifact).await == expected, "the fetched bytes differ from the published ones");
     assert_complete(&progress, &info);
     let lied = part_of(&progress, &liar.peer_id);
     assert_eq!(lied.chunks, 0, "no chunk of the liar verified");
@@ -188,7 +189,7 @@ async fn three_honest_providers_and_a_liar() {
     let expected = local_bytes(net.node(0), "popular").await;
     for index in [1, 2] {
         let artifact = net.node(index).fetch_artifact(&name("popular"), &v1()).await.unwrap();
-        assert!(artifact_bytes(&artifact.data) == expected, "node {index} fetched other bytes");
+        assert!(artifact_bytes(artifact).await == expected, "node {index} fetched other bytes");
     }
 
     let bootstrap = net.address(0).await;
@@ -289,7 +290,7 @@ async fn a_fast_provider_serves_most_chunks() {
     let fast = peer_of(net.node(0));
 
     let (fetched, progress) = fetch_watched(node, "raced").await;
-    assert!(artifact_bytes(&fetched.unwrap().data) == bytes);
+    assert!(artifact_bytes(fetched.unwrap()).await == bytes);
     assert_complete(&progress, &info);
     let (quick, dawdler) = (part_of(&progress, &fast), part_of(&progress, &slow.peer_id));
     eprintln!("{} chunks: fast provider {}, slow provider {}", info.chunks.len(), quick.chunks, dawdler.chunks);
@@ -316,7 +317,7 @@ async fn a_provider_killed_mid_transfer_is_replaced() {
     let honest = peer_of(net.node(0));
 
     let (fetched, progress) = fetch_watched(node, "orphaned").await;
-    assert!(artifact_bytes(&fetched.unwrap().data) == bytes);
+    assert!(artifact_bytes(fetched.unwrap()).await == bytes);
     assert_complete(&progress, &info);
     assert!(wait_until(DEADLINE, || async { mortal.is_dead() }).await, "the rogue's swarm stopped mid-transfer");
     let gone = part_of(&progress, &mortal.peer_id);
@@ -344,7 +345,7 @@ async fn a_stalled_provider_times_out() {
 
     let started = std::time::Instant::now();
     let (fetched, progress) = fetch_watched(node, "stalled").await;
-    assert!(artifact_bytes(&fetched.unwrap().data) == bytes);
+    assert!(artifact_bytes(fetched.unwrap()).await == bytes);
     assert_complete(&progress, &info);
     let stuck = part_of(&progress, &staller.peer_id);
     assert_eq!(stuck.chunks, 0);
@@ -457,7 +458,7 @@ async fn a_partial_transfer_resumes_from_another_provider() {
 
     let (fetched, progress) = fetch_watched(node, "resumed").await;
     let artifact = fetched.expect("the second fetch completes");
-    assert!(artifact_bytes(&artifact.data) == bytes);
+    assert!(artifact_bytes(artifact).await == bytes);
     let served: Vec<u32> = quitter.with(|state| state.served.clone()).await;
     assert_eq!(served.len(), SERVED);
     let resumed: u64 = served.iter().map(|index| u64::from(info.chunk_range(*index as usize).unwrap().1)).sum();
@@ -497,11 +498,10 @@ async fn unknown_digests_and_bad_indexes_are_refused() {
 /// Most bytes of fetched artifacts kept: two of this test's artifacts fit, three do not.
 const CACHE_LIMIT: u64 = 160_000;
 
-/// Waits until the wall clock is in a later second than now (the eviction order
-/// is by last use in whole seconds).
-async fn next_second() {
-    let now = unix_now();
-    assert!(wait_until(Duration::from_secs(3), || async { unix_now() > now }).await);
+/// Moves the fetcher's clock to its next second (the eviction order is by last
+/// use in whole seconds); no test waits for the wall clock.
+fn next_second(clock: &ManualClock) {
+    clock.advance(Duration::from_secs(1));
 }
 
 async fn cached(node: &Node) -> (u64, u64, u64) {
@@ -511,7 +511,12 @@ async fn cached(node: &Node) -> (u64, u64, u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cache_evicts_least_recently_used_never_published_or_pinned() {
-    let net = TestNet::with(2, |builder| builder.configure(|c| c.storage.max_cached_bytes = CACHE_LIMIT)).await;
+    let mut net = TestNet::with(1, |builder| builder.configure(|c| c.storage.max_cached_bytes = CACHE_LIMIT)).await;
+    // The fetcher's clock moves by hand (each node gets the limit from `with`).
+    let clock = Arc::new(ManualClock::new());
+    let bootstrap = net.address(0).await;
+    let node_clock = clock.clone();
+    net.add_node_configured(Some(&bootstrap), move |builder| builder.clock(node_clock)).await;
     let (publisher, fetcher) = (net.node(0), net.node(1));
     let packages = ["lru-one", "lru-two", "lru-three", "lru-four"];
     let mut infos = Vec::new();
@@ -530,17 +535,17 @@ async fn the_cache_evicts_least_recently_used_never_published_or_pinned() {
     let held = |index: usize| artifact_path(fetcher, &infos[index].digest).exists();
     let fetch = |package: &'static str| async move {
         let artifact = fetcher.fetch_artifact(&name(package), &v1()).await.expect("fetch");
-        assert!(artifact_bytes(&artifact.data) == local_bytes(publisher, package).await);
+        assert!(artifact_bytes(artifact).await == local_bytes(publisher, package).await);
     };
 
     fetch("lru-one").await;
     assert_eq!(cached(fetcher).await, (1, infos[0].size, 1));
-    next_second().await;
+    next_second(&clock);
     fetch("lru-two").await;
     assert_eq!(cached(fetcher).await, (2, infos[0].size + infos[1].size, 1));
-    next_second().await;
+    next_second(&clock);
     fetch("lru-one").await; // a local hit: lru-one is now the most recently used
-    next_second().await;
+    next_second(&clock);
     fetch("lru-three").await;
     assert!(held(0) && !held(1) && held(2), "the least recently used (lru-two) was evicted");
     assert_eq!(cached(fetcher).await, (2, infos[0].size + infos[2].size, 1));
@@ -550,11 +555,11 @@ async fn the_cache_evicts_least_recently_used_never_published_or_pinned() {
     ));
 
     // Pinned: lru-one is now the least recently used, and kept.
-    next_second().await;
+    next_second(&clock);
     assert!(fetcher.set_pinned(&name("lru-one"), &v1(), true).await.unwrap());
     assert_eq!(cached(fetcher).await, (1, infos[2].size, 2));
     fetch("lru-four").await;
-    next_second().await;
+    next_second(&clock);
     fetch("lru-two").await;
     assert!(held(0), "the pinned artifact survived a fetch that evicts");
     assert!(!held(2) && held(3) && held(1), "the least recently used unpinned one (lru-three) went instead");
@@ -567,7 +572,7 @@ async fn the_cache_evicts_least_recently_used_never_published_or_pinned() {
     // The publisher fetches something (running its eviction): its own
     // publications, four artifacts over the limit, all stay.
     let mine = publisher.fetch_artifact(&name("lru-mine"), &v1()).await.expect("fetch lru-mine");
-    assert!(artifact_bytes(&mine.data) == local_bytes(fetcher, "lru-mine").await);
+    assert!(artifact_bytes(mine).await == local_bytes(fetcher, "lru-mine").await);
     for (info, package) in infos.iter().zip(packages) {
         assert!(artifact_path(publisher, &info.digest).exists(), "the publisher's {package} was evicted");
     }

@@ -1,4 +1,7 @@
 //! `cargo xtask ci` and `cargo xtask test`.
+//!
+//! `ci` runs, in order and stopping at the first failure: the module cycle check
+//! ([`crate::cycles`]), the format check, clippy with warnings denied, the tests.
 
 use crate::cargo;
 
@@ -6,6 +9,7 @@ use crate::cargo;
 const TEST_COMMAND: &[&str] = &["test", "--workspace"];
 
 pub(crate) fn run() -> anyhow::Result<()> {
+    crate::cycles::run()?;
     cargo(&["fmt", "--all", "--", "--check"])?;
     cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
     test(&[])

@@ -1,7 +1,10 @@
 //! `cargo xtask`: the project's automation, in Rust instead of shell scripts.
 //!
-//! - `cargo xtask ci`: exactly what CI runs (format check, clippy with warnings
-//!   denied, the workspace tests).
+//! - `cargo xtask ci`: exactly what CI runs (the module cycle check, format check,
+//!   clippy with warnings denied, the workspace tests).
+//! - `cargo xtask cycles`: fails if, in any crate of the workspace, a module imports a
+//!   module that imports it back (directly or through a longer cycle); prints each
+//!   cycle with one `file:line` per import in it.
 //! - `cargo xtask test`: the workspace tests only (`cargo test --workspace`).
 //! - `cargo xtask bench [SCENARIO...] [--quick]`: the benchmarks (release build),
 //!   each figure beside a baseline measured in the same run.
@@ -11,6 +14,7 @@
 
 mod bench;
 mod ci;
+mod cycles;
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -21,12 +25,13 @@ fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("ci") => ci::run(),
+        Some("cycles") => cycles::run(),
         Some("test") => ci::test(&args[1..]),
         Some("bench") => bench::run(&args[1..]),
         Some("sim") => bench::sim(&args[1..]),
         Some("help" | "--help" | "-h") | None => {
             println!(
-                "usage: cargo xtask <ci|test|bench|sim> [args]\n\n  ci    fmt check, clippy -D warnings, tests (what CI runs)\n  test  cargo test --workspace [args]\n  bench [SCENARIO...] [--quick]\n  sim   --nodes N | --sweep 10,50,100 [--tcp] [--latency MS] [--loss FRACTION] [--catalog-sync]"
+                "usage: cargo xtask <ci|cycles|test|bench|sim> [args]\n\n  ci     module cycle check, fmt check, clippy -D warnings, tests (what CI runs)\n  cycles fail if a module imports a module that imports it back (in any crate)\n  test   cargo test --workspace [args]\n  bench  [SCENARIO...] [--quick]\n  sim    --nodes N | --sweep 10,50,100 [--tcp] [--latency MS] [--loss FRACTION] [--catalog-sync]"
             );
             Ok(())
         }

@@ -38,7 +38,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use agora_core::{
-    Artifact, IndexChange, PackageName, Publication, Query, Registry, RegistryMetadata, Result, SearchResults,
+    ArtifactReader, IndexChange, PackageName, Publication, Query, Registry, RegistryMetadata, Result, SearchResults,
     SignedManifest, SignedPackageIndex, Version, VersionEntry,
 };
 use async_trait::async_trait;
@@ -130,8 +130,17 @@ impl<R: Registry> CachedRegistry<R> {
     /// an index loaded before it was called.
     pub async fn invalidate_package(&self, name: &PackageName) {
         // The bump is what makes old values unservable; the removal only frees memory.
-        self.package_generation(name).fetch_add(1, Ordering::SeqCst);
+        self.invalidate_package_now(name);
         self.packages.invalidate(name).await;
+    }
+
+    /// Makes the cached index of `name` unservable at once, without waiting: for
+    /// observers of the inner registry's changes, which cannot await. The stale
+    /// entry is replaced by the next load (or expires), so memory stays bounded
+    /// by `max_entries`. Once this returns, no lookup serves an index loaded
+    /// before it was called.
+    pub fn invalidate_package_now(&self, name: &PackageName) {
+        self.package_generation(name).fetch_add(1, Ordering::SeqCst);
     }
 
     /// Forgets every cached search result, for writers that change the inner
@@ -227,7 +236,7 @@ impl<R: Registry> Registry for CachedRegistry<R> {
         Ok(results)
     }
 
-    async fn fetch_artifact(&self, name: &PackageName, version: &Version) -> Result<Artifact> {
+    async fn fetch_artifact(&self, name: &PackageName, version: &Version) -> Result<ArtifactReader> {
         self.inner.fetch_artifact(name, version).await
     }
 

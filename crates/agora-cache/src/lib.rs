@@ -26,7 +26,7 @@
 //! ```
 //! use agora_cache::{CacheConfig, CachedRegistry};
 //! use agora_core::{
-//!     Artifact, ArtifactInfo, Error, IndexChange, PackageMetadata, PackageName, Publication,
+//!     ArtifactInfo, ArtifactReader, Error, IndexChange, PackageMetadata, PackageName, Publication,
 //!     Publisher, Query, Registry, RegistryMetadata, Result, SearchResults, SecretKey,
 //!     SignedManifest, SignedPackageIndex, Version, VersionEntry,
 //! };
@@ -44,7 +44,7 @@
 //!         }
 //!     }
 //! #   async fn publish(&self, _: Publication) -> Result<()> {
-//! #       Err(Error::Storage("read-only".into()))
+//! #       Err(Error::InvalidQuery("read-only".into()))
 //! #   }
 //! #   async fn get_version(&self, name: &PackageName, version: &Version) -> Result<SignedManifest> {
 //! #       Err(Error::VersionNotFound { name: name.clone(), version: version.clone() })
@@ -55,11 +55,11 @@
 //! #   async fn search(&self, _: &Query) -> Result<SearchResults> {
 //! #       Ok(SearchResults::default())
 //! #   }
-//! #   async fn fetch_artifact(&self, name: &PackageName, version: &Version) -> Result<Artifact> {
+//! #   async fn fetch_artifact(&self, name: &PackageName, version: &Version) -> Result<ArtifactReader> {
 //! #       Err(Error::ArtifactUnavailable { name: name.clone(), version: version.clone() })
 //! #   }
 //! #   async fn yank(&self, _: SignedPackageIndex) -> Result<IndexChange> {
-//! #       Err(Error::Storage("read-only".into()))
+//! #       Err(Error::InvalidQuery("read-only".into()))
 //! #   }
 //! #   async fn metadata(&self) -> Result<RegistryMetadata> {
 //! #       Ok(RegistryMetadata::default())

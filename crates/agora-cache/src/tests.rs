@@ -10,9 +10,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use agora_core::{
-    Artifact, ArtifactData, ArtifactInfo, Error, IndexChange, PackageMetadata, PackageName, Publication, Publisher,
-    Query, Registry, RegistryMetadata, Result, SearchHit, SearchResults, SecretKey, SignedManifest, SignedPackageIndex,
-    Version, VersionEntry,
+    ArtifactData, ArtifactInfo, ArtifactReader, Error, IndexChange, PackageMetadata, PackageName, Publication,
+    Publisher, Query, Registry, RegistryMetadata, Result, SearchHit, SearchResults, SecretKey, SignedManifest,
+    SignedPackageIndex, Version, VersionEntry,
 };
 use async_trait::async_trait;
 use tokio::sync::oneshot;
@@ -143,7 +143,7 @@ impl Registry for Mock {
         Ok(SearchResults { hits, total, partial: self.partial.load(Ordering::SeqCst) })
     }
 
-    async fn fetch_artifact(&self, name: &PackageName, version: &Version) -> Result<Artifact> {
+    async fn fetch_artifact(&self, name: &PackageName, version: &Version) -> Result<ArtifactReader> {
         bump(&self.calls.fetch_artifact);
         Err(Error::ArtifactUnavailable { name: name.clone(), version: version.clone() })
     }

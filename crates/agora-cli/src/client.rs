@@ -1,16 +1,18 @@
 //! The HTTP client the commands use to talk to a running node.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, anyhow, bail};
+use bytes::Bytes;
+use futures::Stream;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::api::ErrorBody;
 use crate::cli::Global;
 use crate::daemon::{ApiRecord, api_record_path};
-use crate::server::ErrorBody;
 
 /// A client for one node.
 #[derive(Debug)]
@@ -38,13 +40,36 @@ impl Client {
         Ok(Self { http, addr, data_dir })
     }
 
-    pub(crate) fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
     pub(crate) async fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         let response = self.send(self.http.get(self.url(path))).await?;
         decode(response).await
+    }
+
+    /// `GET path?query`, with `query` encoded as URL parameters.
+    pub(crate) async fn get_with_query<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &impl Serialize,
+    ) -> anyhow::Result<T> {
+        let response = self.send(self.http.get(self.url(path)).query(query)).await?;
+        decode(response).await
+    }
+
+    /// `GET path`, handing back the body as it arrives (for artifacts).
+    pub(crate) async fn stream_get(
+        &self,
+        path: &str,
+    ) -> anyhow::Result<impl Stream<Item = reqwest::Result<Bytes>> + use<>> {
+        Ok(self.send(self.http.get(self.url(path))).await?.bytes_stream())
+    }
+
+    /// `POST path` with no body and no token (the route is open to local callers),
+    /// handing back the body as it arrives (for progress streams).
+    pub(crate) async fn post_stream(
+        &self,
+        path: &str,
+    ) -> anyhow::Result<impl Stream<Item = reqwest::Result<Bytes>> + use<>> {
+        Ok(self.send(self.http.post(self.url(path))).await?.bytes_stream())
     }
 
     pub(crate) async fn post<T: DeserializeOwned>(&self, path: &str, body: &impl Serialize) -> anyhow::Result<T> {
@@ -79,6 +104,10 @@ impl Client {
         bail!("{message}");
     }
 
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
     fn token(&self) -> anyhow::Result<String> {
         let path = agora::api_token_path(&self.data_dir);
         std::fs::read_to_string(&path).map(|token| token.trim().to_owned()).map_err(|_| {
@@ -88,10 +117,6 @@ impl Client {
                 self.data_dir.display()
             )
         })
-    }
-
-    pub(crate) fn data_dir(&self) -> &Path {
-        &self.data_dir
     }
 }
 

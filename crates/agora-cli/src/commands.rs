@@ -15,10 +15,10 @@ use reqwest::Method;
 use reqwest::header::CONTENT_LENGTH;
 use serde_json::json;
 
+use crate::api::{FetchLine, ImportBody, KeyBody, PackageBody, PinBody, StatusBody, YankBody};
 use crate::cli::{Cli, Command, Global, KeyCommand, SearchArgs};
 use crate::client::Client;
 use crate::output::{date, progress, size, table};
-use crate::server::{KeyBody, PackageBody};
 
 /// Largest archive `agora publish` will pack; the node applies its own limit.
 const PACK_LIMIT: u64 = 4 << 30;
@@ -168,8 +168,7 @@ async fn search(global: &Global, args: &SearchArgs) -> anyhow::Result<()> {
         params.push(("limit", args.limit.to_string()));
         params.push(("offset", args.offset.to_string()));
     }
-    let request = reqwest::Client::new().get(client.url("/v1/search")).query(&params);
-    let results: SearchResults = client.send(request).await?.json().await.context("reading the node's reply")?;
+    let results: SearchResults = client.get_with_query("/v1/search", &params).await?;
     if global.json {
         return print_json(&results);
     }
@@ -338,13 +337,11 @@ async fn fetch(global: &Global, spec: &str, output: Option<PathBuf>) -> anyhow::
     node_fetch(&client, &name, &version).await?;
 
     // Download into a temp file next to the destination, hashing as we go.
-    let response =
-        client.send(reqwest::Client::new().get(client.url(&format!("/v1/packages/{name}/{version}/artifact")))).await?;
+    let mut body = client.stream_get(&format!("/v1/packages/{name}/{version}/artifact")).await?;
     let mut temp = tempfile::NamedTempFile::new_in(&parent)
         .with_context(|| format!("creating a temp file in {}", parent.display()))?;
     let mut hasher = ArtifactHasher::new(manifest.artifact.chunk_size)?;
     let bar = progress(manifest.artifact.size, "Downloading");
-    let mut body = response.bytes_stream();
     while let Some(chunk) = body.next().await {
         let chunk = chunk.context("download interrupted")?;
         if hasher.size() + chunk.len() as u64 > manifest.artifact.size {
@@ -390,17 +387,15 @@ async fn fetch(global: &Global, spec: &str, output: Option<PathBuf>) -> anyhow::
 
 /// Asks the node to fetch an artifact from the network and follows its progress.
 async fn node_fetch(client: &Client, name: &PackageName, version: &Version) -> anyhow::Result<()> {
-    let request = reqwest::Client::new().post(client.url(&format!("/v1/packages/{name}/{version}/fetch")));
-    let response = client.send(request).await?;
+    let mut body = client.post_stream(&format!("/v1/packages/{name}/{version}/fetch")).await?;
     let mut bar: Option<indicatif::ProgressBar> = None;
     let mut buffer: Vec<u8> = Vec::new();
-    let mut body = response.bytes_stream();
-    let mut last: Option<crate::server::FetchLine> = None;
+    let mut last: Option<FetchLine> = None;
     while let Some(chunk) = body.next().await {
         buffer.extend_from_slice(&chunk.context("the node's progress stream broke")?);
         while let Some(end) = buffer.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = buffer.drain(..=end).collect();
-            let parsed: crate::server::FetchLine =
+            let parsed: FetchLine =
                 serde_json::from_slice(&line).context("the node's progress stream did not decode")?;
             let transfer = &parsed.progress;
             if transfer.resumed_bytes < transfer.total_bytes && bar.is_none() {
@@ -418,7 +413,7 @@ async fn node_fetch(client: &Client, name: &PackageName, version: &Version) -> a
         bar.finish_and_clear();
     }
     match last {
-        Some(crate::server::FetchLine { error: Some(error), .. }) => bail!("{error}"),
+        Some(FetchLine { error: Some(error), .. }) => bail!("{error}"),
         Some(line) if line.progress.state == agora::TransferState::Done => {
             let providers = line.progress.providers.iter().filter(|p| p.chunks > 0).count();
             if providers > 0 {
@@ -441,7 +436,7 @@ async fn pin(global: &Global, spec: &str, pinned: bool) -> anyhow::Result<()> {
     };
     let client = Client::new(global)?;
     let answer: serde_json::Value =
-        client.post(&format!("/v1/packages/{name}/{version}/pin"), &json!({ "pinned": pinned })).await?;
+        client.post(&format!("/v1/packages/{name}/{version}/pin"), &PinBody { pinned }).await?;
     if global.json {
         return print_json(&answer);
     }
@@ -460,7 +455,7 @@ async fn yank(global: &Global, spec: &str, undo: bool) -> anyhow::Result<()> {
     };
     let client = Client::new(global)?;
     let change: IndexChange =
-        client.post(&format!("/v1/packages/{name}/{version}/yank"), &json!({ "yanked": !undo })).await?;
+        client.post(&format!("/v1/packages/{name}/{version}/yank"), &YankBody { yanked: !undo }).await?;
     if global.json {
         return print_json(&change);
     }
@@ -475,84 +470,67 @@ async fn yank(global: &Global, spec: &str, undo: bool) -> anyhow::Result<()> {
 
 async fn status(global: &Global) -> anyhow::Result<()> {
     let client = Client::new(global)?;
-    let status: serde_json::Value = client.get("/v1/status").await?;
     if global.json {
+        // The node's JSON as it sent it, not our reading of it.
+        let status: serde_json::Value = client.get("/v1/status").await?;
         return print_json(&status);
     }
-    let text = |pointer: &str| {
-        status.pointer(pointer).map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned)).unwrap_or_default()
-    };
-    let number = |pointer: &str| status.pointer(pointer).and_then(serde_json::Value::as_u64).unwrap_or(0);
+    let StatusBody { status, api } = client.get("/v1/status").await?;
+    let (registry, storage) = (&status.registry, &status.storage);
     let mut rows = vec![
-        vec!["version:".to_owned(), text("/version")],
-        vec!["api:".to_owned(), format!("http://{}", text("/api"))],
-        vec!["data dir:".to_owned(), text("/data_dir")],
-        vec!["identity:".to_owned(), text("/identity")],
-        vec!["publisher:".to_owned(), text("/publisher")],
-        vec!["packages:".to_owned(), number("/registry/packages").to_string()],
-        vec!["versions:".to_owned(), number("/registry/versions").to_string()],
-        vec![
-            "artifacts:".to_owned(),
-            format!("{} ({})", number("/registry/artifacts"), size(number("/registry/artifact_bytes"))),
-        ],
-        vec!["cache:".to_owned(), format!("{} hits, {} misses", number("/cache/hits"), number("/cache/misses"))],
-        vec!["max artifact:".to_owned(), size(number("/max_artifact_size"))],
+        vec!["version:".to_owned(), status.version.clone()],
+        vec!["api:".to_owned(), format!("http://{api}")],
+        vec!["data dir:".to_owned(), status.data_dir.display().to_string()],
+        vec!["identity:".to_owned(), status.identity.to_string()],
+        vec!["publisher:".to_owned(), status.publisher.to_string()],
+        vec!["packages:".to_owned(), registry.packages.to_string()],
+        vec!["versions:".to_owned(), registry.versions.to_string()],
+        vec!["artifacts:".to_owned(), format!("{} ({})", registry.artifacts, size(registry.artifact_bytes))],
+        vec!["cache:".to_owned(), format!("{} hits, {} misses", status.cache.hits, status.cache.misses)],
+        vec!["max artifact:".to_owned(), size(status.max_artifact_size)],
         vec![
             "storage:".to_owned(),
             format!(
                 "{} pinned ({}), {} cached ({} of {})",
-                number("/storage/pinned_artifacts"),
-                size(number("/storage/pinned_bytes")),
-                number("/storage/cached_artifacts"),
-                size(number("/storage/cached_bytes")),
-                size(number("/storage/max_cached_bytes"))
+                storage.pinned_artifacts,
+                size(storage.pinned_bytes),
+                storage.cached_artifacts,
+                size(storage.cached_bytes),
+                size(storage.max_cached_bytes)
             ),
         ],
-        vec!["uptime:".to_owned(), format!("{} s", number("/uptime_secs"))],
+        vec!["uptime:".to_owned(), format!("{} s", status.uptime_secs)],
     ];
-    for (label, kind) in [("searches:", "search"), ("dht gets:", "dht_get")] {
-        let count = |field: &str| number(&format!("/queries/{kind}/{field}"));
-        let ms = |field: &str| {
-            status
-                .pointer(&format!("/queries/{kind}/{field}"))
-                .and_then(serde_json::Value::as_f64)
-                .map_or_else(|| "-".to_owned(), |ms| format!("{ms:.1}"))
-        };
+    for (label, stats) in [("searches:", &status.queries.search), ("dht gets:", &status.queries.dht_get)] {
+        let ms = |ms: Option<f64>| ms.map_or_else(|| "-".to_owned(), |ms| format!("{ms:.1}"));
         rows.push(vec![
             label.to_owned(),
             format!(
                 "{} ({} ok, {} partial, {} failed, {} running); p50/p95/p99 {}/{}/{} ms",
-                count("total"),
-                count("succeeded"),
-                count("partial"),
-                count("failed"),
-                count("in_flight"),
-                ms("p50_ms"),
-                ms("p95_ms"),
-                ms("p99_ms")
+                stats.total,
+                stats.succeeded,
+                stats.partial,
+                stats.failed,
+                stats.in_flight,
+                ms(stats.p50_ms),
+                ms(stats.p95_ms),
+                ms(stats.p99_ms)
             ),
         ]);
     }
     print!("{}", table(&rows));
-    match status.get("network").filter(|n| !n.is_null()) {
+    match &status.network {
         None => println!("network:       off"),
-        Some(_) => {
-            let list = |pointer: &str| -> Vec<String> {
-                status
-                    .pointer(pointer)
-                    .and_then(serde_json::Value::as_array)
-                    .map(|items| items.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
-                    .unwrap_or_default()
-            };
-            let mut rows = vec![vec!["peer id:".to_owned(), text("/network/peer_id")]];
-            for address in list("/network/listen_addrs") {
-                rows.push(vec!["listening:".to_owned(), address]);
+        Some(network) => {
+            let mut rows = vec![vec!["peer id:".to_owned(), network.peer_id.clone()]];
+            for address in &network.listen_addrs {
+                rows.push(vec!["listening:".to_owned(), address.clone()]);
             }
-            rows.push(vec!["peers:".to_owned(), format!("{} connected", list("/network/connected_peers").len())]);
-            rows.push(vec!["routing table:".to_owned(), number("/network/routing_table_size").to_string()]);
+            rows.push(vec!["peers:".to_owned(), format!("{} connected", network.connected_peers.len())]);
+            rows.push(vec!["routing table:".to_owned(), network.routing_table_size.to_string()]);
             rows.push(vec![
                 "dht:".to_owned(),
-                format!("{} records, {} provided", number("/network/dht_records"), number("/network/dht_provided")),
+                format!("{} records, {} provided", network.dht_records, network.dht_provided),
             ]);
             print!("{}", table(&rows));
         }
@@ -619,14 +597,14 @@ async fn key(global: &Global, command: KeyCommand) -> anyhow::Result<()> {
             } else {
                 text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
             }
-            let key: KeyBody = client.post("/v1/key/import", &json!({ "secret_key": text.trim() })).await?;
+            let key: KeyBody =
+                client.post("/v1/key/import", &ImportBody { secret_key: text.trim().to_owned() }).await?;
             if global.json {
                 return print_json(&key);
             }
             println!("Imported publisher key {}", key.public_key);
         }
     }
-    let _ = client.data_dir();
     Ok(())
 }
 

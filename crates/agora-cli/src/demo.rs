@@ -90,12 +90,8 @@ pub(crate) async fn run(nodes: usize, json_output: bool) -> anyhow::Result<()> {
             let manifest = node.get_version(&name.parse()?, &version).await?;
             let info_time = info_started.elapsed();
             let fetch_started = Instant::now();
-            let artifact = node.fetch_artifact(&name.parse()?, &version).await?;
+            let fetched = node.fetch_artifact(&name.parse()?, &version).await?.read_to_vec().await?;
             let fetch_time = fetch_started.elapsed();
-            let fetched = match artifact.data {
-                ArtifactData::Bytes(bytes) => bytes.to_vec(),
-                ArtifactData::File(path) => std::fs::read(path)?,
-            };
             if fetched != bytes || manifest.manifest().artifact.digest != published.manifest.manifest().artifact.digest
             {
                 bail!("node {i} fetched different bytes for {name}");

@@ -4,6 +4,7 @@
 //! The binary is a thin shell: node logic lives in the `agora` crate; this crate
 //! holds argument parsing, the HTTP server and client, and terminal output.
 
+mod api;
 mod cli;
 mod client;
 mod commands;

@@ -19,8 +19,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures::StreamExt;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
+
+use crate::api::{ErrorBody, ErrorDetail, FetchLine, ImportBody, KeyBody, PackageBody, PinBody, StatusBody, YankBody};
 
 /// Shared state of the API handlers.
 #[derive(Debug)]
@@ -65,17 +67,6 @@ pub(crate) struct ApiError {
     message: String,
 }
 
-#[derive(Serialize, Deserialize)]
-pub(crate) struct ErrorBody {
-    pub(crate) error: ErrorDetail,
-}
-
-#[derive(Serialize, Deserialize)]
-pub(crate) struct ErrorDetail {
-    pub(crate) code: String,
-    pub(crate) message: String,
-}
-
 impl ApiError {
     fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self { status, code, message: message.into() }
@@ -99,21 +90,38 @@ impl IntoResponse for ApiError {
 }
 
 impl From<agora::core::Error> for ApiError {
+    /// Statuses by [`agora::ErrorKind`], with a stable `code` per kind; the
+    /// message is the error with its causes.
     fn from(error: agora::core::Error) -> Self {
+        use agora::ErrorKind;
         use agora::core::Error as E;
-        let (status, code) = match &error {
-            E::PackageNotFound(_) | E::VersionNotFound { .. } | E::ArtifactUnavailable { .. } => {
-                (StatusCode::NOT_FOUND, "not_found")
-            }
-            E::ArtifactTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
-            E::NotOwner { .. } => (StatusCode::FORBIDDEN, "not_owner"),
-            E::VersionExists { .. } | E::StaleSequence { .. } => (StatusCode::CONFLICT, "conflict"),
-            E::Storage(_) | E::Network(_) | E::Io(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
-            _ if error.is_invalid_input() => (StatusCode::BAD_REQUEST, "invalid"),
-            _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        let (status, code) = match (&error, error.kind()) {
+            (E::ArtifactTooLarge { .. }, _) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+            (E::NotOwner { .. }, _) => (StatusCode::FORBIDDEN, "not_owner"),
+            (_, ErrorKind::InvalidInput) => (StatusCode::BAD_REQUEST, "invalid"),
+            (_, ErrorKind::NotFound) => (StatusCode::NOT_FOUND, "not_found"),
+            (_, ErrorKind::Conflict) => (StatusCode::CONFLICT, "conflict"),
+            (_, ErrorKind::Unavailable) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            (_, ErrorKind::Timeout) => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
+            (_, ErrorKind::Internal) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
-        Self::new(status, code, error.to_string())
+        Self::new(status, code, with_causes(&error))
     }
+}
+
+/// An error's message followed by each of its causes not already in it.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = cause.source();
+    }
+    message
 }
 
 impl From<agora::Error> for ApiError {
@@ -162,13 +170,6 @@ fn parse_name(name: &str) -> ApiResult<PackageName> {
 
 fn parse_version(version: &str) -> ApiResult<Version> {
     agora::parse_version(version).map_err(|error| ApiError::bad_request(error.to_string()))
-}
-
-#[derive(Serialize)]
-struct StatusBody {
-    #[serde(flatten)]
-    status: agora::NodeStatus,
-    api: SocketAddr,
 }
 
 async fn status(State(state): State<Arc<ApiState>>) -> ApiResult<Json<StatusBody>> {
@@ -257,8 +258,9 @@ async fn search(
     query.categories = split(params.category);
     query.tags = split(params.tag);
     if let Some(publisher) = params.publisher {
-        query.publisher =
-            Some(publisher.parse().map_err(|error: agora::core::Error| ApiError::bad_request(error.to_string()))?);
+        query.publisher = Some(
+            publisher.parse().map_err(|error: agora::core::DecodeError| ApiError::bad_request(error.to_string()))?,
+        );
     }
     query.limit = params.limit.unwrap_or(Query::DEFAULT_LIMIT);
     query.offset = params.offset.unwrap_or(0);
@@ -266,14 +268,6 @@ async fn search(
         Some(config) => Ok(Json(state.node.search_network(&query, config)?.collect_results().await)),
         None => Ok(Json(state.node.search(&query).await?)),
     }
-}
-
-/// A package as `GET /v1/packages/{name}` returns it.
-#[derive(Debug, Serialize, Deserialize)]
-pub(crate) struct PackageBody {
-    pub(crate) index: agora::SignedPackageIndex,
-    /// The manifest of the default version, if any version is live.
-    pub(crate) latest: Option<agora::SignedManifest>,
 }
 
 async fn package(State(state): State<Arc<ApiState>>, Path(name): Path<String>) -> ApiResult<Json<PackageBody>> {
@@ -306,36 +300,35 @@ async fn artifact(
     State(state): State<Arc<ApiState>>,
     Path((name, version)): Path<(String, String)>,
 ) -> ApiResult<Response> {
+    use futures::io::AsyncReadExt as _;
     let (name, version) = (parse_name(&name)?, parse_version(&version)?);
-    let artifact = state.node.fetch_artifact(&name, &version).await.map_err(|error| match error {
+    let corrupt = |error: agora::core::Error| match error {
         agora::core::Error::DigestMismatch { .. } => ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "corrupt_artifact",
             format!("the node's copy of {name}@{version} is corrupted on disk ({error}); it will not be served"),
         ),
         other => other.into(),
-    })?;
-    let info = &artifact.manifest.manifest().artifact;
-    let body = match artifact.data {
-        ArtifactData::Bytes(bytes) => Body::from(bytes),
-        ArtifactData::File(path) => {
-            let file = tokio::fs::File::open(&path).await.map_err(|error| {
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    format!("opening {}: {error}", path.display()),
-                )
-            })?;
-            Body::from_stream(tokio_util::io::ReaderStream::with_capacity(file, 64 * 1024))
-        }
     };
+    let mut artifact = state.node.fetch_artifact(&name, &version).await.map_err(corrupt)?;
+    let info = artifact.manifest().manifest().artifact.clone();
+    // The first chunk is read (and verified) before the status line goes out, so
+    // a copy corrupted at its start is a 500, not a broken download; a later
+    // corrupted chunk ends the body early (the client sees a short read).
+    let mut first = vec![0u8; (info.chunk_size as usize).min(info.size as usize)];
+    artifact.read_exact(&mut first).await.map_err(|error| corrupt(agora::core::Error::from_read(error)))?;
+    let rest = tokio_util::io::ReaderStream::with_capacity(
+        tokio_util::compat::FuturesAsyncReadCompatExt::compat(artifact),
+        64 * 1024,
+    );
+    let body = futures::stream::once(async move { Ok::<_, std::io::Error>(bytes::Bytes::from(first)) }).chain(rest);
     Ok((
         [
             (header::CONTENT_TYPE, "application/gzip".to_owned()),
             (header::CONTENT_LENGTH, info.size.to_string()),
             (header::HeaderName::from_static("x-agora-digest"), info.digest.to_hex()),
         ],
-        body,
+        Body::from_stream(body),
     )
         .into_response())
 }
@@ -382,22 +375,6 @@ async fn publish(
     Ok(Json(published))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct YankBody {
-    yanked: bool,
-}
-
-/// One line of the `fetch` progress stream.
-#[derive(Debug, Serialize, Deserialize)]
-pub(crate) struct FetchLine {
-    /// Where the transfer stands.
-    pub(crate) progress: agora::TransferProgress,
-    /// Set on the last line when the fetch failed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) error: Option<String>,
-}
-
 /// Makes the node hold the artifact (downloading it from peers if needed) and
 /// streams progress as newline-delimited JSON; the last line says done or why not.
 async fn fetch(
@@ -406,48 +383,35 @@ async fn fetch(
 ) -> ApiResult<Response> {
     use futures::StreamExt as _;
     let (name, version) = (parse_name(&name)?, parse_version(&version)?);
-    let manifest = state.node.get_version(&name, &version).await?;
-    let (progress, watcher) = tokio::sync::watch::channel(agora::TransferProgress::new(&manifest.manifest().artifact));
-    let node = state.node.clone();
-    let task = tokio::spawn(async move { node.fetch_with_progress(&name, &version, &progress).await.map(drop) });
-    let lines = futures::stream::unfold(Some((watcher, task)), |step| async move {
-        let (mut watcher, mut task) = step?;
-        let line = |progress: agora::TransferProgress, error: Option<String>| {
-            let mut text = serde_json::to_vec(&FetchLine { progress, error }).unwrap_or_default();
-            text.push(b'\n');
-            Ok::<_, std::convert::Infallible>(bytes::Bytes::from(text))
-        };
-        tokio::select! {
-            finished = &mut task => {
-                let error = match finished {
-                    Ok(Ok(())) => None,
-                    Ok(Err(error)) => Some(error.to_string()),
-                    Err(error) => Some(format!("fetch task failed: {error}")),
-                };
-                let mut last = watcher.borrow().clone();
-                if error.is_none() {
-                    last.state = agora::TransferState::Done;
-                }
-                Some((line(last, error), None))
-            }
-            _ = async {
-                // At most ten progress lines a second.
+    let fetch = state.node.fetch(&name, &version).await?;
+    let line = |progress: agora::TransferProgress, error: Option<String>| {
+        let mut text = serde_json::to_vec(&FetchLine { progress, error }).unwrap_or_default();
+        text.push(b'\n');
+        Ok::<_, std::convert::Infallible>(bytes::Bytes::from(text))
+    };
+    let lines = futures::stream::unfold(Some(fetch), move |step| async move {
+        let mut fetch = step?;
+        match fetch.next().await {
+            Some(progress) => {
+                // At most ten progress lines a second: the stream keeps only the latest.
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                watcher.changed().await
-            } => {
-                let current = watcher.borrow_and_update().clone();
-                Some((line(current, None), Some((watcher, task))))
+                Some((line(progress, None), Some(fetch)))
+            }
+            None => {
+                let mut last = fetch.progress();
+                let error = match fetch.done().await {
+                    Ok(()) => {
+                        last.state = agora::TransferState::Done;
+                        None
+                    }
+                    Err(error) => Some(error.to_string()),
+                };
+                Some((line(last, error), None))
             }
         }
     })
     .boxed();
     Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], Body::from_stream(lines)).into_response())
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PinBody {
-    pinned: bool,
 }
 
 async fn pin(
@@ -481,14 +445,6 @@ async fn yank(
     Ok(Json(state.node.set_yanked(&name, &version, body.yanked).await?))
 }
 
-/// Body of the key routes.
-#[derive(Debug, Serialize, Deserialize)]
-pub(crate) struct KeyBody {
-    pub(crate) public_key: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) secret_key: Option<String>,
-}
-
 async fn key(State(state): State<Arc<ApiState>>) -> Json<KeyBody> {
     Json(KeyBody { public_key: state.node.publisher_key().to_hex(), secret_key: None })
 }
@@ -497,12 +453,6 @@ async fn export_key(State(state): State<Arc<ApiState>>, headers: HeaderMap) -> A
     authorize(&state, &headers)?;
     let secret = state.node.export_publisher_key();
     Ok(Json(KeyBody { public_key: secret.public_key().to_hex(), secret_key: Some(secret.to_hex()) }))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ImportBody {
-    secret_key: String,
 }
 
 async fn import_key(

@@ -1,11 +1,24 @@
 //! What a manifest promises about its artifact: the SHA-256 of the whole file, its
 //! size, and the SHA-256 of every fixed-size chunk, so a downloader can verify each
-//! chunk as it arrives.
+//! chunk as it arrives; and [`ArtifactData`], the bytes a publisher hands over.
 
+use std::path::PathBuf;
+
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use crate::{Digest, Error, Result};
+
+/// The artifact bytes of a publication: in memory, or in a file of the
+/// publisher's that the registry reads (and copies into its own store).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ArtifactData {
+    /// The bytes, in memory.
+    Bytes(Bytes),
+    /// A file holding the bytes.
+    File(PathBuf),
+}
 
 /// Size, digest and chunk digests of one artifact.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -8,7 +8,18 @@ use ed25519_dalek::{Signer, Verifier};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest as _, Sha256};
 
-use crate::{Error, Result};
+/// Bytes or text that do not decode as the expected value. Converts into
+/// [`Error::Decode`](crate::Error::Decode).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("malformed {what}: {reason}")]
+pub struct DecodeError {
+    /// What was being decoded.
+    pub what: &'static str,
+    /// Why it failed.
+    pub reason: String,
+}
+
+type Result<T, E = DecodeError> = std::result::Result<T, E>;
 
 /// A SHA-256 digest.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -49,7 +60,7 @@ impl PublicKey {
     pub fn from_bytes(bytes: &[u8; 32]) -> Result<Self> {
         ed25519_dalek::VerifyingKey::from_bytes(bytes)
             .map(Self)
-            .map_err(|_| Error::Decode { what: "public key", reason: "not a valid ed25519 point".into() })
+            .map_err(|_| DecodeError { what: "public key", reason: "not a valid ed25519 point".into() })
     }
 
     /// The raw bytes.
@@ -151,7 +162,7 @@ impl Signature {
 
 fn decode_hex<const N: usize>(text: &str, what: &'static str) -> Result<[u8; N]> {
     let mut out = [0u8; N];
-    hex::decode_to_slice(text, &mut out).map_err(|_| Error::Decode {
+    hex::decode_to_slice(text, &mut out).map_err(|_| DecodeError {
         what,
         reason: format!("expected {} hex characters, found `{}`", N * 2, truncate(text)),
     })?;
@@ -177,7 +188,7 @@ macro_rules! hex_text_form {
         }
 
         impl FromStr for $type {
-            type Err = Error;
+            type Err = DecodeError;
 
             fn from_str(text: &str) -> Result<Self> {
                 let bytes = decode_hex::<$len>(text, $what)?;

@@ -173,7 +173,7 @@ impl<'a> Decoder<'a> {
     }
 
     pub(crate) fn public_key(&mut self) -> Result<PublicKey> {
-        PublicKey::from_bytes(&self.array()?)
+        Ok(PublicKey::from_bytes(&self.array()?)?)
     }
 
     pub(crate) fn finish(self) -> Result<()> {

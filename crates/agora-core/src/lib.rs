@@ -44,20 +44,22 @@ mod manifest;
 mod name;
 mod publisher;
 mod query;
+mod reader;
 mod registry;
 
-pub use artifact::{ArtifactHasher, ArtifactInfo};
-pub use crypto::{Digest, PublicKey, SecretKey, Signature};
-pub use error::{Error, Result};
+pub use artifact::{ArtifactData, ArtifactHasher, ArtifactInfo};
+pub use crypto::{DecodeError, Digest, PublicKey, SecretKey, Signature};
+pub use error::{Error, ErrorKind, ErrorSource, Result, Unavailable};
 pub use index::{IndexChange, PackageIndex, SignedPackageIndex, VersionEntry};
 pub use manifest::{Manifest, PackageMetadata, SignedManifest};
-pub use name::PackageName;
+pub use name::{NameError, PackageName, VersionError};
 pub use publisher::{Publication, Publisher};
 pub use query::{Query, SearchHit, SearchResults, SearchScope};
-pub use registry::{Artifact, ArtifactData, Registry, RegistryMetadata};
+pub use reader::ArtifactReader;
+pub use registry::{Registry, RegistryMetadata};
 pub use semver::{Version, VersionReq};
 
 /// Parses a semantic version, mapping failures into this crate's [`Error`].
 pub fn parse_version(input: &str) -> Result<Version> {
-    name::parse_version(input)
+    Ok(name::parse_version(input)?)
 }

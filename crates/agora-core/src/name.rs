@@ -5,7 +5,29 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::{Error, Result, Version};
+use crate::Version;
+
+/// A name that breaks the naming rules. Converts into
+/// [`Error::InvalidName`](crate::Error::InvalidName).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid package name `{name}`: {reason}")]
+pub struct NameError {
+    /// The offending input (at most 80 characters of it).
+    pub name: String,
+    /// Which rule it breaks.
+    pub reason: &'static str,
+}
+
+/// A version that does not parse as semver. Converts into
+/// [`Error::InvalidVersion`](crate::Error::InvalidVersion).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid version `{input}`: {reason}")]
+pub struct VersionError {
+    /// The offending input (at most 80 characters of it).
+    pub input: String,
+    /// Why it does not parse.
+    pub reason: String,
+}
 
 /// The longest package name accepted.
 pub(crate) const MAX_NAME_LEN: usize = 64;
@@ -20,8 +42,8 @@ pub struct PackageName(String);
 
 impl PackageName {
     /// Checks `input` against the naming rules.
-    pub fn parse(input: &str) -> Result<Self> {
-        let invalid = |reason| Err(Error::InvalidName { name: input.chars().take(80).collect(), reason });
+    pub fn parse(input: &str) -> Result<Self, NameError> {
+        let invalid = |reason| Err(NameError { name: input.chars().take(80).collect(), reason });
         let Some(first) = input.chars().next() else {
             return invalid("a name cannot be empty");
         };
@@ -43,14 +65,14 @@ impl PackageName {
     }
 }
 
-pub(crate) fn parse_version(input: &str) -> Result<Version> {
+pub(crate) fn parse_version(input: &str) -> Result<Version, VersionError> {
     if input.len() > MAX_VERSION_LEN {
-        return Err(Error::InvalidVersion {
+        return Err(VersionError {
             input: input.chars().take(80).collect(),
             reason: format!("a version is at most {MAX_VERSION_LEN} characters"),
         });
     }
-    Version::parse(input).map_err(|error| Error::InvalidVersion { input: input.to_owned(), reason: error.to_string() })
+    Version::parse(input).map_err(|error| VersionError { input: input.to_owned(), reason: error.to_string() })
 }
 
 impl fmt::Display for PackageName {
@@ -66,9 +88,9 @@ impl fmt::Debug for PackageName {
 }
 
 impl FromStr for PackageName {
-    type Err = Error;
+    type Err = NameError;
 
-    fn from_str(input: &str) -> Result<Self> {
+    fn from_str(input: &str) -> Result<Self, NameError> {
         Self::parse(input)
     }
 }

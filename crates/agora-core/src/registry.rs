@@ -1,35 +1,14 @@
 //! The `Registry` trait: the one seam every backend implements.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    IndexChange, PackageName, Publication, Query, Result, SearchResults, SignedManifest, SignedPackageIndex, Version,
-    VersionEntry,
+    ArtifactReader, IndexChange, PackageName, Publication, Query, Result, SearchResults, SignedManifest,
+    SignedPackageIndex, Version, VersionEntry,
 };
-
-/// Where artifact bytes are. Backends choose; large artifacts stay in files.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ArtifactData {
-    /// The bytes, in memory.
-    Bytes(Bytes),
-    /// A file holding the bytes. For artifacts returned by a registry the file is
-    /// the registry's own verified copy: read it, do not move or change it.
-    File(PathBuf),
-}
-
-/// A fetched artifact with the manifest it was verified against.
-#[derive(Debug, Clone)]
-pub struct Artifact {
-    /// The version's manifest.
-    pub manifest: SignedManifest,
-    /// The verified bytes.
-    pub data: ArtifactData,
-}
 
 /// Counts a backend reports about itself.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,8 +49,10 @@ pub trait Registry: Send + Sync {
     /// Searches the catalog.
     async fn search(&self, query: &Query) -> Result<SearchResults>;
 
-    /// The artifact of one version, verified against its manifest.
-    async fn fetch_artifact(&self, name: &PackageName, version: &Version) -> Result<Artifact>;
+    /// The artifact of one version, as a reader that verifies every chunk
+    /// against the manifest as it is read (a mismatch is an `InvalidData` read
+    /// error) and keeps the backend's copy alive until it is dropped.
+    async fn fetch_artifact(&self, name: &PackageName, version: &Version) -> Result<ArtifactReader>;
 
     /// Applies an owner-signed index update that only yanks or unyanks versions.
     async fn yank(&self, index: SignedPackageIndex) -> Result<IndexChange>;
@@ -102,7 +83,7 @@ impl<R: Registry + ?Sized> Registry for Arc<R> {
         (**self).search(query).await
     }
 
-    async fn fetch_artifact(&self, name: &PackageName, version: &Version) -> Result<Artifact> {
+    async fn fetch_artifact(&self, name: &PackageName, version: &Version) -> Result<ArtifactReader> {
         (**self).fetch_artifact(name, version).await
     }
 

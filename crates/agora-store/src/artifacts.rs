@@ -1,32 +1,51 @@
-//! Content-addressed artifact files: `<root>/sha256/<first two hex>/<digest hex>`.
+//! [`Artifacts`]: the content-addressed artifact files,
+//! `<root>/sha256/<first two hex>/<digest hex>`, and the `artifacts` rows that
+//! say which of them this node holds.
 //!
 //! A file is written to `<root>/tmp` while it is hashed, checked against the
 //! manifest's [`ArtifactInfo`] (digest, size and every chunk digest), flushed to
 //! disk and only then renamed into place, so a reader never sees a partial or
-//! unverified artifact. [`ArtifactStore::adopt`] does the same for a file already
+//! unverified artifact. [`Artifacts::adopt`] does the same for a file already
 //! written elsewhere under the data directory, renaming it in instead of copying
 //! it. Reads re-hash the file, so corruption on disk is an error, not a silent
-//! wrong answer; [`ArtifactStore::read_chunk`] serves one chunk at a time to
-//! peers, checked against its chunk digest.
+//! wrong answer: [`Artifacts::open`] hands out a leased [`ArtifactReader`] that
+//! verifies as it reads, and [`Artifacts::read_chunk`] serves one chunk at a
+//! time to peers, checked against its chunk digest.
+//!
+//! Not here: which held artifacts are pinned and which may be evicted (that is
+//! [`crate::Storage`]), and what the artifacts are of ([`crate::Packages`]).
 
 use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use agora_core::{ArtifactData, ArtifactHasher, ArtifactInfo, Digest};
+use rusqlite::OptionalExtension;
 use sha2::{Digest as _, Sha256};
 
+use crate::db::Database;
+use crate::lease::{Lease, LeaseTable};
+use crate::reader::ArtifactReader;
+use crate::rows::{decode_digest, record_artifact};
 use crate::{Error, Result};
 
 const COPY_BUFFER: usize = 64 * 1024;
 
-/// Where artifact files live.
+/// Artifact files and their rows, reached through [`crate::Store::artifacts`].
+/// Cheap to clone; all clones share the directory and the store's connections.
+///
+/// Methods block on SQLite and the file system: call them from a blocking thread.
 #[derive(Debug, Clone)]
-pub struct ArtifactStore {
-    root: PathBuf,
+pub struct Artifacts {
+    root: Arc<Path>,
+    database: Arc<Database>,
+    leases: Arc<LeaseTable>,
+    /// The directory of a [`crate::Store::memory`], deleted with the last clone.
+    _temp: Option<Arc<tempfile::TempDir>>,
 }
 
-/// The outcome of [`ArtifactStore::put`] and [`ArtifactStore::adopt`].
+/// The outcome of [`Artifacts::put`] and [`Artifacts::adopt`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredArtifact {
     /// The verified file.
@@ -35,10 +54,10 @@ pub struct StoredArtifact {
     pub created: bool,
 }
 
-impl ArtifactStore {
+impl Artifacts {
     /// Opens (creating) the artifact directory and clears temp files left by a crash.
-    pub fn open(root: &Path) -> Result<Self> {
-        let store = Self { root: root.to_owned() };
+    pub(crate) fn new(root: &Path, database: Arc<Database>, temp: Option<Arc<tempfile::TempDir>>) -> Result<Self> {
+        let store = Self { root: root.into(), database, leases: Arc::default(), _temp: temp };
         let tmp = store.tmp_dir();
         if tmp.exists() {
             fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
@@ -49,7 +68,36 @@ impl ArtifactStore {
         Ok(store)
     }
 
-    /// The path an artifact with `digest` has (whether or not it is present).
+    /// Records that this node holds the artifact with `digest` (its file is
+    /// already in place: see [`Artifacts::put`] and [`Artifacts::adopt`]). A
+    /// pinned artifact stays pinned; its last use moves to `now`.
+    pub fn record(&self, digest: &Digest, size: u64, pinned: bool, now: u64) -> Result<()> {
+        self.database.write(|tx| record_artifact(tx, digest, size, pinned, now))
+    }
+
+    /// Whether this node holds the artifact with `digest` (has its row).
+    pub fn has(&self, digest: &Digest) -> Result<bool> {
+        self.database.read(|connection| {
+            Ok(connection
+                .prepare_cached("SELECT 1 FROM artifacts WHERE digest = ?1")?
+                .query_row([digest.as_bytes().as_slice()], |_| Ok(()))
+                .optional()?
+                .is_some())
+        })
+    }
+
+    /// Digests of every artifact this node holds, ascending.
+    pub fn held(&self) -> Result<Vec<Digest>> {
+        self.database.read(|connection| {
+            let mut statement = connection.prepare_cached("SELECT digest FROM artifacts ORDER BY digest")?;
+            let rows = statement.query_map([], |row| row.get::<_, Vec<u8>>(0))?;
+            rows.map(|row| decode_digest(&row?)).collect()
+        })
+    }
+
+    /// The path an artifact with `digest` has (whether or not it is present), for
+    /// tools and tests. Not for serving: a path is not a hold on the file, and
+    /// eviction may delete it while it is read; serve through a reader instead.
     pub fn path_of(&self, digest: &Digest) -> PathBuf {
         let hex = digest.to_hex();
         self.root.join("sha256").join(&hex[..2]).join(hex)
@@ -96,7 +144,7 @@ impl ArtifactStore {
     /// download) into place as the artifact `expected` describes, without copying.
     ///
     /// The file is hashed as it is read (digest, size and every chunk digest must
-    /// match `expected`; a mismatch is the same error [`ArtifactStore::put`]
+    /// match `expected`; a mismatch is the same error [`Artifacts::put`]
     /// returns), flushed to disk, then renamed to its content-addressed path,
     /// replacing an identical copy already there. On any error before the rename,
     /// `source` is left where it is for the caller to delete, and nothing is
@@ -104,13 +152,13 @@ impl ArtifactStore {
     ///
     /// `source` should be on the same file system as the store (anywhere under the
     /// data directory); if the rename fails because it is not, the file is copied
-    /// in through [`ArtifactStore::put`] and then deleted (a failure to delete it is
+    /// in through [`Artifacts::put`] and then deleted (a failure to delete it is
     /// only logged: the artifact is in place).
     pub fn adopt(&self, expected: &ArtifactInfo, source: &Path) -> Result<StoredArtifact> {
         self.adopt_checked(expected, source, true)
     }
 
-    /// [`ArtifactStore::adopt`] for a file whose every chunk the caller has already
+    /// [`Artifacts::adopt`] for a file whose every chunk the caller has already
     /// verified against `expected.chunks` (a finished download): only the size and
     /// the whole-file digest are checked — the chunk digests then agree by
     /// construction — so the file is hashed once instead of twice.
@@ -173,33 +221,40 @@ impl ArtifactStore {
         }
     }
 
-    /// The path of the artifact `expected` describes after re-hashing it, or
-    /// `None` when it is not stored. A file whose bytes no longer match is an error.
-    pub fn verified_path(&self, expected: &ArtifactInfo) -> Result<Option<PathBuf>> {
-        let path = self.path_of(&expected.digest);
-        let mut file = match File::open(&path) {
-            Ok(file) => file,
-            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(error) => return Err(Error::io(&path, error)),
-        };
-        let mut hasher = ArtifactHasher::new(expected.chunk_size)?;
-        let mut buffer = vec![0u8; COPY_BUFFER];
-        loop {
-            let read = file.read(&mut buffer).map_err(|e| Error::io(&path, e))?;
-            if read == 0 {
-                break;
-            }
-            hasher.update(&buffer[..read]);
-            if hasher.size() > expected.size {
-                break;
-            }
-        }
-        let actual = hasher.finish()?;
-        if actual != *expected {
-            tracing::error!(path = %path.display(), expected = %expected.digest, actual = %actual.digest, "artifact corrupted on disk");
-        }
-        check_matches(expected, actual)?;
-        Ok(Some(path))
+    /// A reader over the artifact `info` describes, or `None` when its file is
+    /// not here. The reader verifies every chunk before handing it out and the
+    /// whole file at its end (see [`ArtifactReader`]), and leases the artifact
+    /// until it is dropped, so [`crate::Storage::evict`] leaves it alone: the
+    /// lease is taken and the file opened in one step that eviction cannot come
+    /// between. An `info` that breaks the structural rules is an error.
+    pub fn open(&self, info: &ArtifactInfo) -> Result<Option<ArtifactReader>> {
+        info.validate()?;
+        let path = self.path_of(&info.digest);
+        let opened = self.leases.lease_if(&info.digest, || match File::open(&path) {
+            Ok(file) => Ok(Some(file)),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(error) => Err(Error::io(&path, error)),
+        })?;
+        Ok(opened.map(|(file, lease)| ArtifactReader::new(info.clone(), path, file, lease)))
+    }
+
+    /// A lease on `digest`: until it is dropped, [`crate::Storage::evict`] keeps
+    /// the artifact's row and file, for a caller that must hold an artifact while
+    /// it does something else. It works whether or not the artifact is here yet.
+    pub fn lease(&self, digest: &Digest) -> Lease {
+        self.leases.lease(digest)
+    }
+
+    /// Re-hashes the artifact `expected` describes in one pass over its file:
+    /// true when it is here and intact, false when it is not stored. A file whose
+    /// bytes no longer match (a chunk, the whole, a wrong length) is a
+    /// [`DigestMismatch`] error.
+    ///
+    /// [`DigestMismatch`]: agora_core::Error::DigestMismatch
+    pub fn verify(&self, expected: &ArtifactInfo) -> Result<bool> {
+        let Some(mut reader) = self.open(expected)? else { return Ok(false) };
+        reader.check_to_end()?;
+        Ok(true)
     }
 
     /// Chunk `index` of the artifact `info` describes, verified against
@@ -231,13 +286,20 @@ impl ArtifactStore {
         Ok(Some(chunk))
     }
 
-    /// Deletes the artifact with `digest`, if present.
+    /// Deletes the artifact file with `digest`, if present. It neither consults
+    /// leases nor touches the row: eviction goes through [`crate::Storage::evict`].
     pub fn remove(&self, digest: &Digest) -> Result<()> {
         let path = self.path_of(digest);
         match fs::remove_file(&path) {
             Err(error) if error.kind() != io::ErrorKind::NotFound => Err(Error::io(&path, error)),
             _ => Ok(()),
         }
+    }
+
+    /// Runs `work` unless `digest` is leased (`None`), with no lease on it taken
+    /// while `work` runs: see [`LeaseTable::unless_leased`].
+    pub(crate) fn unless_leased<T>(&self, digest: &Digest, work: impl FnOnce() -> Result<T>) -> Result<Option<T>> {
+        self.leases.unless_leased(digest, work)
     }
 
     fn tmp_dir(&self) -> PathBuf {
@@ -273,6 +335,10 @@ fn check_matches(expected: &ArtifactInfo, actual: ArtifactInfo) -> Result<()> {
 mod tests {
     use super::*;
 
+    fn open(dir: &Path) -> Artifacts {
+        Artifacts::new(dir, Arc::new(Database::memory().unwrap()), None).unwrap()
+    }
+
     fn bytes_of(text: &str) -> ArtifactData {
         ArtifactData::Bytes(text.as_bytes().to_vec().into())
     }
@@ -280,37 +346,37 @@ mod tests {
     #[test]
     fn put_then_read_back_and_detect_corruption() {
         let dir = tempfile::tempdir().unwrap();
-        let store = ArtifactStore::open(dir.path()).unwrap();
+        let store = open(dir.path());
         let info = ArtifactInfo::compute(b"hello artifact", 4096).unwrap();
         let stored = store.put(&info, &bytes_of("hello artifact")).unwrap();
         assert!(stored.created);
         assert_eq!(fs::read(&stored.path).unwrap(), b"hello artifact");
         assert!(!store.put(&info, &bytes_of("hello artifact")).unwrap().created);
-        assert_eq!(store.verified_path(&info).unwrap(), Some(stored.path.clone()));
+        assert!(store.verify(&info).unwrap());
 
         fs::write(&stored.path, b"hello artifacT").unwrap();
-        let error = store.verified_path(&info).unwrap_err();
+        let error = store.verify(&info).unwrap_err();
         assert!(error.to_string().contains("digest mismatch"), "{error}");
     }
 
     #[test]
     fn mismatched_content_is_never_stored() {
         let dir = tempfile::tempdir().unwrap();
-        let store = ArtifactStore::open(dir.path()).unwrap();
+        let store = open(dir.path());
         let info = ArtifactInfo::compute(b"promised", 4096).unwrap();
         assert!(store.put(&info, &bytes_of("delivered")).is_err());
         assert!(store.put(&info, &bytes_of("promised and more")).is_err());
         let mut lying_chunks = info.clone();
         lying_chunks.chunks[0] = Digest::of(b"x");
         assert!(store.put(&lying_chunks, &bytes_of("promised")).is_err());
-        assert_eq!(store.verified_path(&info).unwrap(), None);
+        assert!(!store.verify(&info).unwrap());
         assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0, "temp files left behind");
     }
 
     #[test]
     fn files_stream_through() {
         let dir = tempfile::tempdir().unwrap();
-        let store = ArtifactStore::open(&dir.path().join("store")).unwrap();
+        let store = open(&dir.path().join("store"));
         let content: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
         let source = dir.path().join("source.bin");
         fs::write(&source, &content).unwrap();

@@ -1,6 +1,9 @@
 //! SQLite connections: one writer behind a mutex, a small pool of read-only
 //! connections (WAL lets them read while the writer writes), and numbered
 //! migrations tracked in `PRAGMA user_version`.
+//!
+//! Not here: any table's SQL beyond the migrations; the handles own their
+//! queries and run them through [`Database::write`] and [`Database::read`].
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -61,10 +64,22 @@ impl Database {
 
     /// Runs `work` in one IMMEDIATE transaction: all of it commits or none of it does.
     pub(crate) fn write<T>(&self, work: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+        self.write_then(work, |_| {})
+    }
+
+    /// [`Database::write`], then `committed` with the value once the commit has
+    /// succeeded (never after a failed or rolled-back one), still holding the
+    /// writer lock, so successive calls of `committed` follow commit order.
+    pub(crate) fn write_then<T>(
+        &self,
+        work: impl FnOnce(&Transaction<'_>) -> Result<T>,
+        committed: impl FnOnce(&T),
+    ) -> Result<T> {
         let mut connection = lock(&self.writer);
         let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let value = work(&transaction)?;
         transaction.commit()?;
+        committed(&value);
         Ok(value)
     }
 

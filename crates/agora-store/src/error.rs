@@ -1,4 +1,6 @@
-//! The store's error type.
+//! The store's error type: what a store operation can fail with, domain rules
+//! ([`Error::Core`]) kept apart from SQLite, file and corruption failures.
+//! Not here: turning them into answers for users; the facade does that.
 
 use std::path::PathBuf;
 
@@ -26,10 +28,14 @@ pub enum Error {
     /// A row did not decode; the database was changed outside Agora.
     #[error("corrupt catalog row: {0}")]
     Corrupt(String),
-    /// [`Catalog::forget_artifact`](crate::Catalog::forget_artifact) was asked to
+    /// [`Storage::forget`](crate::Storage::forget) was asked to
     /// forget a pinned artifact; unpin it first.
     #[error("artifact {0} is pinned; unpin it before forgetting it")]
     Pinned(agora_core::Digest),
+    /// [`Store::subscribe`](crate::Store::subscribe) was given one observer more
+    /// than the store keeps.
+    #[error("the store already has {max} catalog observers, the most it keeps")]
+    TooManyObservers { max: usize },
 }
 
 impl Error {
@@ -42,8 +48,8 @@ impl From<Error> for agora_core::Error {
     fn from(error: Error) -> Self {
         match error {
             Error::Core(error) => error,
-            Error::Io { .. } => agora_core::Error::Io(error.to_string()),
-            other => agora_core::Error::Storage(other.to_string()),
+            error @ Error::Io { .. } => agora_core::Error::io(error),
+            other => agora_core::Error::storage(other),
         }
     }
 }

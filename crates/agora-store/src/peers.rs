@@ -1,98 +1,92 @@
-//! Peers this node has seen, so it can re-dial them after a restart.
+//! [`Peers`]: the peers this node has seen (their addresses, to re-dial them
+//! after a restart) and their reputation (outcome counters, latency, bans).
 //!
-//! The store keeps peer ids and addresses as opaque text: it knows nothing of the
-//! network layer's formats. Both lists are bounded, so a flood of peers or
-//! addresses cannot grow the catalog without limit.
+//! The store only records and counts; scoring peers and deciding whom to ban is
+//! the caller's policy. Peer ids and addresses are opaque text to the store.
 
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use std::sync::Arc;
 
-use crate::{Error, Result};
+use crate::Result;
+use crate::address_book::{self, KnownPeer};
+use crate::db::Database;
+use crate::reputation::{self, Outcome, PeerRecord};
 
-/// A peer as last seen.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KnownPeer {
-    /// The peer's id, as the network layer wrote it.
-    pub peer_id: String,
-    /// Addresses it was reached at or announced, newest first, without duplicates.
-    pub addresses: Vec<String>,
-    /// Unix seconds when it was last seen.
-    pub last_seen: u64,
+/// Peers and their reputation, reached through [`crate::Store::peers`]. Cheap to
+/// clone; all clones share the store's connections.
+///
+/// Methods block on SQLite: call them from a blocking thread.
+#[derive(Debug, Clone)]
+pub struct Peers {
+    database: Arc<Database>,
 }
 
-impl KnownPeer {
-    /// Most addresses kept per peer; older ones are dropped first.
-    pub const MAX_ADDRESSES: usize = 16;
-    /// Most peers kept; the least recently seen are dropped first, except that a
-    /// peer whose ban is still running is never dropped.
-    pub const MAX_PEERS: usize = 1000;
-}
-
-/// Upserts a peer, merging addresses and evicting the least recently seen peers
-/// beyond [`KnownPeer::MAX_PEERS`] (see [`enforce_bound`]).
-pub(crate) fn save(tx: &Transaction<'_>, peer_id: &str, addresses: &[String], now: u64) -> Result<()> {
-    let stored: Option<String> = tx
-        .prepare_cached("SELECT addresses FROM peers WHERE peer_id = ?1")?
-        .query_row([peer_id], |row| row.get(0))
-        .optional()?;
-    let older = stored.map(|json| parse_addresses(peer_id, &json)).transpose()?.unwrap_or_default();
-    let mut merged: Vec<&String> = Vec::with_capacity(KnownPeer::MAX_ADDRESSES);
-    for address in addresses.iter().chain(&older) {
-        if merged.len() == KnownPeer::MAX_ADDRESSES {
-            break;
-        }
-        if !merged.contains(&address) {
-            merged.push(address);
-        }
+impl Peers {
+    pub(crate) fn new(database: Arc<Database>) -> Self {
+        Self { database }
     }
-    let json = serde_json::to_string(&merged).map_err(|e| Error::Corrupt(e.to_string()))?;
-    tx.prepare_cached(
-        "INSERT INTO peers (peer_id, addresses, last_seen) VALUES (?1, ?2, ?3)
-         ON CONFLICT (peer_id) DO UPDATE SET addresses = excluded.addresses,
-             last_seen = max(last_seen, excluded.last_seen)",
-    )?
-    .execute(params![peer_id, json, to_sql(now)])?;
-    enforce_bound(tx, peer_id, now)
-}
 
-/// Forgets the least recently seen peers beyond [`KnownPeer::MAX_PEERS`], never
-/// `keep` (the peer just written) and never a peer banned at `now`: a ban has to
-/// survive a flood of new peers. Banned peers still count towards the bound, so
-/// while more than `MAX_PEERS` peers are banned the table holds only those.
-pub(crate) fn enforce_bound(tx: &Transaction<'_>, keep: &str, now: u64) -> Result<()> {
-    let count: i64 = tx.prepare_cached("SELECT count(*) FROM peers")?.query_row([], |row| row.get(0))?;
-    let excess = count - KnownPeer::MAX_PEERS as i64;
-    if excess > 0 {
-        tx.prepare_cached(
-            "DELETE FROM peers WHERE peer_id IN
-                 (SELECT peer_id FROM peers WHERE peer_id <> ?1 AND banned_until <= ?3
-                  ORDER BY last_seen ASC, peer_id ASC LIMIT ?2)",
-        )?
-        .execute(params![keep, excess, to_sql(now)])?;
+    /// Records that `peer_id` was seen at `addresses` (newest first) at `now`.
+    ///
+    /// The addresses are put before the ones already stored, duplicates dropped and
+    /// the list cut at [`KnownPeer::MAX_ADDRESSES`]; `last_seen` never moves back.
+    /// Beyond [`KnownPeer::MAX_PEERS`] peers, the least recently seen others are
+    /// forgotten, except peers banned at `now` (see [`Peers::ban`]). Ids and
+    /// addresses are opaque text to the store.
+    pub fn save(&self, peer_id: &str, addresses: &[String], now: u64) -> Result<()> {
+        self.database.write(|tx| address_book::save(tx, peer_id, addresses, now))
     }
-    Ok(())
-}
 
-/// Up to `limit` peers, most recently seen first.
-pub(crate) fn known(connection: &Connection, limit: usize) -> Result<Vec<KnownPeer>> {
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let mut statement = connection.prepare_cached(
-        "SELECT peer_id, addresses, last_seen FROM peers ORDER BY last_seen DESC, peer_id ASC LIMIT ?1",
-    )?;
-    let rows = statement
-        .query_map([limit], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, i64>(2)?)))?;
-    rows.map(|row| {
-        let (peer_id, addresses, last_seen) = row?;
-        let addresses = parse_addresses(&peer_id, &addresses)?;
-        Ok(KnownPeer { peer_id, addresses, last_seen: last_seen.max(0) as u64 })
-    })
-    .collect()
-}
+    /// Up to `limit` known peers, most recently seen first.
+    pub fn known(&self, limit: usize) -> Result<Vec<KnownPeer>> {
+        self.database.read(|connection| address_book::known(connection, limit))
+    }
 
-pub(crate) fn parse_addresses(peer_id: &str, json: &str) -> Result<Vec<String>> {
-    serde_json::from_str(json).map_err(|error| Error::Corrupt(format!("addresses of peer `{peer_id}`: {error}")))
-}
+    /// Records how exchanges with `peer_id` turned out, in order, at `now`, and
+    /// returns the peer's updated record; all in one transaction.
+    ///
+    /// A peer never seen before gets a row with no addresses. Each
+    /// [`Outcome::Success`] counts a success and feeds its latency into
+    /// [`PeerRecord::latency_ewma_ms`] (`old * 0.8 + sample * 0.2`; the first sample
+    /// sets it; a sample that is negative or not finite counts the success but
+    /// leaves the average alone); the other outcomes count in their own counter.
+    /// `last_seen` moves up to `now`, never back. Like [`Peers::save`], it keeps
+    /// the table within [`KnownPeer::MAX_PEERS`], never dropping a banned peer.
+    pub fn record_outcomes(&self, peer_id: &str, outcomes: &[Outcome], now: u64) -> Result<PeerRecord> {
+        self.database.write(|tx| reputation::record_outcomes(tx, peer_id, outcomes, now))
+    }
 
-/// SQLite integers are signed; times far beyond 2262 saturate rather than wrap.
-pub(crate) fn to_sql(seconds: u64) -> i64 {
-    i64::try_from(seconds).unwrap_or(i64::MAX)
+    /// Adds `count` to the packages `peer_id` provided (ingested from it), as
+    /// seen at `now`. An unknown peer gets a row, as in [`Peers::record_outcomes`].
+    pub fn add_packages_provided(&self, peer_id: &str, count: u64, now: u64) -> Result<()> {
+        self.database.write(|tx| reputation::add_packages_provided(tx, peer_id, count, now))
+    }
+
+    /// Bans `peer_id` until the unix second `until` (replacing any running ban)
+    /// and counts the ban; returns the updated record. An unknown peer gets a row,
+    /// as in [`Peers::record_outcomes`]. While `until` is later than the `now`
+    /// they are given, the peer is listed by [`Peers::banned`] and the peer bound
+    /// never drops it.
+    pub fn ban(&self, peer_id: &str, until: u64, now: u64) -> Result<PeerRecord> {
+        self.database.write(|tx| reputation::ban(tx, peer_id, until, now))
+    }
+
+    /// Lifts the ban on `peer_id` (its ban count stays); nothing if it is unknown.
+    pub fn unban(&self, peer_id: &str) -> Result<()> {
+        self.database.write(|tx| reputation::unban(tx, peer_id))
+    }
+
+    /// Peers banned at `now` (their ban ends later than `now`), by peer id.
+    pub fn banned(&self, now: u64) -> Result<Vec<PeerRecord>> {
+        self.database.read(|connection| reputation::banned(connection, now))
+    }
+
+    /// The record of `peer_id`, if known.
+    pub fn record(&self, peer_id: &str) -> Result<Option<PeerRecord>> {
+        self.database.read(|connection| reputation::load(connection, peer_id))
+    }
+
+    /// Up to `limit` peer records, most recently seen first.
+    pub fn records(&self, limit: usize) -> Result<Vec<PeerRecord>> {
+        self.database.read(|connection| reputation::records(connection, limit))
+    }
 }

@@ -4,11 +4,12 @@
 //! Reputation lives in the `peers` rows next to the addresses, so it shares their
 //! bound ([`crate::KnownPeer::MAX_PEERS`]), except that a peer whose ban is still running
 //! is never dropped. The store only counts; scoring and deciding whom to ban is
-//! the caller's policy.
+//! the caller's policy. The public handle is [`crate::Peers`].
 
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
-use crate::peers::{self, parse_addresses, to_sql};
+use crate::address_book::{self, parse_addresses};
+use crate::rows::to_sql;
 use crate::{Error, Result};
 
 /// Weight of a new latency sample in the moving average.
@@ -89,7 +90,7 @@ const COLUMNS: &str = "peer_id, addresses, last_seen, successes, failures, timeo
                        packages_provided, banned_until, bans";
 
 /// Applies `outcomes` in order to `peer_id` (created if unknown): see
-/// [`crate::Catalog::record_outcomes`].
+/// [`crate::Peers::record_outcomes`].
 pub(crate) fn record_outcomes(
     tx: &Transaction<'_>,
     peer_id: &str,
@@ -136,7 +137,7 @@ pub(crate) fn add_packages_provided(tx: &Transaction<'_>, peer_id: &str, count: 
     Ok(())
 }
 
-/// Bans `peer_id` (created if unknown) until `until`: see [`crate::Catalog::ban_peer`].
+/// Bans `peer_id` (created if unknown) until `until`: see [`crate::Peers::ban`].
 pub(crate) fn ban(tx: &Transaction<'_>, peer_id: &str, until: u64, now: u64) -> Result<PeerRecord> {
     let mut record = upsert(tx, peer_id, now)?;
     record.banned_until = until;
@@ -190,7 +191,7 @@ fn upsert(tx: &Transaction<'_>, peer_id: &str, now: u64) -> Result<PeerRecord> {
          ON CONFLICT (peer_id) DO UPDATE SET last_seen = max(last_seen, excluded.last_seen)",
     )?
     .execute(params![peer_id, to_sql(now)])?;
-    peers::enforce_bound(tx, peer_id, now)?;
+    address_book::enforce_bound(tx, peer_id, now)?;
     load(tx, peer_id)?.ok_or_else(|| Error::Corrupt(format!("peer `{peer_id}` vanished while it was written")))
 }
 

@@ -1,6 +1,10 @@
 //! Search: one document per package (its default version), indexed by FTS5 over
 //! name, description and keywords, ranked by BM25 with an exact-name boost, with
 //! category, tag and publisher filters.
+//!
+//! Not here: validating queries ([`agora_core::Query`]) or the public method
+//! ([`crate::Packages::search`]); these are the SQL behind them, and the
+//! refresh of a package's document that every write to the package runs.
 
 use agora_core::{PackageIndex, PackageName, PublicKey, Query, SearchHit, SearchResults, VersionEntry};
 use rusqlite::types::Value;

@@ -1,37 +1,96 @@
-//! [`Store`]: a catalog and an artifact directory under one data directory, and
-//! the operations that need both: publish and eviction.
+//! [`Store`]: a node's data directory, and the handles to its parts, built once
+//! over one database and shared: [`Packages`], [`Artifacts`], [`Peers`] and
+//! [`Storage`]. Also the operations that need more than one of them: publish
+//! (package rows and the artifact file) and opening a version's artifact.
+//!
+//! Not here: any rule or SQL of its own; each handle owns its tables.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use agora_core::{Digest, PackageName, Publication, SignedManifest, Version};
+use agora_core::{PackageName, Publication, SignedManifest, Version};
 
-use crate::{ArtifactStore, Catalog, Error, Result};
+use crate::artifacts::Artifacts;
+use crate::changes::{CatalogObserver, Observers};
+use crate::db::Database;
+use crate::packages::Packages;
+use crate::peers::Peers;
+use crate::reader::ArtifactReader;
+use crate::storage::Storage;
+use crate::{Error, Result};
 
-/// A node's storage: `<dir>/catalog.sqlite` and `<dir>/artifacts/`.
+/// A node's storage: `<dir>/catalog.sqlite` and `<dir>/artifacts/`. Cheap to
+/// clone; all clones (and all handles) share the connections and the directory.
+///
+/// Methods block on SQLite and the file system: call them from a blocking thread
+/// (`tokio::task::spawn_blocking`), not from an async task.
 #[derive(Debug, Clone)]
 pub struct Store {
-    catalog: Catalog,
-    artifacts: ArtifactStore,
+    packages: Packages,
+    artifacts: Artifacts,
+    peers: Peers,
+    storage: Storage,
 }
 
 impl Store {
-    /// Opens (creating) the store under `dir`.
+    /// Most observers [`Store::subscribe`] keeps.
+    pub const MAX_OBSERVERS: usize = Observers::MAX;
+
+    /// Opens (creating and migrating as needed) the store under `dir`.
     pub fn open(dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        Ok(Self {
-            catalog: Catalog::open(&dir.join("catalog.sqlite"))?,
-            artifacts: ArtifactStore::open(&dir.join("artifacts"))?,
-        })
+        let database = Arc::new(Database::open(&dir.join("catalog.sqlite"))?);
+        let artifacts = Artifacts::new(&dir.join("artifacts"), database.clone(), None)?;
+        Ok(Self::assemble(database, artifacts))
     }
 
-    /// The catalog.
-    pub fn catalog(&self) -> &Catalog {
-        &self.catalog
+    /// A fresh store with an in-memory database and its artifact files in a
+    /// temporary directory (deleted with the last clone), for tests and tools.
+    pub fn memory() -> Result<Self> {
+        let temp = tempfile::tempdir().map_err(|e| Error::io(std::env::temp_dir(), e))?;
+        let root: PathBuf = temp.path().join("artifacts");
+        let database = Arc::new(Database::memory()?);
+        let artifacts = Artifacts::new(&root, database.clone(), Some(Arc::new(temp)))?;
+        Ok(Self::assemble(database, artifacts))
     }
 
-    /// The artifact files.
-    pub fn artifacts(&self) -> &ArtifactStore {
+    fn assemble(database: Arc<Database>, artifacts: Artifacts) -> Self {
+        Self {
+            packages: Packages::new(database.clone()),
+            storage: Storage::new(database.clone(), artifacts.clone()),
+            peers: Peers::new(database),
+            artifacts,
+        }
+    }
+
+    /// Packages and search.
+    pub fn packages(&self) -> &Packages {
+        &self.packages
+    }
+
+    /// Artifact files and their rows.
+    pub fn artifacts(&self) -> &Artifacts {
         &self.artifacts
+    }
+
+    /// Peers and their reputation.
+    pub fn peers(&self) -> &Peers {
+        &self.peers
+    }
+
+    /// The storage policy: pins, usage and eviction.
+    pub fn storage(&self) -> &Storage {
+        &self.storage
+    }
+
+    /// Adds an observer of catalog changes: from now on, after every committed
+    /// write that changed packages or manifests, it is called once with every
+    /// package that write changed (see [`CatalogObserver`] for the rules:
+    /// observers run inside the write, in commit order, so they must be quick and
+    /// must not call back into the store). At most [`Store::MAX_OBSERVERS`]; one
+    /// more is [`Error::TooManyObservers`] and is not added.
+    pub fn subscribe(&self, observer: Arc<dyn CatalogObserver>) -> Result<()> {
+        self.packages.subscribe(observer)
     }
 
     /// Publishes a new version: checks the publication against the stored index,
@@ -41,12 +100,14 @@ impl Store {
     pub fn publish(&self, publication: &Publication, now: u64) -> Result<()> {
         let Publication { manifest, index, artifact } = publication;
         let name = manifest.manifest().name();
-        let current = self.catalog.package(name)?;
+        let current = self.packages.package(name)?;
         Publication::check(manifest, index, current.as_ref().map(|current| current.index()))?;
         let info = &manifest.manifest().artifact;
+        // Held off eviction from writing the file until the row says it is pinned.
+        let _lease = self.artifacts.lease(&info.digest);
         let stored = self.artifacts.put(info, artifact)?;
-        if let Err(error) = self.catalog.publish(manifest, index, now) {
-            if stored.created && !self.catalog.has_artifact(&info.digest).unwrap_or(true) {
+        if let Err(error) = self.packages.publish(manifest, index, now) {
+            if stored.created && !self.artifacts.has(&info.digest).unwrap_or(true) {
                 let _ = self.artifacts.remove(&info.digest);
             }
             return Err(error);
@@ -55,44 +116,53 @@ impl Store {
         Ok(())
     }
 
-    /// Evicts cached (unpinned) artifacts, least recently used first, until their
-    /// bytes fit in `max_cached_bytes` (see [`Catalog::eviction_candidates`]);
-    /// returns the digests evicted, which this node no longer holds. Pinned
-    /// artifacts are never evicted.
-    ///
-    /// Each artifact's row goes first, then its file: a crash in between leaves an
-    /// orphan file (harmless, content-addressed) rather than a row pointing at
-    /// nothing. An artifact pinned since the candidates were chosen, or recorded
-    /// again right after its row was forgotten, is skipped and kept. A
-    /// file that cannot be deleted is logged and left as an orphan; its artifact
-    /// still counts as evicted.
-    pub fn evict(&self, max_cached_bytes: u64) -> Result<Vec<Digest>> {
-        let mut evicted = Vec::new();
-        for (digest, size) in self.catalog.eviction_candidates(max_cached_bytes)? {
-            match self.catalog.forget_artifact(&digest) {
-                Ok(()) => {}
-                Err(Error::Pinned(_)) => continue,
-                Err(error) => return Err(error),
-            }
-            if self.catalog.has_artifact(&digest)? {
-                // Recorded again since it was forgotten (a concurrent download): keep it.
-                continue;
-            }
-            if let Err(error) = self.artifacts.remove(&digest) {
-                tracing::warn!(%digest, %error, "could not delete an evicted artifact file; left as an orphan");
-            }
-            tracing::info!(%digest, size, "evicted a cached artifact");
-            evicted.push(digest);
-        }
-        Ok(evicted)
-    }
-
-    /// The manifest of `name@version` and the verified path of its artifact;
+    /// The manifest of `name@version` and a reader over its artifact (see
+    /// [`Artifacts::open`]: verified as it reads, and leased against eviction);
     /// `Ok(None)` when the version is unknown, `Ok(Some((manifest, None)))` when
     /// the artifact is not held here.
-    pub fn artifact(&self, name: &PackageName, version: &Version) -> Result<Option<(SignedManifest, Option<PathBuf>)>> {
-        let Some(manifest) = self.catalog.manifest(name, version)? else { return Ok(None) };
-        let path = self.artifacts.verified_path(&manifest.manifest().artifact)?;
-        Ok(Some((manifest, path)))
+    pub fn open_artifact(
+        &self,
+        name: &PackageName,
+        version: &Version,
+    ) -> Result<Option<(SignedManifest, Option<ArtifactReader>)>> {
+        let Some(manifest) = self.packages.manifest(name, version)? else { return Ok(None) };
+        let reader = self.artifacts.open(&manifest.manifest().artifact)?;
+        Ok(Some((manifest, reader)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+
+    use agora_core::{ArtifactData, ArtifactInfo, PackageMetadata, Publisher, SecretKey};
+
+    use super::*;
+
+    #[test]
+    fn a_memory_store_publishes_and_reads_back_until_its_last_clone_goes() {
+        let store = Store::memory().unwrap();
+        let publisher = Publisher::new(SecretKey::generate());
+        let bytes = b"in memory".to_vec();
+        let info = ArtifactInfo::compute(&bytes, ArtifactInfo::MIN_CHUNK_SIZE).unwrap();
+        let metadata = PackageMetadata::new("demo".parse().unwrap(), "1.0.0".parse().unwrap(), "a demo");
+        let (manifest, index) = publisher.publish(metadata, info.clone(), None, 1).unwrap();
+        store
+            .publish(&Publication { manifest, index, artifact: ArtifactData::Bytes(bytes.clone().into()) }, 1)
+            .unwrap();
+
+        let storage = store.storage().clone();
+        let path = store.artifacts().path_of(&info.digest);
+        let (_, reader) = store.open_artifact(&"demo".parse().unwrap(), &"1.0.0".parse().unwrap()).unwrap().unwrap();
+        let mut read = Vec::new();
+        reader.unwrap().read_to_end(&mut read).unwrap();
+        assert_eq!(read, bytes);
+        assert_eq!(store.packages().stats().unwrap().versions, 1);
+
+        drop(store);
+        assert!(path.exists(), "a handle still uses the files");
+        assert_eq!(storage.usage().unwrap().pinned_artifacts, 1);
+        drop(storage);
+        assert!(!path.exists(), "the temporary directory outlived the store");
     }
 }

@@ -7,11 +7,15 @@
 //! a manifest its index does not list. Ingesting applies the same ownership and
 //! succession rules as a local publish, inside one write transaction, against the
 //! index as stored in that transaction; a rejected record changes nothing.
+//!
+//! These are the rules and the queries; the transactions, the search-document
+//! refresh and the public methods are [`crate::Packages`]'s.
 
 use agora_core::{Digest, IndexChange, PackageIndex, PackageName, SignedManifest, SignedPackageIndex};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
-use crate::catalog::{decode_manifest, load_package, store_index, store_manifest};
+use crate::changes::Changes;
+use crate::rows::{decode_manifest, load_package, store_index, store_manifest};
 use crate::{Error, Result};
 
 /// What ingesting a record from a peer did.
@@ -44,13 +48,17 @@ impl CatalogEntry {
     }
 }
 
-/// Trust on first use, then only legal successors: see [`crate::Catalog::ingest_index`].
+/// Trust on first use, then only legal successors: see [`crate::Packages::ingest_index`].
 /// Returns the outcome, the package id and the index now stored. The caller
 /// refreshes the search document when something changed.
-pub(crate) fn ingest_index(tx: &Transaction<'_>, signed: &SignedPackageIndex) -> Result<(Ingested, i64, PackageIndex)> {
+pub(crate) fn ingest_index(
+    tx: &Transaction<'_>,
+    signed: &SignedPackageIndex,
+    changes: &mut Changes,
+) -> Result<(Ingested, i64, PackageIndex)> {
     let new = signed.index();
     let Some((package_id, current)) = load_package(tx, &new.name)? else {
-        let package_id = store_index(tx, signed)?;
+        let package_id = store_index(tx, signed, changes)?;
         tracing::debug!(package = %new.name, sequence = new.sequence, "ingested a new package index");
         return Ok((Ingested::Inserted, package_id, new.clone()));
     };
@@ -72,17 +80,21 @@ pub(crate) fn ingest_index(tx: &Transaction<'_>, signed: &SignedPackageIndex) ->
         .into()),
         std::cmp::Ordering::Greater => {
             let change = current.check_successor(new)?;
-            let package_id = store_index(tx, signed)?;
+            let package_id = store_index(tx, signed, changes)?;
             tracing::debug!(package = %new.name, sequence = new.sequence, "ingested a package index update");
             Ok((Ingested::Updated(change), package_id, new.clone()))
         }
     }
 }
 
-/// Stores a manifest the stored index vouches for: see [`crate::Catalog::ingest_manifest`].
+/// Stores a manifest the stored index vouches for: see [`crate::Packages::ingest_manifest`].
 /// Returns the outcome, the package id and the stored index; the caller refreshes
 /// the search document when the manifest was inserted.
-pub(crate) fn ingest_manifest(tx: &Transaction<'_>, signed: &SignedManifest) -> Result<(Ingested, i64, PackageIndex)> {
+pub(crate) fn ingest_manifest(
+    tx: &Transaction<'_>,
+    signed: &SignedManifest,
+    changes: &mut Changes,
+) -> Result<(Ingested, i64, PackageIndex)> {
     let manifest = signed.manifest();
     let name = manifest.name();
     let version = manifest.version();
@@ -120,12 +132,12 @@ pub(crate) fn ingest_manifest(tx: &Transaction<'_>, signed: &SignedManifest) -> 
     if exists {
         return Ok((Ingested::Unchanged, package_id, index));
     }
-    store_manifest(tx, package_id, signed)?;
+    store_manifest(tx, package_id, signed, changes)?;
     tracing::debug!(package = %name, %version, "ingested a manifest");
     Ok((Ingested::Inserted, package_id, index))
 }
 
-/// One page of the catalog in name order: see [`crate::Catalog::page`].
+/// One page of the catalog in name order: see [`crate::Packages::page`].
 pub(crate) fn page(
     connection: &Connection,
     after: Option<&PackageName>,
@@ -176,7 +188,7 @@ pub(crate) fn page(
     Ok((entries, cursor))
 }
 
-/// A manifest of an artifact this node holds: see [`crate::Catalog::manifest_for_digest`].
+/// A manifest of an artifact this node holds: see [`crate::Packages::manifest_for_digest`].
 pub(crate) fn manifest_for_digest(connection: &Connection, digest: &Digest) -> Result<Option<SignedManifest>> {
     let record: Option<Vec<u8>> = connection
         .prepare_cached(
@@ -187,16 +199,4 @@ pub(crate) fn manifest_for_digest(connection: &Connection, digest: &Digest) -> R
         .query_row([digest.as_bytes().as_slice()], |row| row.get(0))
         .optional()?;
     record.map(|bytes| decode_manifest(&bytes)).transpose()
-}
-
-/// Digests of every artifact this node holds, ascending.
-pub(crate) fn held_artifacts(connection: &Connection) -> Result<Vec<Digest>> {
-    let mut statement = connection.prepare_cached("SELECT digest FROM artifacts ORDER BY digest")?;
-    let rows = statement.query_map([], |row| row.get::<_, Vec<u8>>(0))?;
-    rows.map(|row| {
-        let bytes: [u8; 32] =
-            row?.as_slice().try_into().map_err(|_| Error::Corrupt("artifact digest is not 32 bytes".into()))?;
-        Ok(Digest::from_bytes(bytes))
-    })
-    .collect()
 }

@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+use std::io::Read;
+
 use agora_core::{
     ArtifactData, ArtifactInfo, Error as CoreError, PackageMetadata, Publication, Publisher, Query, SecretKey,
     SignedPackageIndex, Version,
@@ -39,15 +41,15 @@ fn publication(
 }
 
 fn publish(store: &Store, publisher: &Publisher, metadata: PackageMetadata, content: &str) -> SignedPackageIndex {
-    let current = store.catalog().package(&metadata.name).unwrap();
+    let current = store.packages().package(&metadata.name).unwrap();
     let publication = publication(publisher, metadata, content, current.as_ref()).unwrap();
     store.publish(&publication, NOW).unwrap();
     publication.index
 }
 
 fn snapshot(store: &Store) -> (CatalogStats, Vec<String>) {
-    let hits = store.catalog().search(&Query::new("").limit(100)).unwrap().hits;
-    (store.catalog().stats().unwrap(), hits.iter().map(|h| format!("{}@{}", h.name, h.version)).collect())
+    let hits = store.packages().search(&Query::new("").limit(100)).unwrap().hits;
+    (store.packages().stats().unwrap(), hits.iter().map(|h| format!("{}@{}", h.name, h.version)).collect())
 }
 
 fn core_error(error: Error) -> CoreError {
@@ -68,16 +70,18 @@ fn publish_read_back_and_reopen() {
     }
     let store = Store::open(dir.path()).unwrap();
     let name = "demo".parse().unwrap();
-    let index = store.catalog().package(&name).unwrap().unwrap();
+    let index = store.packages().package(&name).unwrap().unwrap();
     assert_eq!(index.index().sequence, 2);
     assert_eq!(index.index().owner, publisher.public_key());
     let version: Version = "1.0.0".parse().unwrap();
-    let (manifest, path) = store.artifact(&name, &version).unwrap().unwrap();
+    let (manifest, reader) = store.open_artifact(&name, &version).unwrap().unwrap();
     assert_eq!(manifest.manifest().metadata.description, "a demo");
-    assert_eq!(std::fs::read(path.unwrap()).unwrap(), b"v1");
-    let stats = store.catalog().stats().unwrap();
+    let mut bytes = Vec::new();
+    reader.unwrap().read_to_end(&mut bytes).unwrap();
+    assert_eq!(bytes, b"v1");
+    let stats = store.packages().stats().unwrap();
     assert_eq!((stats.packages, stats.versions, stats.artifacts, stats.artifact_bytes), (1, 2, 2, 4));
-    let hits = store.catalog().search(&Query::new("demo")).unwrap().hits;
+    let hits = store.packages().search(&Query::new("demo")).unwrap().hits;
     assert_eq!(hits.len(), 1);
     assert_eq!(hits[0].version.to_string(), "1.1.0");
 }
@@ -116,7 +120,7 @@ fn another_key_cannot_publish_or_yank() {
     let mut copy = index.index().clone();
     copy.owner = thief.public_key();
     let forged_yank = thief.set_yanked(&copy, &"1.0.0".parse().unwrap(), true, NOW).unwrap().unwrap();
-    let error = core_error(f.store.catalog().apply_yank(&forged_yank).unwrap_err());
+    let error = core_error(f.store.packages().apply_yank(&forged_yank).unwrap_err());
     assert!(matches!(error, CoreError::NotOwner { .. }), "{error}");
     assert_eq!(snapshot(&f.store), before);
 }
@@ -128,19 +132,19 @@ fn yank_hides_from_search_and_stale_yanks_are_refused() {
     publish(&f.store, &publisher, metadata("demo", "1.0.0", "a demo"), "v1");
     let index = publish(&f.store, &publisher, metadata("demo", "1.1.0", "a demo"), "v2");
     let yanked = publisher.set_yanked(index.index(), &"1.1.0".parse().unwrap(), true, NOW).unwrap().unwrap();
-    let change = f.store.catalog().apply_yank(&yanked).unwrap();
+    let change = f.store.packages().apply_yank(&yanked).unwrap();
     assert_eq!(change.yanked.len(), 1);
-    let hits = f.store.catalog().search(&Query::new("demo")).unwrap().hits;
+    let hits = f.store.packages().search(&Query::new("demo")).unwrap().hits;
     assert_eq!(hits[0].version.to_string(), "1.0.0");
 
-    let error = core_error(f.store.catalog().apply_yank(&yanked).unwrap_err());
+    let error = core_error(f.store.packages().apply_yank(&yanked).unwrap_err());
     assert!(matches!(error, CoreError::StaleSequence { .. }), "{error}");
 
     let all = publisher.set_yanked(yanked.index(), &"1.0.0".parse().unwrap(), true, NOW).unwrap().unwrap();
-    f.store.catalog().apply_yank(&all).unwrap();
-    assert!(f.store.catalog().search(&Query::new("demo")).unwrap().hits.is_empty());
+    f.store.packages().apply_yank(&all).unwrap();
+    assert!(f.store.packages().search(&Query::new("demo")).unwrap().hits.is_empty());
     // Still inspectable and fetchable, as in cargo.
-    assert!(f.store.artifact(&"demo".parse().unwrap(), &"1.0.0".parse().unwrap()).unwrap().is_some());
+    assert!(f.store.open_artifact(&"demo".parse().unwrap(), &"1.0.0".parse().unwrap()).unwrap().is_some());
 }
 
 #[test]
@@ -152,7 +156,7 @@ fn a_corrupt_row_is_an_error_not_a_panic() {
     let raw = rusqlite::Connection::open(dir.path().join("catalog.sqlite")).unwrap();
     raw.execute("UPDATE packages SET record = x'00010203'", []).unwrap();
     drop(raw);
-    let error = store.catalog().package(&"demo".parse().unwrap()).unwrap_err();
+    let error = store.packages().package(&"demo".parse().unwrap()).unwrap_err();
     assert!(matches!(error, Error::Corrupt(_)), "{error}");
 }
 
@@ -174,7 +178,7 @@ fn ranking_prefix_filters_and_paging() {
     publish(&f.store, &alice, web, "c");
 
     let names = |query: Query| -> Vec<String> {
-        f.store.catalog().search(&query).unwrap().hits.into_iter().map(|h| h.name.to_string()).collect()
+        f.store.packages().search(&query).unwrap().hits.into_iter().map(|h| h.name.to_string()).collect()
     };
     // The exact name wins over a package that says "json" more often.
     assert_eq!(names(Query::new("json")), ["json", "fast-json"]);
@@ -196,19 +200,19 @@ fn ranking_prefix_filters_and_paging() {
     assert_eq!(names(Query::new("json").tag("fast")), ["fast-json"]);
     assert_eq!(names(Query::new("json").publisher(alice.public_key())), ["json"]);
     assert!(names(Query::new("json").tag("web")).is_empty());
-    assert_eq!(f.store.catalog().search(&Query::new("json").category("encoding")).unwrap().total, 2);
-    assert_eq!(f.store.catalog().search(&Query::new("a").publisher(alice.public_key())).unwrap().total, 1);
+    assert_eq!(f.store.packages().search(&Query::new("json").category("encoding")).unwrap().total, 2);
+    assert_eq!(f.store.packages().search(&Query::new("a").publisher(alice.public_key())).unwrap().total, 1);
     // Paging keeps the total, with and without text, and pages do not overlap.
-    let page = f.store.catalog().search(&Query::new("").limit(2).offset(2)).unwrap();
+    let page = f.store.packages().search(&Query::new("").limit(2).offset(2)).unwrap();
     assert_eq!((page.total, page.hits.len()), (3, 1));
-    let first = f.store.catalog().search(&Query::new("json").limit(1)).unwrap();
-    let second = f.store.catalog().search(&Query::new("json").limit(1).offset(1)).unwrap();
+    let first = f.store.packages().search(&Query::new("json").limit(1)).unwrap();
+    let second = f.store.packages().search(&Query::new("json").limit(1).offset(1)).unwrap();
     assert_eq!((first.total, second.total), (2, 2));
     assert_eq!(first.hits[0].name.as_str(), "json");
     assert_eq!(second.hits[0].name.as_str(), "fast-json");
     // Punctuation in the text is not FTS syntax.
     assert!(names(Query::new("\"json* OR (NEAR")).is_empty());
-    assert!(f.store.catalog().search(&Query::new("x").limit(0)).is_err());
+    assert!(f.store.packages().search(&Query::new("x").limit(0)).is_err());
 }
 
 proptest! {
@@ -255,13 +259,13 @@ proptest! {
         if by_first {
             query = query.publisher(publishers[0].public_key());
         }
-        let results = f.store.catalog().search(&query).unwrap();
+        let results = f.store.packages().search(&query).unwrap();
         let names: Vec<String> = results.hits.iter().map(|h| h.name.to_string()).collect();
         prop_assert_eq!(results.total as usize, expected.len());
         prop_assert_eq!(names, expected.clone());
         // The same filters under a text every package matches (the ranked path).
         query.text = "some".into();
-        let results = f.store.catalog().search(&query).unwrap();
+        let results = f.store.packages().search(&query).unwrap();
         let mut names: Vec<String> = results.hits.iter().map(|h| h.name.to_string()).collect();
         names.sort();
         prop_assert_eq!(results.total as usize, expected.len());

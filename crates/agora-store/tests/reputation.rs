@@ -3,19 +3,25 @@
 
 #![allow(clippy::unwrap_used)]
 
-use agora_store::{Catalog, KnownPeer, Outcome, PeerRecord};
+use agora_store::{KnownPeer, Outcome, PeerRecord, Peers, Store};
 
 const NOW: u64 = 1_700_000_000;
 
 struct Fixture {
     dir: tempfile::TempDir,
-    catalog: Catalog,
+    store: Store,
+}
+
+impl Fixture {
+    fn peers(&self) -> &Peers {
+        self.store.peers()
+    }
 }
 
 fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let catalog = Catalog::open(&dir.path().join("catalog.sqlite")).unwrap();
-    Fixture { dir, catalog }
+    let store = Store::open(dir.path()).unwrap();
+    Fixture { dir, store }
 }
 
 fn addresses(list: &[&str]) -> Vec<String> {
@@ -29,10 +35,10 @@ fn fresh(peer_id: &str, last_seen: u64) -> PeerRecord {
 #[test]
 fn outcomes_are_counted_and_latency_is_averaged() {
     let f = fixture();
-    let catalog = &f.catalog;
-    catalog.save_peer("peer-a", &addresses(&["/memory/1"]), NOW).unwrap();
+    let peers = f.peers();
+    peers.save("peer-a", &addresses(&["/memory/1"]), NOW).unwrap();
 
-    let record = catalog
+    let record = peers
         .record_outcomes(
             "peer-a",
             &[
@@ -63,110 +69,107 @@ fn outcomes_are_counted_and_latency_is_averaged() {
     );
 
     // A later batch continues from the stored average, exactly.
-    let record = catalog.record_outcomes("peer-a", &[Outcome::Success { latency_ms: 50.0 }], NOW + 20).unwrap();
+    let record = peers.record_outcomes("peer-a", &[Outcome::Success { latency_ms: 50.0 }], NOW + 20).unwrap();
     let after_three = after_two * 0.8 + 50.0 * 0.2;
     assert_eq!(after_three, 106.0);
     assert_eq!(record.latency_ewma_ms, Some(after_three));
     assert_eq!(record.successes, 3);
 
     // last_seen never moves back; an empty batch changes nothing else.
-    let record = catalog.record_outcomes("peer-a", &[], NOW).unwrap();
+    let record = peers.record_outcomes("peer-a", &[], NOW).unwrap();
     assert_eq!(record.last_seen, NOW + 20);
     assert_eq!(record.latency_ewma_ms, Some(after_three));
 
-    catalog.add_packages_provided("peer-a", 7, NOW + 5).unwrap();
-    catalog.add_packages_provided("peer-a", 3, NOW + 5).unwrap();
-    assert_eq!(catalog.peer_record("peer-a").unwrap().unwrap().packages_provided, 10);
+    peers.add_packages_provided("peer-a", 7, NOW + 5).unwrap();
+    peers.add_packages_provided("peer-a", 3, NOW + 5).unwrap();
+    assert_eq!(peers.record("peer-a").unwrap().unwrap().packages_provided, 10);
 
     // The stored record is what the write returned, and it survives a reopen.
-    let stored = catalog.peer_record("peer-a").unwrap().unwrap();
+    let stored = peers.record("peer-a").unwrap().unwrap();
     assert_eq!(stored, PeerRecord { packages_provided: 10, ..record });
-    drop(f.catalog);
-    let reopened = Catalog::open(&f.dir.path().join("catalog.sqlite")).unwrap();
-    assert_eq!(reopened.peer_record("peer-a").unwrap(), Some(stored));
+    drop(f.store);
+    let reopened = Store::open(f.dir.path()).unwrap();
+    assert_eq!(reopened.peers().record("peer-a").unwrap(), Some(stored));
 }
 
 #[test]
 fn an_unknown_peer_gets_a_row() {
     let f = fixture();
-    let catalog = &f.catalog;
-    assert_eq!(catalog.peer_record("stranger").unwrap(), None);
-    let record = catalog.record_outcomes("stranger", &[Outcome::Invalid], NOW).unwrap();
+    let peers = f.peers();
+    assert_eq!(peers.record("stranger").unwrap(), None);
+    let record = peers.record_outcomes("stranger", &[Outcome::Invalid], NOW).unwrap();
     assert_eq!(record, PeerRecord { invalid: 1, ..fresh("stranger", NOW) });
-    assert_eq!(catalog.peer_record("stranger").unwrap(), Some(record.clone()));
+    assert_eq!(peers.record("stranger").unwrap(), Some(record.clone()));
     assert_eq!(
-        catalog.known_peers(10).unwrap(),
+        peers.known(10).unwrap(),
         [KnownPeer { peer_id: "stranger".into(), addresses: Vec::new(), last_seen: NOW }]
     );
 
     // Addresses learned later merge in; the counters stay.
-    catalog.save_peer("stranger", &addresses(&["/memory/2"]), NOW + 1).unwrap();
-    let record = catalog.peer_record("stranger").unwrap().unwrap();
+    peers.save("stranger", &addresses(&["/memory/2"]), NOW + 1).unwrap();
+    let record = peers.record("stranger").unwrap().unwrap();
     assert_eq!((record.addresses, record.invalid, record.last_seen), (addresses(&["/memory/2"]), 1, NOW + 1));
 
-    catalog.add_packages_provided("giver", 2, NOW + 2).unwrap();
-    assert_eq!(
-        catalog.peer_record("giver").unwrap(),
-        Some(PeerRecord { packages_provided: 2, ..fresh("giver", NOW + 2) })
-    );
+    peers.add_packages_provided("giver", 2, NOW + 2).unwrap();
+    assert_eq!(peers.record("giver").unwrap(), Some(PeerRecord { packages_provided: 2, ..fresh("giver", NOW + 2) }));
 
     // Most recently seen first.
-    let order: Vec<String> = catalog.peer_records(10).unwrap().into_iter().map(|r| r.peer_id).collect();
+    let order: Vec<String> = peers.records(10).unwrap().into_iter().map(|r| r.peer_id).collect();
     assert_eq!(order, ["giver", "stranger"]);
-    assert_eq!(catalog.peer_records(1).unwrap().len(), 1);
-    assert!(catalog.peer_records(0).unwrap().is_empty());
+    assert_eq!(peers.records(1).unwrap().len(), 1);
+    assert!(peers.records(0).unwrap().is_empty());
 }
 
 #[test]
 fn bans_are_set_counted_listed_and_lifted() {
     let f = fixture();
-    let catalog = &f.catalog;
-    catalog.save_peer("peer-a", &addresses(&["/memory/1"]), NOW).unwrap();
-    assert!(catalog.banned_peers(NOW).unwrap().is_empty());
+    let peers = f.peers();
+    peers.save("peer-a", &addresses(&["/memory/1"]), NOW).unwrap();
+    assert!(peers.banned(NOW).unwrap().is_empty());
 
-    let record = catalog.ban_peer("peer-a", NOW + 3600, NOW).unwrap();
+    let record = peers.ban("peer-a", NOW + 3600, NOW).unwrap();
     assert_eq!((record.banned_until, record.bans), (NOW + 3600, 1));
     assert!(record.is_banned(NOW) && !record.is_banned(NOW + 3600));
     // A peer never seen can be banned too.
-    let record = catalog.ban_peer("peer-z", NOW + 60, NOW).unwrap();
+    let record = peers.ban("peer-z", NOW + 60, NOW).unwrap();
     assert_eq!(record, PeerRecord { banned_until: NOW + 60, bans: 1, ..fresh("peer-z", NOW) });
 
-    let ids = |now: u64| -> Vec<String> { catalog.banned_peers(now).unwrap().into_iter().map(|r| r.peer_id).collect() };
+    let ids = |now: u64| -> Vec<String> { peers.banned(now).unwrap().into_iter().map(|r| r.peer_id).collect() };
     assert_eq!(ids(NOW), ["peer-a", "peer-z"]);
     assert_eq!(ids(NOW + 60), ["peer-a"], "a ban ends at banned_until");
     assert!(ids(NOW + 3600).is_empty());
 
-    catalog.unban_peer("peer-a").unwrap();
-    catalog.unban_peer("nobody").unwrap();
-    assert_eq!(catalog.peer_record("nobody").unwrap(), None, "unbanning does not create peers");
+    peers.unban("peer-a").unwrap();
+    peers.unban("nobody").unwrap();
+    assert_eq!(peers.record("nobody").unwrap(), None, "unbanning does not create peers");
     assert_eq!(ids(NOW), ["peer-z"]);
-    let record = catalog.peer_record("peer-a").unwrap().unwrap();
+    let record = peers.record("peer-a").unwrap().unwrap();
     assert_eq!((record.banned_until, record.bans), (0, 1), "the ban count stays");
 
     // Banned again: the count grows and the new end replaces the old one.
-    let record = catalog.ban_peer("peer-a", NOW + 10, NOW + 1).unwrap();
+    let record = peers.ban("peer-a", NOW + 10, NOW + 1).unwrap();
     assert_eq!((record.banned_until, record.bans, record.last_seen), (NOW + 10, 2, NOW + 1));
 }
 
 #[test]
 fn a_banned_peer_survives_the_peer_bound() {
     let f = fixture();
-    let catalog = &f.catalog;
+    let peers = f.peers();
     // The least recently seen peer of all, and banned.
-    catalog.save_peer("banned", &addresses(&["/memory/0"]), 1).unwrap();
-    catalog.ban_peer("banned", NOW + 1_000_000, 1).unwrap();
+    peers.save("banned", &addresses(&["/memory/0"]), 1).unwrap();
+    peers.ban("banned", NOW + 1_000_000, 1).unwrap();
     // A peer whose ban already ran out is an ordinary peer again.
-    catalog.save_peer("paroled", &[], 2).unwrap();
-    catalog.ban_peer("paroled", NOW - 1, 2).unwrap();
+    peers.save("paroled", &[], 2).unwrap();
+    peers.ban("paroled", NOW - 1, 2).unwrap();
 
     for i in 0..=KnownPeer::MAX_PEERS {
-        catalog.save_peer(&format!("peer-{i:04}"), &addresses(&["/memory/1"]), NOW + i as u64).unwrap();
+        peers.save(&format!("peer-{i:04}"), &addresses(&["/memory/1"]), NOW + i as u64).unwrap();
     }
-    let peers = catalog.known_peers(usize::MAX).unwrap();
-    assert_eq!(peers.len(), KnownPeer::MAX_PEERS);
-    assert_eq!(peers.last().unwrap().peer_id, "banned");
-    assert!(peers.iter().all(|peer| peer.peer_id != "paroled" && peer.peer_id != "peer-0000"));
-    let banned = catalog.banned_peers(NOW).unwrap();
+    let known = peers.known(usize::MAX).unwrap();
+    assert_eq!(known.len(), KnownPeer::MAX_PEERS);
+    assert_eq!(known.last().unwrap().peer_id, "banned");
+    assert!(known.iter().all(|peer| peer.peer_id != "paroled" && peer.peer_id != "peer-0000"));
+    let banned = peers.banned(NOW).unwrap();
     assert_eq!(banned.len(), 1);
     assert_eq!(
         (banned[0].peer_id.as_str(), banned[0].addresses.as_slice()),
@@ -174,16 +177,16 @@ fn a_banned_peer_survives_the_peer_bound() {
     );
 
     // Outcomes for a new peer keep the same bound, and still spare the ban.
-    catalog.record_outcomes("newcomer", &[Outcome::Failure], NOW + 5000).unwrap();
-    let records = catalog.peer_records(usize::MAX).unwrap();
+    peers.record_outcomes("newcomer", &[Outcome::Failure], NOW + 5000).unwrap();
+    let records = peers.records(usize::MAX).unwrap();
     assert_eq!(records.len(), KnownPeer::MAX_PEERS);
     assert_eq!(records[0].peer_id, "newcomer");
     assert_eq!(records.last().unwrap().peer_id, "banned");
     assert!(records.iter().all(|record| record.peer_id != "peer-0002"), "the oldest unbanned one was dropped");
 
     // Once the ban has run out, the bound may drop it like any old peer.
-    catalog.save_peer("later", &[], NOW + 2_000_000).unwrap();
-    assert_eq!(catalog.peer_record("banned").unwrap(), None);
+    peers.save("later", &[], NOW + 2_000_000).unwrap();
+    assert_eq!(peers.record("banned").unwrap(), None);
 }
 
 #[test]
@@ -203,14 +206,15 @@ fn a_version_2_database_is_upgraded_keeping_its_peers() {
     .unwrap();
     drop(raw);
 
-    let catalog = Catalog::open(&path).unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let peers = store.peers();
     let version: i64 =
         rusqlite::Connection::open(&path).unwrap().pragma_query_value(None, "user_version", |row| row.get(0)).unwrap();
     assert_eq!(version, agora_store::SCHEMA_VERSION);
     assert_eq!(
-        catalog.peer_records(10).unwrap(),
+        peers.records(10).unwrap(),
         [fresh("old-b", 200), PeerRecord { addresses: addresses(&["/memory/1", "/memory/2"]), ..fresh("old-a", 100) }]
     );
-    let record = catalog.record_outcomes("old-a", &[Outcome::Success { latency_ms: 8.0 }], 300).unwrap();
+    let record = peers.record_outcomes("old-a", &[Outcome::Success { latency_ms: 8.0 }], 300).unwrap();
     assert_eq!((record.successes, record.latency_ewma_ms, record.addresses.len()), (1, Some(8.0), 2));
 }

@@ -6,7 +6,7 @@
 use std::fs;
 
 use agora_core::{ArtifactData, ArtifactInfo, Digest, Error as CoreError, PackageMetadata, Publication, Publisher};
-use agora_store::{Catalog, Error, StorageUsage, Store};
+use agora_store::{Error, StorageUsage, Store};
 
 const NOW: u64 = 1_700_000_000;
 const CHUNK: u32 = 4096;
@@ -30,64 +30,64 @@ fn digest(name: &str) -> Digest {
 fn download(store: &Store, content: &[u8], now: u64) -> Digest {
     let info = ArtifactInfo::compute(content, CHUNK).unwrap();
     store.artifacts().put(&info, &ArtifactData::Bytes(content.to_vec().into())).unwrap();
-    store.catalog().record_artifact(&info.digest, info.size, false, now).unwrap();
+    store.artifacts().record(&info.digest, info.size, false, now).unwrap();
     info.digest
 }
 
 #[test]
 fn pins_and_usage() {
     let f = fixture();
-    let catalog = f.store.catalog();
-    assert_eq!(catalog.storage_usage().unwrap(), StorageUsage::default());
-    catalog.record_artifact(&digest("a"), 100, false, NOW).unwrap();
-    catalog.record_artifact(&digest("b"), 20, false, NOW).unwrap();
-    catalog.record_artifact(&digest("c"), 3, true, NOW).unwrap();
+    let (artifacts, storage) = (f.store.artifacts(), f.store.storage());
+    assert_eq!(storage.usage().unwrap(), StorageUsage::default());
+    artifacts.record(&digest("a"), 100, false, NOW).unwrap();
+    artifacts.record(&digest("b"), 20, false, NOW).unwrap();
+    artifacts.record(&digest("c"), 3, true, NOW).unwrap();
     assert_eq!(
-        catalog.storage_usage().unwrap(),
+        storage.usage().unwrap(),
         StorageUsage { pinned_artifacts: 1, pinned_bytes: 3, cached_artifacts: 2, cached_bytes: 120 }
     );
 
-    assert!(catalog.set_pinned(&digest("a"), true).unwrap());
-    assert!(catalog.set_pinned(&digest("a"), true).unwrap(), "pinning twice is fine");
-    assert!(!catalog.set_pinned(&digest("missing"), true).unwrap());
-    assert!(!catalog.has_artifact(&digest("missing")).unwrap(), "pinning does not record an artifact");
+    assert!(storage.set_pinned(&digest("a"), true).unwrap());
+    assert!(storage.set_pinned(&digest("a"), true).unwrap(), "pinning twice is fine");
+    assert!(!storage.set_pinned(&digest("missing"), true).unwrap());
+    assert!(!artifacts.has(&digest("missing")).unwrap(), "pinning does not record an artifact");
     assert_eq!(
-        catalog.storage_usage().unwrap(),
+        storage.usage().unwrap(),
         StorageUsage { pinned_artifacts: 2, pinned_bytes: 103, cached_artifacts: 1, cached_bytes: 20 }
     );
-    assert!(catalog.set_pinned(&digest("c"), false).unwrap());
+    assert!(storage.set_pinned(&digest("c"), false).unwrap());
     assert_eq!(
-        catalog.storage_usage().unwrap(),
+        storage.usage().unwrap(),
         StorageUsage { pinned_artifacts: 1, pinned_bytes: 100, cached_artifacts: 2, cached_bytes: 23 }
     );
     // Usage agrees with the overall stats.
-    let stats = catalog.stats().unwrap();
+    let stats = f.store.packages().stats().unwrap();
     assert_eq!((stats.artifacts, stats.artifact_bytes), (3, 123));
 }
 
 #[test]
 fn eviction_is_least_recently_used_first_with_ties_broken() {
-    let dir = tempfile::tempdir().unwrap();
-    let catalog = Catalog::open(&dir.path().join("catalog.sqlite")).unwrap();
+    let f = fixture();
+    let (artifacts, storage) = (f.store.artifacts(), f.store.storage());
     // stored_at = last_used = the time given.
-    catalog.record_artifact(&digest("old"), 10, false, 1).unwrap();
-    catalog.record_artifact(&digest("tie-stored-early"), 10, false, 2).unwrap();
-    catalog.record_artifact(&digest("tie-stored-late"), 10, false, 3).unwrap();
-    catalog.record_artifact(&digest("recent"), 10, false, 4).unwrap();
-    catalog.record_artifact(&digest("pinned-old"), 1000, true, 0).unwrap();
+    artifacts.record(&digest("old"), 10, false, 1).unwrap();
+    artifacts.record(&digest("tie-stored-early"), 10, false, 2).unwrap();
+    artifacts.record(&digest("tie-stored-late"), 10, false, 3).unwrap();
+    artifacts.record(&digest("recent"), 10, false, 4).unwrap();
+    artifacts.record(&digest("pinned-old"), 1000, true, 0).unwrap();
     // Same last_used for the two ties; stored_at decides.
-    catalog.touch_artifact(&digest("tie-stored-late"), 50).unwrap();
-    catalog.touch_artifact(&digest("tie-stored-early"), 50).unwrap();
-    catalog.touch_artifact(&digest("missing"), 50).unwrap();
+    storage.touch(&digest("tie-stored-late"), 50).unwrap();
+    storage.touch(&digest("tie-stored-early"), 50).unwrap();
+    storage.touch(&digest("missing"), 50).unwrap();
     // Same last_used and stored_at: the digest decides.
     let (x, y) = (digest("same-x"), digest("same-y"));
-    catalog.record_artifact(&x, 10, false, 40).unwrap();
-    catalog.record_artifact(&y, 10, false, 40).unwrap();
+    artifacts.record(&x, 10, false, 40).unwrap();
+    artifacts.record(&y, 10, false, 40).unwrap();
     let (first, second) = if x < y { (x, y) } else { (y, x) };
 
     let order = [digest("old"), digest("recent"), first, second, digest("tie-stored-early"), digest("tie-stored-late")];
     let candidates = |max: u64| -> Vec<Digest> {
-        catalog
+        storage
             .eviction_candidates(max)
             .unwrap()
             .into_iter()
@@ -108,7 +108,7 @@ fn eviction_is_least_recently_used_first_with_ties_broken() {
     assert_eq!(candidates(0), order);
 
     // Using an artifact moves it to the back of the line.
-    catalog.touch_artifact(&digest("old"), 100).unwrap();
+    storage.touch(&digest("old"), 100).unwrap();
     assert_eq!(candidates(50), [digest("recent")]);
 }
 
@@ -122,17 +122,17 @@ fn pinned_artifacts_are_never_forgotten_or_evicted() {
     let (manifest, index) = publisher.publish(metadata, info.clone(), None, NOW).unwrap();
     f.store.publish(&Publication { manifest, index, artifact: ArtifactData::Bytes(content.into()) }, NOW).unwrap();
 
-    let error = f.store.catalog().forget_artifact(&info.digest).unwrap_err();
+    let error = f.store.storage().forget(&info.digest).unwrap_err();
     assert!(matches!(error, Error::Pinned(pinned) if pinned == info.digest), "{error}");
-    assert!(f.store.catalog().has_artifact(&info.digest).unwrap());
+    assert!(f.store.artifacts().has(&info.digest).unwrap());
     // Forgetting what is not held is nothing.
-    f.store.catalog().forget_artifact(&digest("missing")).unwrap();
+    f.store.storage().forget(&digest("missing")).unwrap();
 
     // Far over a limit of 0, and still kept.
-    assert!(f.store.catalog().eviction_candidates(0).unwrap().is_empty());
-    assert!(f.store.evict(0).unwrap().is_empty());
-    assert!(f.store.artifacts().verified_path(&info).unwrap().is_some());
-    assert_eq!(f.store.catalog().storage_usage().unwrap().pinned_bytes, 10_000);
+    assert!(f.store.storage().eviction_candidates(0).unwrap().is_empty());
+    assert!(f.store.storage().evict(0).unwrap().is_empty());
+    assert!(f.store.artifacts().verify(&info).unwrap());
+    assert_eq!(f.store.storage().usage().unwrap().pinned_bytes, 10_000);
 }
 
 #[test]
@@ -142,29 +142,29 @@ fn evict_removes_rows_then_files() {
     let middle = download(&f.store, &[2u8; 5000], NOW + 1);
     let newest = download(&f.store, &[3u8; 5000], NOW + 2);
     let pinned = download(&f.store, &[4u8; 50_000], NOW - 100);
-    f.store.catalog().set_pinned(&pinned, true).unwrap();
-    f.store.catalog().touch_artifact(&oldest, NOW + 3).unwrap();
+    f.store.storage().set_pinned(&pinned, true).unwrap();
+    f.store.storage().touch(&oldest, NOW + 3).unwrap();
 
-    let evicted = f.store.evict(6000).unwrap();
+    let evicted = f.store.storage().evict(6000).unwrap();
     assert_eq!(evicted, [middle, newest]);
     for digest in &evicted {
-        assert!(!f.store.catalog().has_artifact(digest).unwrap());
+        assert!(!f.store.artifacts().has(digest).unwrap());
         assert!(!f.store.artifacts().path_of(digest).exists(), "evicted file left on disk");
     }
     for digest in [oldest, pinned] {
-        assert!(f.store.catalog().has_artifact(&digest).unwrap());
+        assert!(f.store.artifacts().has(&digest).unwrap());
         assert!(f.store.artifacts().path_of(&digest).exists());
     }
     assert_eq!(
-        f.store.catalog().storage_usage().unwrap(),
+        f.store.storage().usage().unwrap(),
         StorageUsage { pinned_artifacts: 1, pinned_bytes: 50_000, cached_artifacts: 1, cached_bytes: 5000 }
     );
-    assert!(f.store.evict(6000).unwrap().is_empty(), "already within the limit");
+    assert!(f.store.storage().evict(6000).unwrap().is_empty(), "already within the limit");
 
     // A row whose file is already gone is still evicted.
     fs::remove_file(f.store.artifacts().path_of(&oldest)).unwrap();
-    assert_eq!(f.store.evict(0).unwrap(), [oldest]);
-    assert_eq!(f.store.catalog().held_artifacts().unwrap(), [pinned]);
+    assert_eq!(f.store.storage().evict(0).unwrap(), [oldest]);
+    assert_eq!(f.store.artifacts().held().unwrap(), [pinned]);
 }
 
 #[test]
@@ -182,7 +182,7 @@ fn adopt_moves_a_verified_download_into_place() {
     assert_eq!(stored.path, f.store.artifacts().path_of(&info.digest));
     assert!(!source.exists(), "the source was moved, not copied");
     assert_eq!(fs::read(&stored.path).unwrap(), content);
-    assert_eq!(f.store.artifacts().verified_path(&info).unwrap(), Some(stored.path.clone()));
+    assert!(f.store.artifacts().verify(&info).unwrap());
 
     // Adopting the same artifact again replaces it with an identical copy.
     fs::write(&source, &content).unwrap();
@@ -219,7 +219,7 @@ fn adopt_refuses_a_mismatch_and_leaves_the_source() {
         assert_eq!(fs::read(&source).unwrap(), content, "case {i}: the source must be left in place");
         assert!(!f.store.artifacts().path_of(&expected.digest).exists(), "case {i}: something was stored");
     }
-    assert_eq!(f.store.artifacts().verified_path(&info).unwrap(), None);
+    assert!(!f.store.artifacts().verify(&info).unwrap());
 
     // The download path (chunks already verified by the caller) checks the size
     // and the whole digest, with the same errors and the source left in place.
@@ -239,7 +239,8 @@ fn adopt_refuses_a_mismatch_and_leaves_the_source() {
     fs::write(&source, &promised).unwrap();
     let stored = f.store.artifacts().adopt_chunk_verified(&info, &source).unwrap();
     assert!(stored.created && !source.exists());
-    assert_eq!(f.store.artifacts().verified_path(&info).unwrap(), Some(stored.path));
+    assert!(f.store.artifacts().verify(&info).unwrap());
+    assert_eq!(stored.path, f.store.artifacts().path_of(&info.digest));
 
     // A missing source is an I/O error.
     let error = f.store.artifacts().adopt(&info, &downloads.join("absent")).unwrap_err();

@@ -10,23 +10,25 @@ use agora_core::{
     ArtifactData, ArtifactInfo, Error as CoreError, PackageIndex, PackageMetadata, PackageName, Publication, Publisher,
     Query, SearchHit, SecretKey, SignedManifest, SignedPackageIndex,
 };
-use agora_store::{Catalog, CatalogStats, Error, Ingested, KnownPeer, Store};
+use agora_store::{CatalogStats, Error, Ingested, KnownPeer, Packages, Store};
 
 const NOW: u64 = 1_700_000_000;
 const CHUNK: u32 = 4096;
 
-/// A store that publishes, and an empty catalog that ingests what it is sent.
+/// A store that publishes, and an empty store that ingests what it is sent.
 struct Fixture {
     dir: tempfile::TempDir,
     source: Store,
-    target: Catalog,
+    target_store: Store,
+    target: Packages,
 }
 
 fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let source = Store::open(&dir.path().join("source")).unwrap();
-    let target = Catalog::open(&dir.path().join("target.sqlite")).unwrap();
-    Fixture { dir, source, target }
+    let target_store = Store::open(&dir.path().join("target")).unwrap();
+    let target = target_store.packages().clone();
+    Fixture { dir, source, target_store, target }
 }
 
 /// A publisher and a copy of its key, for signing hand-built indexes.
@@ -52,7 +54,7 @@ fn sign(
 
 /// Publishes into `store` on top of its current index.
 fn publish(store: &Store, publisher: &Publisher, metadata: PackageMetadata, content: &[u8]) -> Publication {
-    let current = store.catalog().package(&metadata.name).unwrap();
+    let current = store.packages().package(&metadata.name).unwrap();
     let publication = sign(publisher, metadata, content, current.as_ref().map(SignedPackageIndex::index));
     store.publish(&publication, NOW).unwrap();
     publication
@@ -69,16 +71,16 @@ fn name(text: &str) -> PackageName {
     text.parse().unwrap()
 }
 
-fn hits(catalog: &Catalog, text: &str) -> Vec<SearchHit> {
+fn hits(catalog: &Packages, text: &str) -> Vec<SearchHit> {
     catalog.search(&Query::new(text).limit(100)).unwrap().hits
 }
 
-fn found(catalog: &Catalog, text: &str) -> Vec<String> {
+fn found(catalog: &Packages, text: &str) -> Vec<String> {
     hits(catalog, text).iter().map(|hit| format!("{}@{}", hit.name, hit.version)).collect()
 }
 
 /// Everything observable about one package in a catalog.
-fn package_state(catalog: &Catalog, package: &str) -> (Option<SignedPackageIndex>, CatalogStats, Vec<String>) {
+fn package_state(catalog: &Packages, package: &str) -> (Option<SignedPackageIndex>, CatalogStats, Vec<String>) {
     (catalog.package(&name(package)).unwrap(), catalog.stats().unwrap(), found(catalog, ""))
 }
 
@@ -221,7 +223,7 @@ fn populate(store: &Store) -> Vec<String> {
         if i % 5 == 0 {
             let version = last.manifest.manifest().version();
             let yanked = publisher.set_yanked(last.index.index(), version, true, NOW).unwrap().unwrap();
-            store.catalog().apply_yank(&yanked).unwrap();
+            store.packages().apply_yank(&yanked).unwrap();
         }
         names.push(package);
     }
@@ -229,7 +231,7 @@ fn populate(store: &Store) -> Vec<String> {
 }
 
 /// Every page from the start; asserts the cursor is set exactly while pages follow.
-fn all_pages(catalog: &Catalog, limit: usize, max_bytes: usize) -> Vec<Vec<agora_store::CatalogEntry>> {
+fn all_pages(catalog: &Packages, limit: usize, max_bytes: usize) -> Vec<Vec<agora_store::CatalogEntry>> {
     let mut pages = Vec::new();
     let mut cursor: Option<PackageName> = None;
     loop {
@@ -255,7 +257,7 @@ fn entry_name(entry: &agora_store::CatalogEntry) -> String {
 fn pages_visit_every_package_once_in_name_order() {
     let f = fixture();
     let names = populate(&f.source);
-    let catalog = f.source.catalog();
+    let catalog = f.source.packages();
 
     let pages = all_pages(catalog, 10, usize::MAX);
     assert_eq!(pages.iter().map(Vec::len).collect::<Vec<_>>(), [10, 10, 5]);
@@ -305,7 +307,7 @@ fn pages_visit_every_package_once_in_name_order() {
 fn a_second_catalog_ingesting_all_pages_ends_up_identical() {
     let f = fixture();
     populate(&f.source);
-    let source = f.source.catalog();
+    let source = f.source.packages();
     for page in all_pages(source, 7, 16 * 1024) {
         for entry in &page {
             let index = SignedPackageIndex::from_bytes(&entry.index).unwrap();
@@ -341,9 +343,9 @@ fn chunks_are_served_verified_by_digest() {
     let content: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
     let publication = publish(&f.source, &owner, metadata("demo", "1.0.0", "a demo"), &content);
     let info = publication.manifest.manifest().artifact.clone();
-    let (catalog, artifacts) = (f.source.catalog(), f.source.artifacts());
+    let (catalog, artifacts) = (f.source.packages(), f.source.artifacts());
 
-    assert_eq!(catalog.held_artifacts().unwrap(), [info.digest]);
+    assert_eq!(artifacts.held().unwrap(), [info.digest]);
     assert_eq!(catalog.manifest_for_digest(&info.digest).unwrap(), Some(publication.manifest.clone()));
     assert_eq!(catalog.manifest_for_digest(&agora_core::Digest::of(b"unknown")).unwrap(), None);
 
@@ -377,17 +379,17 @@ fn addresses(list: &[&str]) -> Vec<String> {
 #[test]
 fn peers_are_upserted_merged_and_ordered() {
     let f = fixture();
-    let catalog = &f.target;
-    assert!(catalog.known_peers(10).unwrap().is_empty());
-    catalog.save_peer("peer-a", &addresses(&["/ip4/1.1.1.1/tcp/1", "/ip4/1.1.1.1/tcp/2"]), NOW).unwrap();
-    catalog.save_peer("peer-b", &addresses(&["/dns/b.example/tcp/1"]), NOW + 5).unwrap();
+    let peers = f.target_store.peers();
+    assert!(peers.known(10).unwrap().is_empty());
+    peers.save("peer-a", &addresses(&["/ip4/1.1.1.1/tcp/1", "/ip4/1.1.1.1/tcp/2"]), NOW).unwrap();
+    peers.save("peer-b", &addresses(&["/dns/b.example/tcp/1"]), NOW + 5).unwrap();
     // Seen again at a new address and an old one: newest first, no duplicates.
-    catalog
-        .save_peer("peer-a", &addresses(&["/ip4/1.1.1.1/tcp/3", "/ip4/1.1.1.1/tcp/1", "/ip4/1.1.1.1/tcp/3"]), NOW + 10)
+    peers
+        .save("peer-a", &addresses(&["/ip4/1.1.1.1/tcp/3", "/ip4/1.1.1.1/tcp/1", "/ip4/1.1.1.1/tcp/3"]), NOW + 10)
         .unwrap();
-    let peers = catalog.known_peers(10).unwrap();
+    let known = peers.known(10).unwrap();
     assert_eq!(
-        peers,
+        known,
         [
             KnownPeer {
                 peer_id: "peer-a".into(),
@@ -397,46 +399,46 @@ fn peers_are_upserted_merged_and_ordered() {
             KnownPeer { peer_id: "peer-b".into(), addresses: addresses(&["/dns/b.example/tcp/1"]), last_seen: NOW + 5 },
         ]
     );
-    assert_eq!(catalog.known_peers(1).unwrap().len(), 1);
-    assert_eq!(catalog.known_peers(0).unwrap(), []);
+    assert_eq!(peers.known(1).unwrap().len(), 1);
+    assert_eq!(peers.known(0).unwrap(), []);
 
     // At most 16 addresses, the newest kept.
     let many: Vec<String> = (0..20).map(|i| format!("/ip4/10.0.0.{i}/tcp/1")).collect();
-    catalog.save_peer("peer-b", &many, NOW + 20).unwrap();
-    let b = catalog.known_peers(1).unwrap().remove(0);
+    peers.save("peer-b", &many, NOW + 20).unwrap();
+    let b = peers.known(1).unwrap().remove(0);
     assert_eq!(b.peer_id, "peer-b");
     assert_eq!(b.addresses, many[..KnownPeer::MAX_ADDRESSES]);
     // Seen with no address: keeps what it had.
-    catalog.save_peer("peer-b", &[], NOW + 30).unwrap();
-    assert_eq!(catalog.known_peers(1).unwrap()[0].addresses, many[..KnownPeer::MAX_ADDRESSES]);
-    assert_eq!(catalog.known_peers(1).unwrap()[0].last_seen, NOW + 30);
+    peers.save("peer-b", &[], NOW + 30).unwrap();
+    assert_eq!(peers.known(1).unwrap()[0].addresses, many[..KnownPeer::MAX_ADDRESSES]);
+    assert_eq!(peers.known(1).unwrap()[0].last_seen, NOW + 30);
 
     // Survives a reopen.
-    drop(f.target);
-    let reopened = Catalog::open(&f.dir.path().join("target.sqlite")).unwrap();
-    assert_eq!(reopened.known_peers(10).unwrap().len(), 2);
+    drop((f.target, f.target_store));
+    let reopened = Store::open(&f.dir.path().join("target")).unwrap();
+    assert_eq!(reopened.peers().known(10).unwrap().len(), 2);
 }
 
 #[test]
 fn the_peer_table_is_bounded_by_dropping_the_least_recently_seen() {
     let f = fixture();
-    let catalog = &f.target;
+    let peers = f.target_store.peers();
     let total = KnownPeer::MAX_PEERS + 1;
     for i in 0..total {
-        catalog.save_peer(&format!("peer-{i:04}"), &addresses(&["/memory/1"]), NOW + i as u64).unwrap();
+        peers.save(&format!("peer-{i:04}"), &addresses(&["/memory/1"]), NOW + i as u64).unwrap();
     }
-    let peers = catalog.known_peers(usize::MAX).unwrap();
-    assert_eq!(peers.len(), KnownPeer::MAX_PEERS);
-    assert_eq!(peers[0].peer_id, format!("peer-{:04}", total - 1));
-    assert_eq!(peers.last().unwrap().peer_id, "peer-0001", "the oldest one was dropped");
-    assert!(peers.windows(2).all(|pair| pair[0].last_seen >= pair[1].last_seen));
+    let known = peers.known(usize::MAX).unwrap();
+    assert_eq!(known.len(), KnownPeer::MAX_PEERS);
+    assert_eq!(known[0].peer_id, format!("peer-{:04}", total - 1));
+    assert_eq!(known.last().unwrap().peer_id, "peer-0001", "the oldest one was dropped");
+    assert!(known.windows(2).all(|pair| pair[0].last_seen >= pair[1].last_seen));
 
     // A peer saved with an old timestamp is still kept over the others it ties with.
-    catalog.save_peer("latecomer", &[], 0).unwrap();
-    let peers = catalog.known_peers(usize::MAX).unwrap();
-    assert_eq!(peers.len(), KnownPeer::MAX_PEERS);
-    assert_eq!(peers.last().unwrap().peer_id, "latecomer");
-    assert!(peers.iter().all(|peer| peer.peer_id != "peer-0001"));
+    peers.save("latecomer", &[], 0).unwrap();
+    let known = peers.known(usize::MAX).unwrap();
+    assert_eq!(known.len(), KnownPeer::MAX_PEERS);
+    assert_eq!(known.last().unwrap().peer_id, "latecomer");
+    assert!(known.iter().all(|peer| peer.peer_id != "peer-0001"));
 }
 
 #[test]
@@ -475,16 +477,17 @@ fn a_version_1_database_is_upgraded_keeping_its_data() {
     let raw = rusqlite::Connection::open(&path).unwrap();
     assert_eq!(user_version(&raw), agora_store::SCHEMA_VERSION);
     assert!(table_exists(&raw));
-    assert_eq!(store.catalog().package(&name("demo")).unwrap(), Some(published.index));
-    assert_eq!(found(store.catalog(), "demo"), ["demo@1.0.0"]);
-    store.catalog().save_peer("peer", &addresses(&["/memory/1"]), NOW).unwrap();
-    assert_eq!(store.catalog().known_peers(10).unwrap().len(), 1);
+    assert_eq!(store.packages().package(&name("demo")).unwrap(), Some(published.index));
+    assert_eq!(found(store.packages(), "demo"), ["demo@1.0.0"]);
+    store.peers().save("peer", &addresses(&["/memory/1"]), NOW).unwrap();
+    assert_eq!(store.peers().known(10).unwrap().len(), 1);
 }
 
 #[test]
 fn a_package_with_one_bad_manifest_is_refused_whole() {
     let dir = tempfile::tempdir().unwrap();
-    let catalog = agora_store::Catalog::open(&dir.path().join("c.sqlite")).unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let catalog = store.packages();
     let owner = agora_core::Publisher::new(agora_core::SecretKey::generate());
     let thief = agora_core::Publisher::new(agora_core::SecretKey::generate());
     let metadata = |v: &str| agora_core::PackageMetadata::new("whole".parse().unwrap(), v.parse().unwrap(), "x");
@@ -504,7 +507,8 @@ fn a_package_with_one_bad_manifest_is_refused_whole() {
 #[test]
 fn a_batch_lands_its_good_packages_and_rolls_back_the_bad_one_alone() {
     let dir = tempfile::tempdir().unwrap();
-    let catalog = agora_store::Catalog::open(&dir.path().join("c.sqlite")).unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let catalog = store.packages();
     let owner = agora_core::Publisher::new(agora_core::SecretKey::generate());
     let thief = agora_core::Publisher::new(agora_core::SecretKey::generate());
     let package = |publisher: &agora_core::Publisher, name: &str, content: &[u8]| {

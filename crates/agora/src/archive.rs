@@ -219,11 +219,12 @@ fn parse_manifest_from(text: &str, origin: &str) -> Result<PackageMetadata, Arch
         message: error.to_string().trim_end().to_owned(),
     })?;
     let package = file.package;
-    let name = PackageName::parse(&package.name).map_err(ArchiveError::InvalidManifest)?;
+    let name = PackageName::parse(&package.name).map_err(|error| ArchiveError::InvalidManifest(error.into()))?;
     let version = agora_core::parse_version(&package.version).map_err(ArchiveError::InvalidManifest)?;
     let mut dependencies = BTreeMap::new();
     for (dependency, requirement) in file.dependencies {
-        let dependency = PackageName::parse(&dependency).map_err(ArchiveError::InvalidManifest)?;
+        let dependency =
+            PackageName::parse(&dependency).map_err(|error| ArchiveError::InvalidManifest(error.into()))?;
         let parsed = VersionReq::parse(&requirement).map_err(|error| {
             ArchiveError::InvalidManifest(agora_core::Error::InvalidManifest(format!(
                 "dependency `{dependency}` has an invalid version requirement `{requirement}`: {error}"

@@ -9,6 +9,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};
 
+/// The config file's name inside the data directory.
+pub(crate) const CONFIG_FILE: &str = "config.toml";
+
 /// The local HTTP API's default address.
 pub const DEFAULT_API_ADDR: &str = "127.0.0.1:7420";
 
@@ -29,11 +32,45 @@ pub struct Config {
     /// Peer-to-peer settings.
     pub network: NetworkSettings,
     /// How artifacts are downloaded from peers.
-    pub transfer: crate::transfer::TransferSettings,
+    pub transfer: TransferSettings,
     /// When peers get blocked.
-    pub reputation: crate::reputation::ReputationSettings,
+    pub reputation: ReputationSettings,
     /// Local artifact storage.
     pub storage: StorageSettings,
+}
+
+/// How transfers run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TransferSettings {
+    /// Providers downloaded from at once.
+    pub max_providers: usize,
+    /// Chunk requests in flight per provider.
+    pub requests_per_provider: usize,
+    /// A chunk request unanswered for this long marks its provider as stalled.
+    pub chunk_timeout_ms: u64,
+}
+
+impl Default for TransferSettings {
+    fn default() -> Self {
+        Self { max_providers: 3, requests_per_provider: 4, chunk_timeout_ms: 10_000 }
+    }
+}
+
+/// When to block a peer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReputationSettings {
+    /// Invalid responses that get a peer blocked.
+    pub invalid_threshold: u64,
+    /// Length of the first block, in seconds (doubles with every further block).
+    pub ban_secs: u64,
+}
+
+impl Default for ReputationSettings {
+    fn default() -> Self {
+        Self { invalid_threshold: 3, ban_secs: 3600 }
+    }
 }
 
 /// Local artifact storage policy.
@@ -116,8 +153,8 @@ impl Default for Config {
             chunk_size: agora_core::ArtifactInfo::DEFAULT_CHUNK_SIZE,
             cache: CacheSettings::default(),
             network: NetworkSettings::default(),
-            transfer: crate::transfer::TransferSettings::default(),
-            reputation: crate::reputation::ReputationSettings::default(),
+            transfer: TransferSettings::default(),
+            reputation: ReputationSettings::default(),
             storage: StorageSettings::default(),
         }
     }

@@ -53,8 +53,8 @@ impl From<Error> for agora_core::Error {
             Error::Registry(error) => error,
             Error::Store(error) => error.into(),
             Error::Archive(error) => agora_core::Error::InvalidManifest(error.to_string()),
-            Error::Io { .. } => agora_core::Error::Io(error.to_string()),
-            other => agora_core::Error::Storage(other.to_string()),
+            error @ Error::Io { .. } => agora_core::Error::io(error),
+            other => agora_core::Error::Internal(other.to_string()),
         }
     }
 }

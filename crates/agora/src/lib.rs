@@ -41,37 +41,48 @@
 //! ```
 
 pub mod archive;
+mod blocking;
+mod clock;
 mod config;
 mod error;
+mod export;
 mod keys;
 mod local;
 mod metrics;
 mod network;
 mod node;
-mod recent;
 mod reputation;
 mod search;
+mod services;
 mod transfer;
 mod validator;
+mod writer;
 
 pub use agora_cache::{CacheConfig, CacheStats, CachedRegistry};
 pub use agora_core::{
-    Artifact, ArtifactData, ArtifactHasher, ArtifactInfo, Digest, IndexChange, PackageIndex, PackageMetadata,
-    PackageName, PublicKey, Publication, Publisher, Query, Registry, RegistryMetadata, SearchHit, SearchResults,
-    SearchScope, SecretKey, SignedManifest, SignedPackageIndex, Version, VersionEntry, VersionReq, parse_version,
+    ArtifactData, ArtifactHasher, ArtifactInfo, ArtifactReader, Digest, ErrorKind, IndexChange, PackageIndex,
+    PackageMetadata, PackageName, PublicKey, Publication, Publisher, Query, Registry, RegistryMetadata, SearchHit,
+    SearchResults, SearchScope, SecretKey, SignedManifest, SignedPackageIndex, Version, VersionEntry, VersionReq,
+    parse_version,
 };
 /// The network crate, for peer ids, multiaddrs and the handle.
 pub use agora_net as net;
-pub use config::{CacheSettings, Config, DEFAULT_API_ADDR, NetworkSettings, StorageSettings, default_data_dir};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::{
+    CacheSettings, Config, DEFAULT_API_ADDR, NetworkSettings, ReputationSettings, StorageSettings, TransferSettings,
+    default_data_dir,
+};
 pub use error::{Error, Result};
+pub use export::{Exported, export};
 pub use local::LocalRegistry;
 pub use metrics::{METRICS_CONTENT_TYPE, QueryMetricsStatus, QueryStats};
+pub use network::NetworkSummary;
 pub use node::{
-    CacheCounters, NetworkSummary, Node, NodeBuilder, NodeStatus, PeerInfo, Published, StorageStatus, api_token_path,
+    CacheCounters, Fetch, Node, NodeBuilder, NodeStatus, PeerInfo, Published, StorageStatus, api_token_path,
 };
-pub use reputation::{PeerStanding, ReputationSettings, score, standing};
+pub use reputation::{PeerStanding, score, standing};
 pub use search::{QueryConfig, QueryHandle};
-pub use transfer::{ProviderProgress, TransferProgress, TransferSettings, TransferState};
+pub use transfer::{ProviderProgress, TransferProgress, TransferState};
 
 /// The domain model crate, for what the re-exports above leave out.
 pub use agora_core as core;

@@ -1,14 +1,20 @@
-//! [`LocalRegistry`]: the SQLite store as a [`Registry`], offline.
+//! [`LocalRegistry`]: the SQLite store as a [`Registry`], offline. Artifacts
+//! are handed out as readers over the store's files that verify every chunk as
+//! it is read and hold a lease the store's eviction respects; never as paths.
 
 use std::path::Path;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
 
 use agora_core::{
-    Artifact, ArtifactData, Error as CoreError, IndexChange, PackageName, Publication, Query, Registry,
+    ArtifactData, ArtifactReader, Error as CoreError, IndexChange, PackageName, Publication, Query, Registry,
     RegistryMetadata, Result as CoreResult, SearchResults, SignedManifest, SignedPackageIndex, Version, VersionEntry,
 };
 use agora_store::Store;
 use async_trait::async_trait;
+use futures::io::AsyncRead;
+use futures::stream::TryStreamExt;
+
+use crate::clock::{Clock, SystemClock};
 
 /// The store as a registry: everything this node holds, nothing from the network.
 /// SQLite and file work runs on tokio's blocking pool, never on a runtime worker.
@@ -16,12 +22,18 @@ use async_trait::async_trait;
 pub struct LocalRegistry {
     store: Store,
     max_artifact_size: u64,
+    clock: Arc<dyn Clock>,
 }
 
 impl LocalRegistry {
     /// A registry over `store`, refusing artifacts over `max_artifact_size` bytes.
     pub fn new(store: Store, max_artifact_size: u64) -> Self {
-        Self { store, max_artifact_size }
+        Self::with_clock(store, max_artifact_size, Arc::new(SystemClock))
+    }
+
+    /// [`LocalRegistry::new`] with the time of publications from `clock`.
+    pub fn with_clock(store: Store, max_artifact_size: u64, clock: Arc<dyn Clock>) -> Self {
+        Self { store, max_artifact_size, clock }
     }
 
     /// Opens the store under `dir` with the default artifact limit.
@@ -44,16 +56,30 @@ impl LocalRegistry {
         work: impl FnOnce(&Store) -> agora_store::Result<T> + Send + 'static,
     ) -> CoreResult<T> {
         let store = self.store.clone();
-        match tokio::task::spawn_blocking(move || work(&store)).await {
-            Ok(result) => result.map_err(CoreError::from),
-            Err(error) => Err(CoreError::Storage(format!("store task failed: {error}"))),
-        }
+        crate::blocking::run(move || work(&store)).await
     }
 }
 
-/// Unix seconds now.
-pub(crate) fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_secs())
+/// The store's (blocking, chunk-verifying, leased) reader as an `AsyncRead`:
+/// each chunk is read and verified on the blocking pool. A chunk that fails
+/// verification ends the read with `InvalidData` carrying the registry error.
+fn async_reader(reader: agora_store::ArtifactReader) -> impl AsyncRead + Send + 'static {
+    let chunks = futures::stream::try_unfold(Some(reader), |state| async move {
+        let Some(mut reader) = state else { return Ok(None) };
+        let (reader, chunk) = tokio::task::spawn_blocking(move || {
+            let chunk = reader.next_chunk();
+            (reader, chunk)
+        })
+        .await
+        .map_err(std::io::Error::other)?;
+        match chunk {
+            Ok(Some(bytes)) => Ok(Some((bytes, Some(reader)))),
+            Ok(None) => Ok(None),
+            Err(agora_store::Error::Core(error)) => Err(std::io::Error::new(std::io::ErrorKind::InvalidData, error)),
+            Err(error) => Err(std::io::Error::other(error)),
+        }
+    });
+    Box::pin(chunks).into_async_read()
 }
 
 #[async_trait]
@@ -68,19 +94,20 @@ impl Registry for LocalRegistry {
         {
             return Err(CoreError::ArtifactTooLarge { size: bytes.len() as u64, limit: self.max_artifact_size });
         }
-        self.blocking(move |store| store.publish(&publication, unix_now())).await
+        let now = self.clock.unix_now();
+        self.blocking(move |store| store.publish(&publication, now)).await
     }
 
     async fn get_package(&self, name: &PackageName) -> CoreResult<SignedPackageIndex> {
         let key = name.clone();
-        self.blocking(move |store| store.catalog().package(&key))
+        self.blocking(move |store| store.packages().package(&key))
             .await?
             .ok_or_else(|| CoreError::PackageNotFound(name.clone()))
     }
 
     async fn get_version(&self, name: &PackageName, version: &Version) -> CoreResult<SignedManifest> {
         let (key, wanted) = (name.clone(), version.clone());
-        match self.blocking(move |store| store.catalog().manifest(&key, &wanted)).await? {
+        match self.blocking(move |store| store.packages().manifest(&key, &wanted)).await? {
             Some(manifest) => Ok(manifest),
             None => {
                 // Say which of the two is missing.
@@ -97,13 +124,13 @@ impl Registry for LocalRegistry {
     async fn search(&self, query: &Query) -> CoreResult<SearchResults> {
         query.validate()?;
         let query = query.clone();
-        self.blocking(move |store| store.catalog().search(&query)).await
+        self.blocking(move |store| store.packages().search(&query)).await
     }
 
-    async fn fetch_artifact(&self, name: &PackageName, version: &Version) -> CoreResult<Artifact> {
+    async fn fetch_artifact(&self, name: &PackageName, version: &Version) -> CoreResult<ArtifactReader> {
         let (key, wanted) = (name.clone(), version.clone());
-        match self.blocking(move |store| store.artifact(&key, &wanted)).await? {
-            Some((manifest, Some(path))) => Ok(Artifact { manifest, data: ArtifactData::File(path) }),
+        match self.blocking(move |store| store.open_artifact(&key, &wanted)).await? {
+            Some((manifest, Some(reader))) => Ok(ArtifactReader::new(manifest, async_reader(reader))),
             Some((_, None)) => Err(CoreError::ArtifactUnavailable { name: name.clone(), version: version.clone() }),
             None => {
                 self.get_package(name).await?;
@@ -113,11 +140,11 @@ impl Registry for LocalRegistry {
     }
 
     async fn yank(&self, index: SignedPackageIndex) -> CoreResult<IndexChange> {
-        self.blocking(move |store| store.catalog().apply_yank(&index)).await
+        self.blocking(move |store| store.packages().apply_yank(&index)).await
     }
 
     async fn metadata(&self) -> CoreResult<RegistryMetadata> {
-        let stats = self.blocking(|store| store.catalog().stats()).await?;
+        let stats = self.blocking(|store| store.packages().stats()).await?;
         Ok(RegistryMetadata {
             backend: "local".into(),
             packages: stats.packages,

@@ -20,32 +20,19 @@
 //! `ban_secs · 2^bans` seconds, and the ban survives restarts.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
-use agora_net::{NetworkHandle, PeerId};
+use agora_net::PeerId;
 use agora_store::{Outcome, PeerRecord, Store};
 use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
 
-use crate::local::unix_now;
+use crate::clock::Clock;
+
+use crate::ReputationSettings;
 
 /// Peers whose records are kept in memory (the rest stay in SQLite only).
 const MAX_CACHED_PEERS: usize = 10_000;
-
-/// When to block a peer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ReputationSettings {
-    /// Invalid responses that get a peer blocked.
-    pub invalid_threshold: u64,
-    /// Length of the first block, in seconds (doubles with every further block).
-    pub ban_secs: u64,
-}
-
-impl Default for ReputationSettings {
-    fn default() -> Self {
-        Self { invalid_threshold: 3, ban_secs: 3600 }
-    }
-}
 
 /// A peer's standing, for `agora peers`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -113,19 +100,33 @@ pub fn standing(record: &PeerRecord, now: u64) -> PeerStanding {
     }
 }
 
-/// The record of a peer never dealt with.
-fn stranger() -> PeerRecord {
-    PeerRecord::fresh(String::new(), unix_now())
+/// The record of a peer never dealt with, at `now`.
+fn stranger(now: u64) -> PeerRecord {
+    PeerRecord::fresh(String::new(), now)
 }
 
-/// In-memory view of the persisted reputation, written through to SQLite.
+/// A ban that started or ended, for whoever enforces bans (the network).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BanChange {
+    /// Block this peer now.
+    Banned(PeerId),
+    /// Its ban ran out: unblock it.
+    Lifted(PeerId),
+}
+
+/// Ban changes a subscriber may fall behind by; one that lags re-reads
+/// [`Reputation::banned`] instead.
+const BAN_CHANGES: usize = 256;
+
+/// In-memory view of the persisted reputation, written through to SQLite. It
+/// decides bans; it does not enforce them: it announces them as [`BanChange`]s.
 #[derive(Debug)]
 pub(crate) struct Reputation {
     store: Store,
-    /// Where blocks take effect: a ban blocks the peer in the swarm at once.
-    network: NetworkHandle,
+    clock: Arc<dyn Clock>,
     settings: ReputationSettings,
     records: Mutex<HashMap<PeerId, PeerRecord>>,
+    bans: broadcast::Sender<BanChange>,
     /// Serialises write-then-cache updates: without it two concurrent outcomes for
     /// one peer could land in SQLite in one order and in the cache in the other,
     /// leaving the cache with the older record.
@@ -133,28 +134,36 @@ pub(crate) struct Reputation {
 }
 
 impl Reputation {
-    /// Loads what SQLite remembers.
-    pub(crate) fn load(
-        store: Store,
-        settings: ReputationSettings,
-        network: NetworkHandle,
-    ) -> agora_store::Result<Self> {
+    /// Loads what SQLite remembers (blocking).
+    pub(crate) fn load(store: Store, settings: ReputationSettings, clock: Arc<dyn Clock>) -> agora_store::Result<Self> {
         let mut records = HashMap::new();
-        for record in store.catalog().peer_records(MAX_CACHED_PEERS)? {
+        for record in store.peers().records(MAX_CACHED_PEERS)? {
             if let Ok(peer) = record.peer_id.parse::<PeerId>() {
                 records.insert(peer, record);
             }
         }
-        Ok(Self { store, network, settings, records: Mutex::new(records), writes: tokio::sync::Mutex::new(()) })
+        Ok(Self {
+            store,
+            clock,
+            settings,
+            records: Mutex::new(records),
+            bans: broadcast::channel(BAN_CHANGES).0,
+            writes: tokio::sync::Mutex::new(()),
+        })
     }
 
-    /// Records an outcome; a peer whose ban starts now is blocked in the swarm.
+    /// Ban changes from now on.
+    pub(crate) fn ban_changes(&self) -> broadcast::Receiver<BanChange> {
+        self.bans.subscribe()
+    }
+
+    /// Records an outcome; a peer whose ban starts now is announced.
     pub(crate) async fn record(&self, peer: PeerId, outcome: Outcome) {
         self.record_all(peer, vec![outcome]).await;
     }
 
     /// Records several outcomes in one write (a transfer's verified chunks); a peer
-    /// whose ban starts now is blocked in the swarm.
+    /// whose ban starts now is announced.
     pub(crate) async fn record_all(&self, peer: PeerId, outcomes: Vec<Outcome>) {
         if outcomes.is_empty() {
             return;
@@ -163,18 +172,13 @@ impl Reputation {
         let store = self.store.clone();
         let id = peer.to_string();
         let settings = self.settings.clone();
+        let now = self.clock.unix_now();
         let result = tokio::task::spawn_blocking(move || -> agora_store::Result<(PeerRecord, Option<u64>)> {
-            let now = unix_now();
-            let record = store.catalog().record_outcomes(&id, &outcomes, now)?;
-            let due = outcomes.iter().any(|outcome| matches!(outcome, Outcome::Invalid))
-                && record.banned_until <= now
-                && record.invalid >= settings.invalid_threshold.saturating_mul(record.bans + 1);
-            if due {
-                let until = now + settings.ban_secs.saturating_mul(1u64 << record.bans.min(16));
-                let record = store.catalog().ban_peer(&id, until, now)?;
-                return Ok((record, Some(until)));
+            let record = store.peers().record_outcomes(&id, &outcomes, now)?;
+            match ban_due(&settings, &record, &outcomes, now) {
+                Some(until) => Ok((store.peers().ban(&id, until, now)?, Some(until))),
+                None => Ok((record, None)),
             }
-            Ok((record, None))
         })
         .await;
         match result {
@@ -187,7 +191,8 @@ impl Reputation {
                 }
                 if let Some(until) = banned {
                     tracing::warn!(%peer, until, "blocking a peer that keeps sending invalid data");
-                    self.network.set_blocked(peer, true).await;
+                    // No subscriber (offline) is not an error.
+                    let _ = self.bans.send(BanChange::Banned(peer));
                 }
             }
             Ok(Err(error)) => tracing::warn!(%peer, %error, "could not record a reputation outcome"),
@@ -197,10 +202,11 @@ impl Reputation {
 
     /// The peer's score now (0.5-ish for strangers).
     pub(crate) fn score(&self, peer: &PeerId) -> f64 {
+        let now = self.clock.unix_now();
         let records = self.records.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         match records.get(peer) {
-            Some(record) => score(record, unix_now()),
-            None => score(&stranger(), unix_now()),
+            Some(record) => score(record, now),
+            None => score(&stranger(now), now),
         }
     }
 
@@ -216,7 +222,7 @@ impl Reputation {
 
     /// Whether the peer is blocked now.
     pub(crate) fn is_banned(&self, peer: &PeerId) -> bool {
-        let now = unix_now();
+        let now = self.clock.unix_now();
         self.records
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -232,10 +238,22 @@ impl Reputation {
         ranked.into_iter().map(|(_, peer)| peer).collect()
     }
 
-    /// Lifts the bans whose time ran out: cleared in SQLite and memory, unblocked
-    /// in the swarm.
+    /// Every peer banned now (bans survive restarts).
+    pub(crate) fn banned(&self) -> Vec<PeerId> {
+        let now = self.clock.unix_now();
+        self.records
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .filter(|(_, record)| record.banned_until > now)
+            .map(|(peer, _)| *peer)
+            .collect()
+    }
+
+    /// Lifts the bans whose time ran out: cleared in SQLite and memory, and
+    /// announced as [`BanChange::Lifted`].
     pub(crate) async fn expire_bans(&self) {
-        let now = unix_now();
+        let now = self.clock.unix_now();
         let expired: Vec<PeerId> = self
             .records
             .lock()
@@ -244,33 +262,28 @@ impl Reputation {
             .filter(|(_, record)| record.banned_until != 0 && record.banned_until <= now)
             .map(|(peer, _)| *peer)
             .collect();
-        for peer in &expired {
+        for peer in expired {
             let store = self.store.clone();
             let id = peer.to_string();
-            let _ = tokio::task::spawn_blocking(move || store.catalog().unban_peer(&id)).await;
-            if let Some(record) = self.records.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get_mut(peer) {
+            let _ = tokio::task::spawn_blocking(move || store.peers().unban(&id)).await;
+            if let Some(record) = self.records.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get_mut(&peer)
+            {
                 record.banned_until = 0;
             }
             tracing::info!(%peer, "ban expired; unblocking");
-            self.network.set_blocked(*peer, false).await;
+            let _ = self.bans.send(BanChange::Lifted(peer));
         }
     }
+}
 
-    /// Blocks in the swarm every peer banned now (bans survive restarts).
-    pub(crate) async fn block_banned(&self) {
-        let now = unix_now();
-        let banned: Vec<PeerId> = self
-            .records
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .iter()
-            .filter(|(_, record)| record.banned_until > now)
-            .map(|(peer, _)| *peer)
-            .collect();
-        for peer in banned {
-            self.network.set_blocked(peer, true).await;
-        }
-    }
+/// When `record` (after `outcomes`) earns a ban at `now`, until when: a peer whose
+/// invalid count reaches `invalid_threshold · (bans + 1)` is blocked for
+/// `ban_secs · 2^bans` seconds. Only an invalid outcome starts a ban.
+fn ban_due(settings: &ReputationSettings, record: &PeerRecord, outcomes: &[Outcome], now: u64) -> Option<u64> {
+    let due = outcomes.iter().any(|outcome| matches!(outcome, Outcome::Invalid))
+        && record.banned_until <= now
+        && record.invalid >= settings.invalid_threshold.saturating_mul(record.bans + 1);
+    due.then(|| now + settings.ban_secs.saturating_mul(1u64 << record.bans.min(16)))
 }
 
 #[cfg(test)]
@@ -278,7 +291,15 @@ mod tests {
     use super::*;
 
     fn record(successes: u64, failures: u64, timeouts: u64, invalid: u64, latency: Option<f64>) -> PeerRecord {
-        PeerRecord { successes, failures, timeouts, invalid, latency_ewma_ms: latency, last_seen: 1_000, ..stranger() }
+        PeerRecord {
+            successes,
+            failures,
+            timeouts,
+            invalid,
+            latency_ewma_ms: latency,
+            last_seen: 1_000,
+            ..stranger(1_000)
+        }
     }
 
     #[test]
@@ -289,7 +310,7 @@ mod tests {
         let flaky = score(&record(25, 25, 0, 0, Some(5.0)), now);
         let stalling = score(&record(25, 0, 25, 0, Some(5.0)), now);
         let liar = score(&record(50, 0, 0, 1, Some(5.0)), now);
-        let unknown = score(&PeerRecord { last_seen: now, ..stranger() }, now);
+        let unknown = score(&PeerRecord { last_seen: now, ..stranger(1_000) }, now);
         assert!(fast > slow && slow > flaky, "{fast} {slow} {flaky}");
         assert!(fast > stalling);
         assert!((liar - fast / 2.0).abs() < 1e-9);

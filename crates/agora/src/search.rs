@@ -47,8 +47,11 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::Node;
+use std::sync::Arc;
+
 use crate::metrics::{QueryOutcome, QueryTimer};
+use crate::network::Network;
+use crate::services::Services;
 
 /// Lower bound of an adaptive deadline.
 const MIN_ADAPTIVE_TIMEOUT: Duration = Duration::from_millis(50);
@@ -214,7 +217,12 @@ impl Stream for QueryHandle {
 }
 
 /// Starts a network search (see the module doc).
-pub(crate) fn start(node: &Node, query: &Query, config: QueryConfig) -> CoreResult<QueryHandle> {
+pub(crate) fn start(
+    services: &Arc<Services>,
+    network: Option<Network>,
+    query: &Query,
+    config: QueryConfig,
+) -> CoreResult<QueryHandle> {
     config.validate()?;
     let mut query = query.clone();
     query.limit = config.max_results as u32;
@@ -235,16 +243,17 @@ pub(crate) fn start(node: &Node, query: &Query, config: QueryConfig) -> CoreResu
         partial = tracing::field::Empty,
         latency_ms = tracing::field::Empty,
     );
-    let timer = node.metrics().search.start();
+    let timer = services.metrics.search.start();
     let hits_seen = Streamed::new(config.max_results);
-    let search = Search { node: node.clone(), query, config, sender, streamed: hits_seen };
-    tokio::spawn(search.run(done_sender, timer).instrument(span));
+    let search = Search { services: services.clone(), network, query, config, sender, streamed: hits_seen };
+    services.tasks.spawn(search.run(done_sender, timer).instrument(span));
     Ok(QueryHandle { id, hits, done: Some(done), finished: None })
 }
 
 /// The state of one running query.
 struct Search {
-    node: Node,
+    services: Arc<Services>,
+    network: Option<Network>,
     query: Query,
     config: QueryConfig,
     sender: mpsc::Sender<SearchHit>,
@@ -324,18 +333,18 @@ impl Search {
         tracing::debug!(asked = tally.asked, answered = tally.answered, failed = tally.failed, "search finished");
         let _ = done.send(results);
         // Dropping the sender ends the stream; the timeouts go on record after.
-        let node = self.node.clone();
+        let network = self.network.clone();
         drop(self);
-        record(&node, &tally.timed_out, Outcome::Timeout).await;
+        record(network.as_ref(), &tally.timed_out, Outcome::Timeout).await;
     }
 
     async fn record_timeouts(&self, peers: &[PeerId]) {
-        record(&self.node, peers, Outcome::Timeout).await;
+        record(self.network.as_ref(), peers, Outcome::Timeout).await;
     }
 
     /// Streams local hits, then asks peers; fills `tally`.
     async fn gather(&mut self, tally: &mut Tally) -> CoreResult<()> {
-        let local = self.node.local().search(&self.query).await?;
+        let local = self.services.registry.search(&self.query).await?;
         for hit in local.hits {
             self.emit(hit).await;
         }
@@ -343,8 +352,7 @@ impl Search {
             tally.cancelled = self.sender.is_closed();
             return Ok(());
         }
-        let node = self.node.clone();
-        let Some(network) = node.network() else { return Ok(()) };
+        let Some(network) = self.network.clone() else { return Ok(()) };
         let peers = network.search_peers(self.config.fan_out).await?;
         if peers.is_empty() {
             return Ok(());
@@ -371,8 +379,13 @@ impl Search {
             })
             .collect();
         let watcher = self.sender.clone();
+        let cancel = self.services.cancel.clone();
         while !waiting.is_empty() && !self.full() {
             tokio::select! {
+                () = cancel.cancelled() => {
+                    tally.cancelled = true;
+                    break;
+                }
                 () = tokio::time::sleep_until(deadline) => {
                     tally.timed_out = waiting.drain().collect();
                     break;
@@ -385,7 +398,7 @@ impl Search {
                     waiting.remove(&peer);
                     match result {
                         Ok(response) => {
-                            let answer = network.ingest_search_answer(&node, peer, request.limit, response).await;
+                            let answer = network.ingest_search_answer(peer, request.limit, response).await;
                             if answer.valid {
                                 tally.answered += 1;
                                 let latency_ms = latency.as_secs_f64() * 1e3;
@@ -428,7 +441,7 @@ impl Search {
             return Ok(());
         }
         let wanted: HashSet<&PackageName> = names.iter().collect();
-        let results = self.node.local().search(&self.rerun_query()).await?;
+        let results = self.services.registry.search(&self.rerun_query()).await?;
         for hit in results.hits {
             if wanted.contains(&hit.name) {
                 self.emit(hit).await;
@@ -446,7 +459,7 @@ impl Search {
     async fn ranked(&mut self, partial: bool) -> SearchResults {
         let streamed = std::mem::take(&mut self.streamed.hits);
         let names: HashSet<PackageName> = streamed.iter().map(|hit| hit.name.clone()).collect();
-        let Ok(now) = self.node.local().search(&self.rerun_query()).await else {
+        let Ok(now) = self.services.registry.search(&self.rerun_query()).await else {
             let total = streamed.len() as u64;
             return SearchResults { hits: streamed, total, partial };
         };
@@ -466,8 +479,8 @@ impl Search {
 }
 
 /// Records `outcome` for each of `peers`.
-async fn record(node: &Node, peers: &[PeerId], outcome: Outcome) {
-    if let Some(network) = node.network() {
+async fn record(network: Option<&Network>, peers: &[PeerId], outcome: Outcome) {
+    if let Some(network) = network {
         for peer in peers {
             network.record(*peer, outcome).await;
         }

@@ -80,7 +80,7 @@ async fn node_rate(root: &std::path::Path, announcements: &[Vec<u8>]) -> anyhow:
     let drain = tokio::spawn(async move { while events.recv().await.is_some() {} });
     sender.dial(address(&receiver).await?.parse()?).await?;
 
-    let catalog = receiver.store().catalog().clone();
+    let catalog = receiver.store().packages().clone();
     let stored = move || {
         let catalog = catalog.clone();
         async move {
@@ -136,7 +136,7 @@ fn verify_only(announcements: &[Vec<u8>]) -> anyhow::Result<f64> {
 fn raw_verify_insert(dir: &std::path::Path, announcements: &[Vec<u8>]) -> anyhow::Result<f64> {
     std::fs::create_dir_all(dir)?;
     let path = dir.join("catalog.sqlite");
-    drop(agora::store::Catalog::open(&path)?);
+    drop(agora::store::Store::open(dir)?);
     let mut connection = rusqlite::Connection::open(&path)?;
     connection.pragma_update(None, "synchronous", "NORMAL")?;
     let t = Instant::now();

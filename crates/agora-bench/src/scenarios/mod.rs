@@ -32,7 +32,7 @@ pub(crate) fn load_catalog(data_dir: &Path, packages: &[Package]) -> anyhow::Res
     let store = agora::store::Store::open(&data_dir.join("store"))?;
     for page in packages.chunks(1000) {
         let batch: Vec<_> = page.iter().map(|p| (p.index.clone(), vec![p.manifest.clone()])).collect();
-        for outcome in store.catalog().ingest_packages(&batch)? {
+        for outcome in store.packages().ingest_packages(&batch)? {
             outcome?;
         }
     }

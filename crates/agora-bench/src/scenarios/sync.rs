@@ -59,7 +59,7 @@ pub(crate) async fn run(scale: Scale) -> anyhow::Result<Vec<Scenario>> {
 fn raw_insert_rate(dir: &std::path::Path, packages: &[crate::data::Package]) -> anyhow::Result<f64> {
     std::fs::create_dir_all(dir)?;
     let path = dir.join("catalog.sqlite");
-    drop(agora::store::Catalog::open(&path)?);
+    drop(agora::store::Store::open(dir)?);
     let mut connection = rusqlite::Connection::open(&path)?;
     connection.pragma_update(None, "synchronous", "NORMAL")?;
     type Row = (String, Vec<u8>, Vec<u8>, String, Vec<u8>);

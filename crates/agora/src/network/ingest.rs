@@ -1,0 +1,140 @@
+//! Judging what peers send — gossip announcements, DHT records put to this node,
+//! search answers — and storing the valid part through the catalog writer.
+//!
+//! Forged, malformed or rule-breaking data is a strike against the peer that
+//! sent it (its reputation may block it); a store failure is not the peer's
+//! fault and strikes no one. This module stores nothing itself: the writer does.
+
+use agora_core::Registry;
+use agora_core::{PackageName, SignedManifest, SignedPackageIndex};
+use agora_net::{Announcement, NetworkHandle, PeerId, RecordKey, SearchResponse, Verdict, Wire};
+use agora_store::Outcome;
+
+use crate::services::Services;
+use crate::writer::first_violation;
+
+/// What became of a peer's search answer.
+#[derive(Debug)]
+pub(crate) struct SearchAnswer {
+    /// Packages of the entries that verified (stored, or already known).
+    pub(crate) names: Vec<PackageName>,
+    /// False when the answer held anything invalid (the peer was struck) or
+    /// could not be stored.
+    pub(crate) valid: bool,
+}
+
+/// Records invalid data from `peer` (its reputation blocks it past the threshold).
+pub(super) async fn strike(services: &Services, peer: PeerId, reason: &str) {
+    tracing::warn!(%peer, reason, "invalid data from peer");
+    services.reputation.record(peer, Outcome::Invalid).await;
+}
+
+/// Decides on an announcement. `Err(reason)` means reject and strike.
+pub(super) async fn judge_announcement(services: &Services, data: &[u8]) -> Result<Verdict, String> {
+    let announcement = Announcement::decode(data).map_err(|reason| format!("malformed announcement: {reason}"))?;
+    let (index, manifests) = match announcement {
+        Announcement::Publish { manifest, index } => {
+            let index = SignedPackageIndex::from_bytes(&index).map_err(|e| e.to_string())?;
+            let manifest = SignedManifest::from_bytes(&manifest).map_err(|e| e.to_string())?;
+            (index, vec![manifest])
+        }
+        Announcement::Index { index } => {
+            (SignedPackageIndex::from_bytes(&index).map_err(|e| e.to_string())?, Vec::new())
+        }
+    };
+    match services.ingest.one(index, manifests).await {
+        Ok(true) => Ok(Verdict::Accept),
+        Ok(false) => Ok(Verdict::Ignore),
+        Err(error) if error.is_invalid_input() => Err(error.to_string()),
+        Err(error) => {
+            tracing::warn!(%error, "could not store an announcement");
+            Ok(Verdict::Ignore)
+        }
+    }
+}
+
+/// A record a peer put to this node's DHT store: stored in the catalog when it is
+/// valid and new, and then kept in the DHT store too.
+pub(super) async fn record(services: &Services, handle: &NetworkHandle, peer: PeerId, key: RecordKey, value: Vec<u8>) {
+    let outcome = match &key {
+        RecordKey::Index(_) => match SignedPackageIndex::from_bytes(&value) {
+            Ok(index) => services.ingest.one(index, Vec::new()).await.map(|_| true),
+            Err(error) => Err(error),
+        },
+        RecordKey::Manifest(name, _) => {
+            let known = services.registry.get_package(name).await;
+            match (SignedManifest::from_bytes(&value), known) {
+                (Ok(manifest), Ok(index)) => services.ingest.one(index, vec![manifest]).await.map(|_| true),
+                (Err(error), _) => Err(error),
+                // A manifest for a package we do not know: not ours to keep.
+                (Ok(_), Err(_)) => Ok(false),
+            }
+        }
+    };
+    match outcome {
+        // The catalog accepted it (or already had it): serve it from the DHT store too.
+        Ok(true) => handle.store_record(key, value).await,
+        Ok(false) => {}
+        Err(error) if error.is_invalid_input() => {
+            strike(services, peer, &format!("stored an invalid record: {error}")).await;
+        }
+        Err(error) => tracing::warn!(%peer, %error, "could not check an inbound record"),
+    }
+}
+
+/// Verifies and stores a peer's search answer (each entry a signed index and
+/// the signed manifest of one of its versions) with the atomic ingestion
+/// catalog sync uses. Any forged, malformed, mismatched or rule-breaking entry,
+/// or more entries than asked for, strikes the peer once; the valid entries
+/// are stored all the same.
+pub(super) async fn search_answer(
+    services: &Services,
+    peer: PeerId,
+    limit: u16,
+    response: SearchResponse,
+) -> SearchAnswer {
+    let mut invalid: Option<String> = None;
+    if response.entries.len() > usize::from(limit) {
+        invalid = Some(format!("search answer has {} hits where {limit} were asked for", response.entries.len()));
+    }
+    let mut batch = Vec::with_capacity(response.entries.len());
+    for entry in response.entries.into_iter().take(usize::from(limit)) {
+        let decoded = SignedPackageIndex::from_bytes(&entry.index)
+            .and_then(|index| Ok((index, SignedManifest::from_bytes(&entry.manifest)?)));
+        match decoded {
+            Ok((index, manifest)) if manifest.manifest().name() == &index.index().name => {
+                batch.push((index, vec![manifest]));
+            }
+            Ok((index, manifest)) => {
+                invalid.get_or_insert_with(|| {
+                    format!(
+                        "search hit pairs the index of `{}` with a manifest of `{}`",
+                        index.index().name,
+                        manifest.manifest().name()
+                    )
+                });
+            }
+            Err(error) => {
+                invalid.get_or_insert_with(|| format!("search sent an invalid record: {error}"));
+            }
+        }
+    }
+    let names: Vec<PackageName> = batch.iter().map(|(index, _)| index.index().name.clone()).collect();
+    let mut valid = true;
+    match services.ingest.batch(batch).await {
+        Ok(outcomes) => {
+            if let Some(error) = first_violation(outcomes) {
+                invalid.get_or_insert_with(|| format!("search sent records breaking the rules: {error}"));
+            }
+        }
+        Err(error) => {
+            tracing::warn!(%peer, %error, "could not store a search answer");
+            valid = false;
+        }
+    }
+    if let Some(reason) = &invalid {
+        strike(services, peer, reason).await;
+        valid = false;
+    }
+    SearchAnswer { names, valid }
+}

@@ -1,0 +1,233 @@
+//! [`Node`]: a node's [`Services`] plus, when enabled, its network — the
+//! `Registry` that reads the local catalog first and falls back to the network,
+//! and the operations that need the node's publisher key.
+//!
+//! The parts: [`builder`](NodeBuilder) opens everything in order; `registry`
+//! holds the `Registry` implementation and publishing; `fetch` the progress
+//! stream of a fetch; `status` what the node reports about itself and its peers.
+//! Nothing below imports the node back: tasks get the services.
+
+mod builder;
+mod fetch;
+mod registry;
+mod status;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use agora_cache::{CacheStats, CachedRegistry};
+use agora_core::{PackageName, PublicKey, Publisher, Query, Result as CoreResult, SecretKey, Version};
+use agora_store::Store;
+
+pub use self::builder::NodeBuilder;
+pub use self::fetch::Fetch;
+pub use self::registry::Published;
+pub use self::status::{CacheCounters, NodeStatus, PeerInfo, StorageStatus};
+use crate::local::LocalRegistry;
+use crate::network::Network;
+use crate::services::Services;
+use crate::transfer::Transfers;
+use crate::{Config, Result, keys};
+
+const IDENTITY_KEY: &str = "keys/identity.key";
+const PUBLISHER_KEY: &str = "keys/publisher.key";
+
+/// A running node. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Node {
+    inner: Arc<NodeInner>,
+}
+
+#[derive(Debug)]
+struct NodeInner {
+    services: Arc<Services>,
+    /// Present when the network is enabled.
+    network: Option<Network>,
+    identity: SecretKey,
+    transfers: Transfers,
+    /// Serialises this node's own publishes, yanks and key changes, which read
+    /// the current index and sign its successor.
+    publish_lock: tokio::sync::Mutex<()>,
+}
+
+impl Node {
+    /// A builder with defaults.
+    pub fn builder() -> NodeBuilder {
+        NodeBuilder::default()
+    }
+
+    fn new(services: Arc<Services>, network: Option<Network>, identity: SecretKey) -> Self {
+        let inner = NodeInner {
+            services,
+            network,
+            identity,
+            transfers: Transfers::default(),
+            publish_lock: tokio::sync::Mutex::new(()),
+        };
+        Self { inner: Arc::new(inner) }
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.inner.services.data_dir
+    }
+
+    /// The resolved configuration.
+    pub fn config(&self) -> &Config {
+        &self.inner.services.config
+    }
+
+    /// The identity key's public half.
+    pub fn identity(&self) -> PublicKey {
+        self.inner.identity.public_key()
+    }
+
+    /// The publisher key's public half.
+    pub fn publisher_key(&self) -> PublicKey {
+        self.inner.services.publisher_key()
+    }
+
+    /// The publisher secret key, for `agora key export`.
+    pub fn export_publisher_key(&self) -> SecretKey {
+        self.inner.services.publisher_secret()
+    }
+
+    /// Replaces the publisher key (persisted first, then swapped in). Packages
+    /// owned by the old key can only be updated with the old key.
+    pub async fn import_publisher_key(&self, key: SecretKey) -> Result<()> {
+        let _guard = self.inner.publish_lock.lock().await;
+        let path = self.data_dir().join(PUBLISHER_KEY);
+        let to_store = key.clone();
+        tokio::task::spawn_blocking(move || keys::store(&path, &to_store))
+            .await
+            .map_err(crate::blocking::join_error)??;
+        *self.inner.services.publisher.write().unwrap_or_else(std::sync::PoisonError::into_inner) = key;
+        Ok(())
+    }
+
+    /// Writes a fresh random API token to `<data dir>/api-token` (owner-only) and
+    /// returns it. Local clients read it from there to authorise writes.
+    pub async fn issue_api_token(&self) -> Result<String> {
+        let token = SecretKey::generate().to_hex();
+        let path = self.api_token_path();
+        let contents = token.clone();
+        tokio::task::spawn_blocking(move || keys::write_private(&path, &contents))
+            .await
+            .map_err(crate::blocking::join_error)??;
+        Ok(token)
+    }
+
+    /// Where the API token lives.
+    pub fn api_token_path(&self) -> PathBuf {
+        api_token_path(self.data_dir())
+    }
+
+    /// Read-cache counters.
+    pub fn cache_stats(&self) -> CacheStats {
+        self.inner.services.registry.stats()
+    }
+
+    /// The local (catalog-only, cached) registry this node serves from, without
+    /// network fallbacks.
+    pub fn registry(&self) -> &CachedRegistry<LocalRegistry> {
+        &self.inner.services.registry
+    }
+
+    /// The node's store (catalog and artifact files).
+    pub fn store(&self) -> &Store {
+        &self.inner.services.store
+    }
+
+    /// Starts a search of the local catalog and the network (see
+    /// [`crate::QueryHandle`] for how it runs): local hits stream first, then the
+    /// `config.fan_out` best peers' hits as they answer, verified and stored.
+    /// Errors only for an invalid query or configuration. `query.limit`,
+    /// `offset`, `scope` and `timeout` are ignored: `config` decides. Must be
+    /// called inside a tokio runtime (the query runs in a task of the node).
+    pub fn search_network(&self, query: &Query, config: crate::QueryConfig) -> CoreResult<crate::QueryHandle> {
+        crate::search::start(&self.inner.services, self.inner.network.clone(), query, config)
+    }
+
+    /// Every metric (query metrics and libp2p's) in the OpenMetrics text format,
+    /// served as [`crate::METRICS_CONTENT_TYPE`].
+    pub fn encode_metrics(&self) -> String {
+        self.inner.services.metrics.encode()
+    }
+
+    /// Pins (or unpins) the artifact of a version this node holds: pinned
+    /// artifacts are never evicted. Returns false when the node does not hold it.
+    pub async fn set_pinned(&self, name: &PackageName, version: &Version, pinned: bool) -> Result<bool> {
+        use agora_core::Registry;
+        let manifest = self.get_version(name, version).await?;
+        let digest = manifest.manifest().artifact.digest;
+        let max_cached = self.config().storage.max_cached_bytes;
+        let (held, evicted) = self
+            .services()
+            .blocking(move |store| {
+                let held = store.storage().set_pinned(&digest, pinned)?;
+                // Unpinning can put the cache over its limit.
+                let evicted = if pinned { Vec::new() } else { store.storage().evict(max_cached)? };
+                Ok((held, evicted))
+            })
+            .await?;
+        if let Some(handle) = self.network_handle() {
+            for gone in evicted {
+                handle.stop_providing(gone).await;
+            }
+        }
+        Ok(held)
+    }
+
+    /// Cancels every task of the node (the network actor, its event loop, syncs,
+    /// searches, fetches, the catalog writer) and waits until all have ended.
+    /// The store stays usable. Idempotent.
+    pub async fn shutdown(&self) {
+        if let Some(network) = &self.inner.network {
+            network.handle().shutdown().await;
+        }
+        self.inner.services.shutdown().await;
+    }
+
+    /// Tasks of this node still running (none once [`Node::shutdown`] returned).
+    pub fn running_tasks(&self) -> usize {
+        self.inner.services.tasks.len()
+    }
+
+    /// The peer-to-peer handle, when the network is running (for tools and tests
+    /// that drive the network directly).
+    pub fn network_handle(&self) -> Option<&agora_net::NetworkHandle> {
+        self.inner.network.as_ref().map(Network::handle)
+    }
+
+    /// Packages the network brings into this node's catalog — by gossip, DHT
+    /// puts or catalog sync, new or updated — by name, each sent once it is
+    /// committed and searchable. `None` when the network is off. A receiver that
+    /// falls more than 1024 names behind misses the oldest
+    /// ([`tokio::sync::broadcast::error::RecvError::Lagged`]).
+    pub fn network_arrivals(&self) -> Option<tokio::sync::broadcast::Receiver<PackageName>> {
+        self.inner.network.as_ref().map(|_| self.inner.services.arrivals.subscribe())
+    }
+
+    /// Strikes this node has recorded against `peer` (invalid records, garbage on a
+    /// protocol, bad chunks).
+    pub fn strikes(&self, peer: &agora_net::PeerId) -> u32 {
+        self.inner.network.as_ref().map_or(0, |network| network.strikes(peer))
+    }
+
+    fn services(&self) -> &Arc<Services> {
+        &self.inner.services
+    }
+
+    fn network(&self) -> Option<&Network> {
+        self.inner.network.as_ref()
+    }
+
+    fn publisher(&self) -> Publisher {
+        Publisher::new(self.export_publisher_key())
+    }
+}
+
+/// Where a node with data directory `data_dir` writes its API token.
+pub fn api_token_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("api-token")
+}

@@ -1,0 +1,194 @@
+//! The node as a [`Registry`]: reads come from the local catalog (through the
+//! read cache) and fall back to the DHT; writes are stored locally and then
+//! sent to the network in the background. Also publishing from an archive and
+//! yanking with the node's own publisher key.
+
+use agora_core::{
+    ArtifactData, ArtifactHasher, ArtifactReader, Error as CoreError, IndexChange, PackageIndex, PackageName,
+    Publication, Query, Registry, RegistryMetadata, Result as CoreResult, SearchResults, SignedManifest,
+    SignedPackageIndex, Version, VersionEntry,
+};
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use super::Node;
+use crate::{Error, Result, archive};
+
+/// The result of publishing an archive.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Published {
+    /// The signed manifest now in the registry.
+    pub manifest: SignedManifest,
+    /// False when this exact version and content was already published, in which
+    /// case nothing changed.
+    pub created: bool,
+}
+
+impl Node {
+    /// Publishes a packed archive (`.tar.gz` with `<name>-<version>/agora.toml`):
+    /// reads and validates its manifest, hashes it, signs the manifest and the
+    /// successor index with the publisher key, and stores it. Publishing the same
+    /// version with the same bytes again is a no-op; with other bytes, an error.
+    pub async fn publish_archive(&self, archive_data: ArtifactData) -> Result<Published> {
+        let limit = self.config().max_artifact_size;
+        let chunk_size = self.config().chunk_size;
+        let (metadata, info) = {
+            let data = archive_data.clone();
+            tokio::task::spawn_blocking(move || inspect_archive(&data, limit, chunk_size))
+                .await
+                .map_err(crate::blocking::join_error)??
+        };
+        let _guard = self.inner.publish_lock.lock().await;
+        let current = self.current_index(&metadata.name).await?;
+        if let Some(existing) = current.as_ref().and_then(|index| index.entry(&metadata.version)) {
+            if existing.digest == info.digest {
+                let manifest = self.registry().get_version(&metadata.name, &metadata.version).await?;
+                return Ok(Published { manifest, created: false });
+            }
+            return Err(CoreError::VersionExists {
+                name: metadata.name,
+                version: metadata.version,
+                existing: existing.digest,
+            }
+            .into());
+        }
+        let (manifest, index) =
+            self.publisher().publish(metadata, info, current.as_ref(), self.services().unix_now())?;
+        self.publish(Publication { manifest: manifest.clone(), index, artifact: archive_data }).await?;
+        Ok(Published { manifest, created: true })
+    }
+
+    /// Yanks (or with `yanked = false`, restores) a version, signed with the
+    /// publisher key. Returns what changed (nothing if it already was so).
+    pub async fn set_yanked(&self, name: &PackageName, version: &Version, yanked: bool) -> Result<IndexChange> {
+        let _guard = self.inner.publish_lock.lock().await;
+        let Some(current) = self.current_index(name).await? else {
+            return Err(CoreError::PackageNotFound(name.clone()).into());
+        };
+        match self.publisher().set_yanked(&current, version, yanked, self.services().unix_now())? {
+            Some(next) => Ok(self.yank(next).await?),
+            None => Ok(IndexChange::default()),
+        }
+    }
+
+    async fn current_index(&self, name: &PackageName) -> Result<Option<PackageIndex>> {
+        match self.get_package(name).await {
+            Ok(index) => Ok(Some(index.into_index())),
+            Err(CoreError::PackageNotFound(_)) => Ok(None),
+            Err(error) => Err(error.into()),
+        }
+    }
+}
+
+/// Reads the manifest out of an archive and hashes it, within `limit` bytes.
+fn inspect_archive(
+    data: &ArtifactData,
+    limit: u64,
+    chunk_size: u32,
+) -> Result<(agora_core::PackageMetadata, agora_core::ArtifactInfo)> {
+    use std::io::Read;
+    let mut hasher = ArtifactHasher::new(chunk_size)?;
+    let metadata = match data {
+        ArtifactData::Bytes(bytes) => {
+            if bytes.len() as u64 > limit {
+                return Err(CoreError::ArtifactTooLarge { size: bytes.len() as u64, limit }.into());
+            }
+            hasher.update(bytes);
+            archive::manifest_from_archive(&bytes[..])?
+        }
+        ArtifactData::File(path) => {
+            let size = std::fs::metadata(path).map_err(|error| Error::io(path, error))?.len();
+            if size > limit {
+                return Err(CoreError::ArtifactTooLarge { size, limit }.into());
+            }
+            let mut file = std::fs::File::open(path).map_err(|error| Error::io(path, error))?;
+            let mut buffer = vec![0u8; 64 * 1024];
+            loop {
+                let read = file.read(&mut buffer).map_err(|error| Error::io(path, error))?;
+                if read == 0 {
+                    break;
+                }
+                hasher.update(&buffer[..read]);
+            }
+            let file = std::fs::File::open(path).map_err(|error| Error::io(path, error))?;
+            archive::manifest_from_archive(std::io::BufReader::new(file))?
+        }
+    };
+    Ok((metadata, hasher.finish()?))
+}
+
+#[async_trait]
+impl Registry for Node {
+    async fn publish(&self, publication: Publication) -> CoreResult<()> {
+        let (manifest, index) = (publication.manifest.clone(), publication.index.clone());
+        self.registry().publish(publication).await?;
+        if let Some(network) = self.network() {
+            network.publish_in_background(manifest, index);
+        }
+        Ok(())
+    }
+
+    async fn get_package(&self, name: &PackageName) -> CoreResult<SignedPackageIndex> {
+        match (self.registry().get_package(name).await, self.network()) {
+            (Err(CoreError::PackageNotFound(_)), Some(network)) => network.index_from_dht(name).await,
+            (result, _) => result,
+        }
+    }
+
+    async fn get_version(&self, name: &PackageName, version: &Version) -> CoreResult<SignedManifest> {
+        match (self.registry().get_version(name, version).await, self.network()) {
+            (Err(CoreError::PackageNotFound(_) | CoreError::VersionNotFound { .. }), Some(network)) => {
+                network.manifest_from_dht(name, version).await
+            }
+            (result, _) => result,
+        }
+    }
+
+    async fn list_versions(&self, name: &PackageName) -> CoreResult<Vec<VersionEntry>> {
+        Ok(self.get_package(name).await?.into_index().versions)
+    }
+
+    /// `SearchScope::Local` searches the catalog; `SearchScope::Network` runs
+    /// [`Node::search_network`] with the balanced preset, `query.limit` as
+    /// `max_results` and `query.timeout` (if set) as the timeout, and collects it.
+    /// A network search is one page: its offset must be 0.
+    async fn search(&self, query: &Query) -> CoreResult<SearchResults> {
+        match query.scope {
+            agora_core::SearchScope::Local => self.registry().search(query).await,
+            agora_core::SearchScope::Network => {
+                query.validate()?;
+                if query.offset != 0 {
+                    return Err(CoreError::InvalidQuery(format!(
+                        "a network search returns one page; offset must be 0, found {}",
+                        query.offset
+                    )));
+                }
+                let mut config = crate::QueryConfig::balanced();
+                config.max_results = query.limit as usize;
+                if let Some(timeout) = query.timeout {
+                    config.timeout = timeout;
+                }
+                Ok(self.search_network(query, config)?.collect_results().await)
+            }
+        }
+    }
+
+    /// Makes the node hold the artifact ([`Node::fetch`]), then reads it.
+    async fn fetch_artifact(&self, name: &PackageName, version: &Version) -> CoreResult<ArtifactReader> {
+        self.fetch(name, version).await?.finish().await
+    }
+
+    async fn yank(&self, index: SignedPackageIndex) -> CoreResult<IndexChange> {
+        let change = self.registry().yank(index.clone()).await?;
+        if let Some(network) = self.network() {
+            network.announce_index_in_background(index);
+        }
+        Ok(change)
+    }
+
+    async fn metadata(&self) -> CoreResult<RegistryMetadata> {
+        let mut metadata = self.registry().metadata().await?;
+        metadata.backend = "node".into();
+        Ok(metadata)
+    }
+}

@@ -1,0 +1,123 @@
+//! Staging files of a transfer: `tmp/downloads/<digest>.part` (chunks written at
+//! their offsets) and `<digest>.have` (one byte per chunk, 1 once verified), so
+//! an interrupted transfer resumes from the chunks that still verify. This module
+//! writes and re-verifies; it does not decide which chunk to fetch.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use agora_core::{ArtifactInfo, Digest, Error as CoreError, Result as CoreResult};
+
+/// Staging files untouched for this long are not worth resuming.
+const STALE_STAGING: Duration = Duration::from_secs(86_400);
+
+/// The staging files of one artifact's transfer.
+#[derive(Debug)]
+pub(super) struct Staging {
+    pub(super) part: PathBuf,
+    have: PathBuf,
+}
+
+/// The staging files, open: chunks are written through it.
+#[derive(Debug)]
+pub(super) struct StagingFiles {
+    part: std::fs::File,
+    have: std::fs::File,
+}
+
+impl Staging {
+    pub(super) fn new(dir: &Path, digest: &Digest) -> Self {
+        Self {
+            part: dir.join(format!("{}.part", digest.to_hex())),
+            have: dir.join(format!("{}.have", digest.to_hex())),
+        }
+    }
+
+    /// Removes both files.
+    pub(super) fn discard(&self) {
+        let _ = std::fs::remove_file(&self.part);
+        let _ = std::fs::remove_file(&self.have);
+    }
+
+    /// Removes the bitmap once the part file was adopted into the store.
+    pub(super) fn finish(&self) {
+        let _ = std::fs::remove_file(&self.have);
+    }
+
+    /// Opens (creating) the files for `info` and returns them with the indexes of
+    /// the chunks that were marked and still verify (blocking).
+    pub(super) fn open(&self, info: &ArtifactInfo) -> CoreResult<(StagingFiles, Vec<usize>)> {
+        use std::io::{Read, Seek, SeekFrom};
+        let io = |path: &Path, error: std::io::Error| {
+            CoreError::io(std::io::Error::new(error.kind(), format!("{}: {error}", path.display())))
+        };
+        let open =
+            |path: &Path| std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path);
+        let mut part = open(&self.part).map_err(|e| io(&self.part, e))?;
+        let mut have = open(&self.have).map_err(|e| io(&self.have, e))?;
+        let chunks = info.chunks.len();
+        let mut marks = Vec::new();
+        have.read_to_end(&mut marks).map_err(|e| io(&self.have, e))?;
+        let part_len = part.metadata().map_err(|e| io(&self.part, e))?.len();
+        if marks.len() != chunks || part_len != info.size {
+            // Not a staging pair for this artifact (or a fresh one): start over.
+            marks = vec![0; chunks];
+            part.set_len(info.size).map_err(|e| io(&self.part, e))?;
+            have.set_len(0).map_err(|e| io(&self.have, e))?;
+            have.set_len(chunks as u64).map_err(|e| io(&self.have, e))?;
+        }
+        let mut verified = Vec::new();
+        let mut buffer = Vec::new();
+        for (index, mark) in marks.iter().enumerate() {
+            let Some((offset, len)) = info.chunk_range(index) else { continue };
+            if *mark != 1 {
+                continue;
+            }
+            buffer.resize(len as usize, 0);
+            part.seek(SeekFrom::Start(offset)).map_err(|e| io(&self.part, e))?;
+            part.read_exact(&mut buffer).map_err(|e| io(&self.part, e))?;
+            if Digest::of(&buffer) == info.chunks[index] {
+                verified.push(index);
+            }
+        }
+        Ok((StagingFiles { part, have }, verified))
+    }
+}
+
+impl StagingFiles {
+    /// Writes a verified chunk at `offset` and marks chunk `index` as had (blocking).
+    pub(super) fn write(&self, index: usize, offset: u64, bytes: &[u8]) -> std::io::Result<()> {
+        write_at(&self.part, bytes, offset)?;
+        write_at(&self.have, &[1], index as u64)
+    }
+}
+
+/// Removes staging files untouched for a day under `dir` (blocking).
+pub(super) fn remove_stale(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let stale = entry
+            .metadata()
+            .and_then(|metadata| metadata.modified())
+            .is_ok_and(|modified| modified.elapsed().is_ok_and(|age| age > STALE_STAGING));
+        if stale {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+#[cfg(unix)]
+fn write_at(file: &std::fs::File, bytes: &[u8], offset: u64) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    file.write_all_at(bytes, offset)
+}
+
+#[cfg(not(unix))]
+fn write_at(file: &std::fs::File, bytes: &[u8], offset: u64) -> std::io::Result<()> {
+    use std::os::windows::fs::FileExt;
+    let mut written = 0;
+    while written < bytes.len() {
+        written += file.seek_write(&bytes[written..], offset + written as u64)?;
+    }
+    Ok(())
+}
