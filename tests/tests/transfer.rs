@@ -392,9 +392,9 @@ async fn a_fetch_with_no_working_provider_fails_cleanly() {
     eprintln!("{error}");
 }
 
-/// `Transfer::download` (crates/agora/src/transfer.rs) discards the staging files
-/// when no chunk verified, but its error always ends with "the verified chunks are
-/// kept in tmp/downloads and the next fetch resumes from them".
+/// A transfer that verified no chunk discards its staging files, so its error
+/// must not promise that "the verified chunks are kept in tmp/downloads and the
+/// next fetch resumes from them" (it once always did).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_fetch_with_nothing_verified_does_not_promise_a_resume() {
     let (net, _staller, _, error, _) = fetch_from_a_staller_only("unpromised").await;
@@ -402,9 +402,9 @@ async fn a_failed_fetch_with_nothing_verified_does_not_promise_a_resume() {
     assert!(!error.contains("kept"), "nothing was kept, yet the error says: {error}");
 }
 
-/// `Transfer::download` (crates/agora/src/transfer.rs) creates the staging files
-/// (`open_staging`, the `.part` sized to the whole artifact) before it checks
-/// that a provider is left, and returns "no reachable provider" without removing
+/// A transfer (crates/agora/src/transfer/mod.rs) once created the staging files
+/// (the `.part` sized to the whole artifact) before it checked
+/// that a provider was left, and returned "no reachable provider" without removing
 /// them, although nothing verified.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fetch_with_no_provider_leaves_no_staging_files() {
