@@ -15,8 +15,10 @@
 //! * not a network layer: it never talks to peers, and it cannot know about writes
 //!   that bypass it. Whoever writes to the inner registry directly (for example
 //!   records arriving from the network) must call
-//!   [`CachedRegistry::invalidate_package`] and
-//!   [`CachedRegistry::invalidate_searches`];
+//!   [`CachedRegistry::invalidate_package`] (or, from code that cannot await,
+//!   [`CachedRegistry::invalidate_package_now`]) and
+//!   [`CachedRegistry::invalidate_searches`]; the `agora` node does it in one
+//!   place, an observer of its store's change events;
 //! * not persistent: everything lives in memory and is lost on restart;
 //! * not a second line of validation: what it serves is exactly what the inner
 //!   registry returned, which the inner registry has already verified.

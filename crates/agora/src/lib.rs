@@ -2,13 +2,20 @@
 //!
 //! This is the facade crate. It composes the domain model (`agora-core`), the
 //! SQLite store (`agora-store`), the read cache (`agora-cache`) and the libp2p
-//! network (`agora-net`) into a [`Node`],
-//! and offers [`LocalRegistry`] (the store as a [`Registry`]) and the [`archive`]
-//! functions that turn package directories into deterministic archives and back.
-//! [`Node::search_network`] searches the catalogs of the best peers too and
-//! streams the hits through a [`QueryHandle`] ([`QueryConfig`] bounds it); query
-//! metrics and libp2p's share one Prometheus registry ([`Node::encode_metrics`]).
-//! The `agora` binary (crate `agora-cli`) is a thin shell around this crate.
+//! network (`agora-net`) into a [`Node`]: the node's services (store, cache,
+//! reputation, record validator, catalog writer, clock, metrics, tracked tasks)
+//! plus, when enabled, its network. It also offers [`LocalRegistry`] (the store
+//! as a [`Registry`]) and the [`archive`] functions that turn package
+//! directories into deterministic archives and back.
+//!
+//! Artifacts come out of a registry as [`ArtifactReader`]s that verify every
+//! chunk as it is read ([`export`] writes one to a file); [`Node::fetch`]
+//! streams a download's progress; [`Node::search_network`] searches the catalogs
+//! of the best peers too and streams the hits through a [`QueryHandle`]
+//! ([`QueryConfig`] bounds it); query metrics and libp2p's share one Prometheus
+//! registry ([`Node::encode_metrics`]). Errors carry an [`ErrorKind`].
+//! [`Node::shutdown`] stops every task the node started and waits for them. The
+//! `agora` binary (crate `agora-cli`) is a thin shell around this crate.
 //!
 //! It is not an HTTP server or a CLI; those live in `agora-cli`.
 //!
