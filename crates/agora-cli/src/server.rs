@@ -467,3 +467,125 @@ async fn import_key(
     state.node.import_publisher_key(secret).await?;
     Ok(Json(KeyBody { public_key, secret_key: None }))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::time::Duration;
+
+    use agora::ErrorKind;
+    use agora::core::{Error, Unavailable};
+
+    use super::*;
+
+    /// The status and code the API documents for each kind (see `ApiError`'s
+    /// `From<agora::core::Error>`); a new kind does not compile until it is here.
+    fn documented(kind: ErrorKind) -> (u16, &'static str) {
+        match kind {
+            ErrorKind::InvalidInput => (400, "invalid"),
+            ErrorKind::NotFound => (404, "not_found"),
+            ErrorKind::Conflict => (409, "conflict"),
+            ErrorKind::Unavailable => (503, "unavailable"),
+            ErrorKind::Timeout => (504, "timeout"),
+            ErrorKind::Internal => (500, "internal"),
+        }
+    }
+
+    /// What a client receives for `error`: the status and the parsed JSON body.
+    async fn reply(error: impl Into<ApiError>) -> (u16, ErrorBody) {
+        let response = error.into().into_response();
+        let status = response.status().as_u16();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+        (status, serde_json::from_slice(&bytes).expect("error bodies are JSON {\"error\": {code, message}}"))
+    }
+
+    fn name() -> PackageName {
+        "demo".parse().unwrap()
+    }
+
+    fn version() -> Version {
+        "1.0.0".parse().unwrap()
+    }
+
+    /// A cause with a cause of its own, as a storage backend reports it.
+    #[derive(Debug)]
+    struct Writing(std::io::Error);
+
+    impl std::fmt::Display for Writing {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("writing the catalog")
+        }
+    }
+
+    impl std::error::Error for Writing {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[tokio::test]
+    async fn every_error_kind_gets_its_documented_status_and_code() {
+        let cases = [
+            Error::InvalidQuery("limit must be between 1 and 100".into()),
+            Error::PackageNotFound(name()),
+            Error::VersionNotFound { name: name(), version: version() },
+            Error::ArtifactUnavailable { name: name(), version: version() },
+            Error::VersionExists { name: name(), version: version(), existing: agora::Digest::of(b"x") },
+            Error::StaleSequence { name: name(), current: 2, offered: 1 },
+            Error::Unavailable { what: "fetching demo@1.0.0".into(), reason: Unavailable::Offline },
+            Error::Unavailable { what: "fetching demo@1.0.0".into(), reason: Unavailable::NoProvider("none".into()) },
+            Error::Unavailable { what: "fetching demo@1.0.0".into(), reason: Unavailable::Stopped },
+            Error::Timeout { what: "a dht lookup".into(), after: Duration::from_millis(300) },
+            Error::storage(std::io::Error::other("disk full")),
+            Error::io(std::io::Error::other("permission denied")),
+            Error::Internal("a task panicked".into()),
+        ];
+        let mut kinds = std::collections::HashSet::new();
+        for error in cases {
+            let (kind, text) = (error.kind(), error.to_string());
+            kinds.insert(kind);
+            let (status, body) = reply(error).await;
+            assert_eq!((status, body.error.code.as_str()), documented(kind), "{kind:?}: {text}");
+            assert!(body.error.message.starts_with(&text), "{kind:?}: {:?} lost {text:?}", body.error.message);
+        }
+        let all = [
+            ErrorKind::InvalidInput,
+            ErrorKind::NotFound,
+            ErrorKind::Conflict,
+            ErrorKind::Unavailable,
+            ErrorKind::Timeout,
+            ErrorKind::Internal,
+        ];
+        assert_eq!(kinds, all.into_iter().collect(), "a case for every kind");
+    }
+
+    #[tokio::test]
+    async fn input_errors_with_a_status_of_their_own_keep_it() {
+        let (status, body) = reply(Error::ArtifactTooLarge { size: 5000, limit: 4096 }).await;
+        assert_eq!((status, body.error.code.as_str()), (413, "too_large"));
+        assert!(body.error.message.contains("over the limit of 4096 bytes"), "{}", body.error.message);
+        let not_owner = Error::NotOwner { name: name(), owner: "aa".repeat(32), signer: "bb".repeat(32) };
+        let (status, body) = reply(not_owner).await;
+        assert_eq!((status, body.error.code.as_str()), (403, "not_owner"));
+        // The facade's error reaches the same mapping through its registry error.
+        let (status, body) = reply(agora::Error::from(Error::PackageNotFound(name()))).await;
+        assert_eq!((status, body.error.code.as_str()), (404, "not_found"));
+        assert_eq!(body.error.message, "package `demo` not found");
+    }
+
+    #[tokio::test]
+    async fn an_error_message_carries_each_cause_once() {
+        let (status, body) = reply(Error::storage(std::io::Error::other("disk full"))).await;
+        assert_eq!((status, body.error.code.as_str()), (500, "internal"));
+        assert_eq!(body.error.message, "storage error: disk full");
+
+        // A cause's own cause is not in the error's text: it is appended, once.
+        let nested = Error::storage(Writing(std::io::Error::other("disk full")));
+        assert_eq!(nested.to_string(), "storage error: writing the catalog");
+        let (_, body) = reply(nested).await;
+        assert_eq!(body.error.message, "storage error: writing the catalog: disk full");
+        assert_eq!(body.error.message.matches("disk full").count(), 1);
+        assert_eq!(body.error.message.matches("writing the catalog").count(), 1);
+    }
+}
