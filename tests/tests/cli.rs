@@ -350,3 +350,40 @@ fn a_proxy_in_the_environment_does_not_take_the_calls_to_the_local_node() {
     run(&["fetch", "proxied", "-o", "out"]);
     assert_eq!(std::fs::read(work.join("out/a.txt")).unwrap(), b"direct");
 }
+
+#[test]
+fn a_package_whose_only_provider_is_gone_is_unavailable_not_an_internal_error() {
+    let mut first = TestNode::start();
+    let status = first.json(&["status"]);
+    let address = status["network"]["listen_addrs"][0].as_str().unwrap().to_owned();
+    let second = TestNode::start_with(&["--bootstrap", &address]);
+    let work = first.scratch();
+    write_package(&work.join("pkg"), &manifest("stranded", "1.0.0", "held only by the first node"), &[("a.txt", b"x")]);
+    first.ok(&["publish", "pkg"]);
+    let found = agora_tests::wait_until(std::time::Duration::from_secs(30), || {
+        second.run(&["search", "stranded", "--json"]).stdout.contains("stranded")
+    });
+    assert!(found, "the second node never saw the package:\n{}", second.log());
+    assert!(first.stop(), "the first node exits cleanly on SIGINT:\n{}", first.log());
+
+    // Whether the second node still has the stopped node's provider record decides
+    // which of the two "no provider" reasons it gives; both mean the same to a user.
+    let says_no_provider = |message: &str| {
+        message.starts_with("fetching stranded@1.0.0: ")
+            && (message.contains("no provider is left") || message.contains("no reachable provider"))
+    };
+    let response = reqwest::blocking::get(second.url("/v1/packages/stranded/1.0.0/artifact")).unwrap();
+    assert_eq!(response.status().as_u16(), 503, "a provider that cannot be reached is a 503");
+    let body: Value = response.json().expect("error bodies are JSON");
+    assert_eq!(body["error"]["code"], "unavailable", "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(says_no_provider(message), "{message}");
+
+    let error = second.fails(&["fetch", "stranded", "-o", "out"]);
+    let line =
+        error.lines().find(|line| line.starts_with("error: ")).unwrap_or_else(|| panic!("no error line: {error}"));
+    assert!(says_no_provider(line.trim_start_matches("error: ")), "{error}");
+    assert!(!line.contains("internal"), "{error}");
+    let leftovers: Vec<_> = std::fs::read_dir(second.scratch()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(leftovers.is_empty(), "a failed fetch left {leftovers:?} behind");
+}
