@@ -388,3 +388,25 @@ fn shutdown_waits_for_every_task_the_node_started() {
         assert!(drained, "{} tasks still alive after every node shut down", metrics.num_alive_tasks());
     });
 }
+
+/// A node dropped without `shutdown` still stops: its tasks are cancelled when
+/// the last handle goes, so nothing of it stays on the runtime (the swarm's
+/// actor ends once no handle to it is left).
+#[test]
+fn a_node_dropped_without_shutdown_leaves_no_task_behind() {
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a runtime");
+    runtime.block_on(async {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let node = Node::builder().data_dir(dir.path()).listen(["/ip4/127.0.0.1/tcp/0"]).build().await.expect("node");
+        assert!(node.running_tasks() > 0);
+        drop(node);
+        let metrics = tokio::runtime::Handle::current().metrics();
+        let drained = wait_until(DEADLINE, || {
+            let metrics = metrics.clone();
+            async move { metrics.num_alive_tasks() == 0 }
+        })
+        .await;
+        assert!(drained, "{} tasks still alive after the node was dropped", metrics.num_alive_tasks());
+    });
+}

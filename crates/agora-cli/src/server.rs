@@ -392,10 +392,10 @@ async fn fetch(
     let lines = futures::stream::unfold(Some(fetch), move |step| async move {
         let mut fetch = step?;
         match fetch.next().await {
-            Some(progress) => {
-                // At most ten progress lines a second: the stream keeps only the latest.
+            Some(_) => {
+                // At most ten progress lines a second, each the latest state.
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                Some((line(progress, None), Some(fetch)))
+                Some((line(fetch.progress(), None), Some(fetch)))
             }
             None => {
                 let mut last = fetch.progress();

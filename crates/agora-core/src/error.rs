@@ -141,9 +141,20 @@ impl Error {
             Error::Unavailable { .. } => ErrorKind::Unavailable,
             Error::Timeout { .. } => ErrorKind::Timeout,
             Error::Storage(_) | Error::Io(_) | Error::Internal(_) => ErrorKind::Internal,
-            // A local copy that no longer hashes right is this side's failure, but a
-            // peer's or a caller's bytes that do not match are invalid input.
-            _ => ErrorKind::InvalidInput,
+            // Bytes that do not hash to what was promised are the sender's fault
+            // (a peer, a caller); code that reads its own copy reports corruption
+            // as such (the facade: `Internal` or a refetch's kind).
+            Error::InvalidName { .. }
+            | Error::InvalidVersion { .. }
+            | Error::InvalidManifest(_)
+            | Error::InvalidIndex(_)
+            | Error::InvalidSignature { .. }
+            | Error::Decode { .. }
+            | Error::NotOwner { .. }
+            | Error::IllegalUpdate { .. }
+            | Error::ArtifactTooLarge { .. }
+            | Error::DigestMismatch { .. }
+            | Error::InvalidQuery(_) => ErrorKind::InvalidInput,
         }
     }
 

@@ -781,6 +781,7 @@ impl Actor {
             failures: stats.num_failures(),
         };
         let mut done = last;
+        let mut timed_out = false;
         match result {
             Ok(kad::GetRecordOk::FoundRecord(kad::PeerRecord { peer, record })) => {
                 match self.validator.validate(&lookup.key, &record.value) {
@@ -805,6 +806,7 @@ impl Actor {
             Ok(kad::GetRecordOk::FinishedWithNoAdditionalRecord { .. }) => done = true,
             Err(error) => {
                 tracing::debug!(%error, "record lookup ended");
+                timed_out = matches!(error, kad::GetRecordError::Timeout { .. });
                 done = true;
             }
         }
@@ -812,7 +814,13 @@ impl Actor {
             if let Some(mut query) = self.swarm.behaviour_mut().kad.query_mut(&id) {
                 query.finish();
             }
-            let _ = lookup.pending.reply.send(Ok((lookup.best.map(|(_, value)| value), lookup.stats)));
+            // Kademlia's own deadline with no valid copy found means "no answer in
+            // time", not "there is no such record": the same as the sweep's timeout.
+            let answer = match lookup.best {
+                None if timed_out => Err(NetworkError::Timeout(self.query_timeout)),
+                best => Ok((best.map(|(_, value)| value), lookup.stats)),
+            };
+            let _ = lookup.pending.reply.send(answer);
         }
     }
 

@@ -1,5 +1,5 @@
 //! The node's clock, injected so that policy (cooldowns, bans, eviction order,
-//! transfer stalls) can be driven by tests without waiting for the wall clock.
+//! transfer stall deadlines) can be driven by tests without waiting for the wall clock.
 //!
 //! Policy code takes `now` from a [`Clock`] once and passes it down as a value;
 //! it never reads the time itself. This is not a timer: tasks that sleep still

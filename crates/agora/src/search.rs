@@ -295,6 +295,8 @@ struct Tally {
     failed: usize,
     timed_out: Vec<PeerId>,
     cancelled: bool,
+    /// The node shut down while peers were still asked.
+    stopped: bool,
 }
 
 impl Search {
@@ -309,7 +311,7 @@ impl Search {
         }
         let (results, outcome) = match result {
             Ok(()) => {
-                let partial = !tally.timed_out.is_empty() || tally.failed > 0;
+                let partial = !tally.timed_out.is_empty() || tally.failed > 0 || tally.stopped;
                 let outcome = if tally.asked > 0 && tally.answered == 0 && tally.timed_out.is_empty() {
                     QueryOutcome::Failed
                 } else if partial {
@@ -383,7 +385,9 @@ impl Search {
         while !waiting.is_empty() && !self.full() {
             tokio::select! {
                 () = cancel.cancelled() => {
-                    tally.cancelled = true;
+                    // The node shuts down: end with what came in, partial, and hold
+                    // nothing against the peers that had no time to answer.
+                    tally.stopped = true;
                     break;
                 }
                 () = tokio::time::sleep_until(deadline) => {

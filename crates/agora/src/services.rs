@@ -1,8 +1,9 @@
 //! [`Services`]: the parts a node is made of — store, read cache, reputation,
 //! record validator, catalog writer, arrivals, clock, metrics — built once, before
 //! any task starts, and shared by reference with every task (heartwood's
-//! `Stores`). Tasks take the services, never the `Node`, so nothing has to be
-//! filled in after construction and no module imports the node back.
+//! `Stores`). The network's parts, the transfers and the searches take the
+//! services, never the `Node`, so nothing has to be filled in after
+//! construction and no module imports the node back.
 //!
 //! Every task a node starts is spawned on [`Services::tasks`] and watches
 //! [`Services::cancel`]; [`Services::shutdown`] cancels and then waits for all of

@@ -49,7 +49,10 @@ impl IngestHandle {
     /// was stored; a rule violation is the error.
     pub(crate) async fn one(&self, index: SignedPackageIndex, manifests: Vec<SignedManifest>) -> CoreResult<bool> {
         let (reply, outcome) = oneshot::channel();
-        let stopped = || CoreError::Internal("the catalog writer has stopped".into());
+        let stopped = || CoreError::Unavailable {
+            what: "storing a record from the network".into(),
+            reason: agora_core::Unavailable::Stopped,
+        };
         self.jobs.send(Job { package: (index, manifests), reply }).await.map_err(|_| stopped())?;
         outcome.await.map_err(|_| stopped())?
     }

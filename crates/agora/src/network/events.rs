@@ -12,7 +12,7 @@ use agora_net::{ChunkResponse, NetworkEvent, PeerId, Verdict, peer_address};
 use tokio::sync::Semaphore;
 use tracing::Instrument;
 
-use super::admission::{Admission, Cooldowns, SyncAdmission, SyncSettings};
+use super::admission::{Admission, Cooldowns, SyncAdmission, SyncSettings, SyncTicket};
 use super::{Network, inbound, ingest, republish, sync};
 use crate::NetworkSettings;
 
@@ -34,6 +34,8 @@ pub(super) struct PeerState {
     connected: AtomicUsize,
     /// Set once our records were pushed to a routable peer since we were last alone.
     pushed: AtomicBool,
+    /// Set while a republish runs.
+    republishing: AtomicBool,
 }
 
 impl PeerState {
@@ -44,6 +46,7 @@ impl PeerState {
             saved: Mutex::new(Cooldowns::new(SAVE_PEER_COOLDOWN, RECENT_PEERS)),
             connected: AtomicUsize::new(0),
             pushed: AtomicBool::new(false),
+            republishing: AtomicBool::new(false),
         }
     }
 }
@@ -126,10 +129,12 @@ async fn on_event(network: &Network, event: NetworkEvent) {
             let admission = lock(&network.peers.admission).admit(peer, score, services.clock.now());
             if let Admission::Admitted(ticket) = admission {
                 // The sync runs in its own task: the event slot is not held meanwhile.
+                let peer = ticket.peer();
+                let slot = SyncSlot { peers: network.peers.clone(), ticket: Some(ticket) };
                 let network = network.clone();
                 services.tasks.spawn(async move {
-                    sync::pull(&network.services, &network.handle, ticket.peer()).await;
-                    lock(&network.peers.admission).finished(ticket);
+                    sync::pull(&network.services, &network.handle, peer).await;
+                    drop(slot);
                 });
             }
         }
@@ -141,8 +146,15 @@ async fn on_event(network: &Network, event: NetworkEvent) {
         NetworkEvent::PeerIdentified { peer, listen_addrs } => {
             // Identified peers are in the routing table: the first one after being
             // alone is where our records can go.
-            if !network.peers.pushed.swap(true, Ordering::SeqCst) {
-                services.tasks.spawn(republish::republish(services.clone(), handle.clone()));
+            // One republish at a time, however often the node finds itself alone.
+            if !network.peers.pushed.swap(true, Ordering::SeqCst)
+                && !network.peers.republishing.swap(true, Ordering::SeqCst)
+            {
+                let (network, services, handle) = (network.clone(), services.clone(), handle.clone());
+                services.tasks.clone().spawn(async move {
+                    republish::republish(services, handle).await;
+                    network.peers.republishing.store(false, Ordering::SeqCst);
+                });
             }
             // Saved for re-dialing at the next start; a peer that keeps
             // reconnecting is written once per cooldown, not per connection.
@@ -157,6 +169,21 @@ async fn on_event(network: &Network, event: NetworkEvent) {
         }
         NetworkEvent::RecordReceived { peer, key, value } => ingest::record(services, handle, peer, key, value).await,
         NetworkEvent::PeerMisbehaved { peer, reason } => ingest::strike(services, peer, &reason).await,
+    }
+}
+
+/// A sync slot held by one peer's sync: given back to admission when dropped,
+/// however the sync ends.
+struct SyncSlot {
+    peers: Arc<PeerState>,
+    ticket: Option<SyncTicket<PeerId>>,
+}
+
+impl Drop for SyncSlot {
+    fn drop(&mut self) {
+        if let Some(ticket) = self.ticket.take() {
+            lock(&self.peers.admission).finished(ticket);
+        }
     }
 }
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use agora_core::{Manifest, PackageIndex, PackageName, SignedManifest, SignedPackageIndex};
 use agora_net::{Announcement, Multiaddr, NetworkHandle, RecordKey, Wire};
-use tokio::sync::Semaphore;
+use futures::StreamExt;
 
 use crate::services::Services;
 
@@ -98,8 +98,6 @@ pub(super) async fn republish(services: Arc<Services>, handle: NetworkHandle) {
 
 async fn republish_all(services: &Services, handle: &NetworkHandle) {
     let owner = services.publisher_key();
-    let slots = Arc::new(Semaphore::new(REPUBLISH_SLOTS));
-    let mut puts = tokio::task::JoinSet::new();
     let mut after: Option<PackageName> = None;
     loop {
         let cursor = after.clone();
@@ -110,8 +108,9 @@ async fn republish_all(services: &Services, handle: &NetworkHandle) {
             break;
         };
         // The catalog's own rows, verified when they were stored: decoded, not
-        // re-verified (at two checks per package, a 100k catalog kept a core busy
-        // for seconds after every start).
+        // re-verified (two checks per package would keep a core busy for seconds
+        // after every start of a large catalog).
+        let mut puts = Vec::new();
         for entry in entries {
             let Ok(index) = PackageIndex::from_trusted_bytes(&entry.index) else { continue };
             let name = index.name.clone();
@@ -127,14 +126,14 @@ async fn republish_all(services: &Services, handle: &NetworkHandle) {
                 }
                 continue;
             }
-            for (key, value) in records {
-                let (handle, slots) = (handle.clone(), slots.clone());
-                puts.spawn(async move {
-                    let _slot = slots.acquire().await;
-                    let _ = handle.put_record(key, value).await;
-                });
-            }
+            puts.extend(records);
         }
+        // One page of puts at a time, at most REPUBLISH_SLOTS in flight; no task each.
+        futures::stream::iter(puts)
+            .for_each_concurrent(REPUBLISH_SLOTS, |(key, value)| async move {
+                let _ = handle.put_record(key, value).await;
+            })
+            .await;
         match next {
             Some(next) => after = Some(next),
             None => break,
@@ -142,13 +141,10 @@ async fn republish_all(services: &Services, handle: &NetworkHandle) {
     }
     let held = services.blocking(|store| store.artifacts().held()).await.unwrap_or_default();
     let provided = held.len();
-    for digest in held {
-        let (handle, slots) = (handle.clone(), slots.clone());
-        puts.spawn(async move {
-            let _slot = slots.acquire().await;
+    futures::stream::iter(held)
+        .for_each_concurrent(REPUBLISH_SLOTS, |digest| async move {
             let _ = handle.start_providing(digest).await;
-        });
-    }
-    while puts.join_next().await.is_some() {}
+        })
+        .await;
     tracing::debug!(provided, "republished records and provider records");
 }

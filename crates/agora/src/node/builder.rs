@@ -159,7 +159,8 @@ impl NodeBuilder {
     }
 
     /// Uses `clock` instead of the system clock (for tests that move time by
-    /// hand: cooldowns, bans, eviction order, transfer stalls).
+    /// hand: cooldowns, bans, eviction order; transfer stalls are judged on it, with
+    /// a real-time backstop of twice the chunk timeout).
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = Some(clock);
         self

@@ -9,6 +9,7 @@ use agora_core::{
     ArtifactReader, Error as CoreError, PackageName, Registry, Result as CoreResult, SignedManifest, Unavailable,
     Version,
 };
+use agora_store::Lease;
 use futures::stream::{BoxStream, Stream, StreamExt};
 use tokio::sync::{oneshot, watch};
 
@@ -24,21 +25,26 @@ pub struct Fetch {
     manifest: SignedManifest,
     current: watch::Receiver<TransferProgress>,
     updates: BoxStream<'static, TransferProgress>,
-    result: oneshot::Receiver<CoreResult<()>>,
+    result: oneshot::Receiver<CoreResult<Lease>>,
 }
 
 impl Node {
-    /// Starts making this node hold the artifact of `name@version`: a verified
-    /// local copy is used as is; otherwise (or when the local copy is corrupted)
-    /// it is downloaded from the network. Fails at once when the version is
-    /// unknown here and in the DHT.
+    /// Starts making this node hold a verified copy of the artifact of
+    /// `name@version`: a local copy is checked whole and used if it verifies;
+    /// otherwise (absent, or corrupted on disk) it is downloaded from the
+    /// network. Fails at once when the version is unknown here and in the DHT.
+    /// (Reading an artifact, [`Registry::fetch_artifact`], does not check the
+    /// whole file first: its reader verifies each chunk as it is read.)
     pub async fn fetch(&self, name: &PackageName, version: &Version) -> CoreResult<Fetch> {
         let manifest = self.get_version(name, version).await?;
         let (progress, current) = watch::channel(TransferProgress::new(&manifest.manifest().artifact));
         let (done, result) = oneshot::channel();
         let (node, held) = (self.clone(), manifest.clone());
+        // Leased from the start: eviction keeps the artifact from the moment it
+        // is verified or downloaded until `finish` has opened its reader.
+        let lease = self.store().artifacts().lease(&manifest.manifest().artifact.digest);
         self.services().tasks.spawn(async move {
-            let outcome = node.hold(&held, &progress).await;
+            let outcome = node.hold(&held, &progress).await.map(|()| lease);
             if let Err(error) = &outcome {
                 progress.send_modify(|p| p.state = crate::TransferState::Failed(error.to_string()));
             }
@@ -85,10 +91,14 @@ impl Node {
                         reason: Unavailable::Offline,
                     }),
                 };
-                refetched.map_err(|error| {
-                    CoreError::Internal(format!(
-                        "this node's copy of {name}@{version} is corrupted on disk ({corrupt}) and fetching it again failed: {error}"
-                    ))
+                // The refetch's own kind decides (offline or no provider: 503, a
+                // timeout: 504); the message says why it was needed.
+                let why =
+                    format!("this node's copy of {name}@{version} is corrupted on disk ({corrupt}); fetching it again");
+                refetched.map_err(|error| match error {
+                    CoreError::Unavailable { reason, .. } => CoreError::Unavailable { what: why, reason },
+                    CoreError::Timeout { after, .. } => CoreError::Timeout { what: why, after },
+                    error => CoreError::Internal(format!("{why} failed: {error}")),
                 })
             }
             (Err(error), _) => Err(error),
@@ -109,18 +119,23 @@ impl Fetch {
 
     /// Waits for the fetch to end: `Ok` once the node holds a verified copy.
     pub async fn done(self) -> CoreResult<()> {
+        self.held().await.map(drop)
+    }
+
+    /// Waits for the fetch to end and opens the artifact the node now holds (it
+    /// stays leased until the reader holds its own lease).
+    pub async fn finish(self) -> CoreResult<ArtifactReader> {
+        let (node, manifest) = (self.node.clone(), self.manifest.clone());
+        let _lease = self.held().await?;
+        let manifest = manifest.manifest();
+        node.registry().fetch_artifact(manifest.name(), manifest.version()).await
+    }
+
+    async fn held(self) -> CoreResult<Lease> {
         match self.result.await {
             Ok(outcome) => outcome,
             Err(_) => Err(CoreError::Internal("the fetch task ended without an answer".into())),
         }
-    }
-
-    /// Waits for the fetch to end and opens the artifact the node now holds.
-    pub async fn finish(self) -> CoreResult<ArtifactReader> {
-        let (node, manifest) = (self.node.clone(), self.manifest.clone());
-        self.done().await?;
-        let manifest = manifest.manifest();
-        node.registry().fetch_artifact(manifest.name(), manifest.version()).await
     }
 }
 

@@ -5,7 +5,8 @@
 //! The parts: [`builder`](NodeBuilder) opens everything in order; `registry`
 //! holds the `Registry` implementation and publishing; `fetch` the progress
 //! stream of a fetch; `status` what the node reports about itself and its peers.
-//! Nothing below imports the node back: tasks get the services.
+//! Nothing below imports the node back: the network, transfer and search tasks
+//! get the services (a fetch's own task holds a `Node` handle while it runs).
 
 mod builder;
 mod fetch;
@@ -182,6 +183,9 @@ impl Node {
     /// searches, fetches, the catalog writer) and waits until all have ended.
     /// The store stays usable. Idempotent.
     pub async fn shutdown(&self) {
+        // Cancel first: running syncs, transfers and searches stop without
+        // recording the closing network against their peers.
+        self.inner.services.cancel.cancel();
         if let Some(network) = &self.inner.network {
             network.handle().shutdown().await;
         }
@@ -224,6 +228,14 @@ impl Node {
 
     fn publisher(&self) -> Publisher {
         Publisher::new(self.export_publisher_key())
+    }
+}
+
+impl Drop for NodeInner {
+    /// The last handle dropped without [`Node::shutdown`]: the node's tasks are
+    /// cancelled (they end on their own; nothing waits for them here).
+    fn drop(&mut self) {
+        self.services.cancel.cancel();
     }
 }
 

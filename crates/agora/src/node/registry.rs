@@ -173,9 +173,22 @@ impl Registry for Node {
         }
     }
 
-    /// Makes the node hold the artifact ([`Node::fetch`]), then reads it.
+    /// The local copy as a reader (each chunk verified as it is read: one pass
+    /// over the file), else the artifact downloaded ([`Node::fetch`]) and then read.
     async fn fetch_artifact(&self, name: &PackageName, version: &Version) -> CoreResult<ArtifactReader> {
-        self.fetch(name, version).await?.finish().await
+        match self.registry().fetch_artifact(name, version).await {
+            Ok(reader) => {
+                let (digest, now) = (reader.manifest().manifest().artifact.digest, self.services().unix_now());
+                if let Err(error) = self.services().blocking(move |store| store.storage().touch(&digest, now)).await {
+                    tracing::debug!(%error, "could not mark an artifact as used");
+                }
+                Ok(reader)
+            }
+            Err(error) if error.is_not_found() && self.network().is_some() => {
+                self.fetch(name, version).await?.finish().await
+            }
+            Err(error) => Err(error),
+        }
     }
 
     async fn yank(&self, index: SignedPackageIndex) -> CoreResult<IndexChange> {

@@ -57,7 +57,9 @@ pub(super) async fn run(
                             p.providers.push(ProviderProgress { peer: peer.to_string(), chunks: 0, dropped: None });
                         });
                     }
-                    in_flight.push(request(handle.clone(), peer, info.digest, index, chunk_timeout));
+                    // The scheduler's deadline (on the node's clock) decides stalls;
+                    // the request's own timeout is only a backstop.
+                    in_flight.push(request(handle.clone(), peer, info.digest, index, 2 * chunk_timeout));
                 }
                 Action::Drop { peer, reason, kind } => {
                     let reason = reason.to_string();
@@ -87,15 +89,13 @@ pub(super) async fn run(
             .deadline()
             .map(|deadline| tokio::time::Instant::now() + deadline.saturating_duration_since(services.clock.now()));
         tokio::select! {
+            // Answers first: one that arrived in time is never taken for a stall.
+            biased;
             () = services.cancel.cancelled() => {
                 return Err(CoreError::Unavailable {
                     what: format!("fetching {}", info.digest),
                     reason: agora_core::Unavailable::Stopped,
                 });
-            }
-            () = sleep_until(wake) => {}
-            Ok(BanChange::Banned(peer)) = bans.recv() => {
-                scheduler.provider_dropped(peer, "blocked for sending invalid data");
             }
             Some((peer, index, answer, latency)) = in_flight.next() => {
                 let now = services.clock.now();
@@ -124,6 +124,18 @@ pub(super) async fn run(
                     Err(failure) => {
                         scheduler.chunk_failed(peer, index, failure, now);
                     }
+                }
+            }
+            () = sleep_until(wake) => {}
+            Ok(BanChange::Banned(peer)) = bans.recv() => {
+                let reason = "blocked for sending invalid data";
+                if scheduler.provider_dropped(peer, reason) {
+                    let name = peer.to_string();
+                    progress.send_modify(|p| {
+                        if let Some(provider) = p.providers.iter_mut().find(|provider| provider.peer == name) {
+                            provider.dropped = Some(reason.to_owned());
+                        }
+                    });
                 }
             }
         }

@@ -30,7 +30,7 @@ use agora_net::NetworkHandle;
 use tokio::sync::watch;
 
 pub use self::progress::{ProviderProgress, TransferProgress, TransferState};
-use self::scheduler::{ChunkScheduler, SchedulerSettings};
+use self::scheduler::{ChunkScheduler, DropReason, SchedulerSettings};
 use self::staging::Staging;
 use crate::services::Services;
 
@@ -78,7 +78,15 @@ impl Transfers {
         let held = services.blocking(move |store| store.artifacts().verify(&expected)).await.unwrap_or(false);
         let result = if held { Ok(()) } else { transfer(services, handle, manifest, progress).await };
         drop(guard);
-        self.running.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&info.digest);
+        {
+            // Removed only by the last user of this lock: a fetch still waiting on
+            // it must find the same lock in the map, not a fresh one.
+            let mut running = self.running.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if running.get(&info.digest).is_some_and(|entry| Arc::ptr_eq(entry, &lock) && Arc::strong_count(&lock) == 2)
+            {
+                running.remove(&info.digest);
+            }
+        }
         match &result {
             Ok(()) => {
                 progress.send_modify(TransferProgress::done);
@@ -108,7 +116,7 @@ async fn transfer(
     let no_provider = || CoreError::Unavailable {
         what: what(),
         reason: Unavailable::NoProvider(format!(
-            "no reachable peer holds sha256 {}; every known provider is blocked or none was found",
+            "sha256 {}; every known provider is blocked or none was found",
             info.digest
         )),
     };
@@ -121,6 +129,7 @@ async fn transfer(
         tokio::task::spawn_blocking(move || staging.open(&info)).await.map_err(crate::blocking::join_error)??
     };
     let settings = &services.config.transfer;
+    let chunk_timeout = std::time::Duration::from_millis(settings.chunk_timeout_ms.max(1));
     let scheduler = ChunkScheduler::new(
         info.chunks.len(),
         verified.iter().copied(),
@@ -128,7 +137,7 @@ async fn transfer(
         SchedulerSettings {
             max_providers: settings.max_providers,
             requests_per_provider: settings.requests_per_provider,
-            chunk_timeout: std::time::Duration::from_millis(settings.chunk_timeout_ms.max(1)),
+            chunk_timeout,
         },
     );
     let resumed_bytes: u64 =
@@ -140,7 +149,21 @@ async fn transfer(
         p.resumed_bytes = resumed_bytes;
         p.state = TransferState::Running;
     });
-    let ended = driver::run(services, handle, &info, scheduler, Arc::new(files), progress).await?;
+    let ended = match driver::run(services, handle, &info, scheduler, Arc::new(files), progress).await {
+        Ok(ended) => ended,
+        Err(error) => {
+            // A local failure or shutdown: keep the staging files only if they hold
+            // something to resume from.
+            let staging = staging.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                if !staging.any_verified() {
+                    staging.discard();
+                }
+            })
+            .await;
+            return Err(error);
+        }
+    };
     let served_by = match ended {
         driver::Ended::Done { served_by } => served_by,
         driver::Ended::Failed(failure) => {
@@ -157,6 +180,14 @@ async fn transfer(
             } else {
                 ""
             };
+            let stalled = failure.providers.iter().all(|(_, reason)| matches!(reason, DropReason::Stalled { .. }));
+            if stalled {
+                // Every provider was asked and none answered in time.
+                return Err(CoreError::Timeout {
+                    what: format!("{}: {failure}{resume}", what()),
+                    after: chunk_timeout,
+                });
+            }
             return Err(CoreError::Unavailable {
                 what: what(),
                 reason: Unavailable::Refused(format!("{failure}{resume}")),

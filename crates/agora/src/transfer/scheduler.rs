@@ -150,7 +150,12 @@ impl<P: fmt::Display> fmt::Display for TransferFailure<P> {
         if providers.is_empty() {
             return write!(formatter, "{missing} of {total} chunks are missing and no provider was found");
         }
-        write!(formatter, "{missing} of {total} chunks are still missing and no provider is left (")?;
+        let tried = providers.len();
+        let plural = if tried == 1 { "" } else { "s" };
+        write!(
+            formatter,
+            "{missing} of {total} chunks are still missing and no provider is left after trying {tried} provider{plural} ("
+        )?;
         for (position, (peer, reason)) in providers.iter().enumerate() {
             let separator = if position == 0 { "" } else { "; " };
             write!(formatter, "{separator}{peer}: {reason}")?;
@@ -630,7 +635,7 @@ mod tests {
         let Some(Action::Failed(failure)) = scheduler.next(now).pop() else { panic!("the transfer should fail") };
         assert_eq!(
             failure.to_string(),
-            "1 of 1 chunks are still missing and no provider is left \
+            "1 of 1 chunks are still missing and no provider is left after trying 3 providers \
              (1: disconnected; 3: chunk 0 failed: reset; 2: blocked)"
         );
     }

@@ -39,6 +39,12 @@ impl Staging {
         let _ = std::fs::remove_file(&self.have);
     }
 
+    /// Whether any chunk is marked verified (blocking; false when there are no
+    /// staging files).
+    pub(super) fn any_verified(&self) -> bool {
+        std::fs::read(&self.have).is_ok_and(|marks| marks.contains(&1))
+    }
+
     /// Removes the bitmap once the part file was adopted into the store.
     pub(super) fn finish(&self) {
         let _ = std::fs::remove_file(&self.have);
