@@ -100,6 +100,9 @@ pub(super) async fn run(
             Some((peer, index, answer, latency)) = in_flight.next() => {
                 let now = services.clock.now();
                 match judge(info, index, answer) {
+                    // A stale answer (its provider was dropped, or it was not asked):
+                    // nothing to write, nothing to count.
+                    _ if !scheduler.is_expected(peer, index) => {}
                     Ok((offset, bytes)) => {
                         let files = files.clone();
                         let len = bytes.len() as u64;
@@ -127,17 +130,17 @@ pub(super) async fn run(
                 }
             }
             () = sleep_until(wake) => {}
-            Ok(BanChange::Banned(peer)) = bans.recv() => {
-                let reason = "blocked for sending invalid data";
-                if scheduler.provider_dropped(peer, reason) {
-                    let name = peer.to_string();
-                    progress.send_modify(|p| {
-                        if let Some(provider) = p.providers.iter_mut().find(|provider| provider.peer == name) {
-                            provider.dropped = Some(reason.to_owned());
-                        }
-                    });
+            ban = bans.recv() => match ban {
+                Ok(BanChange::Banned(peer)) => drop_banned(&mut scheduler, peer, progress),
+                Ok(BanChange::Lifted(_)) => {}
+                // Fell behind: the banned set itself is the truth.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    for peer in services.reputation.banned() {
+                        drop_banned(&mut scheduler, peer, progress);
+                    }
                 }
-            }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => {}
+            },
         }
     };
     // One reputation write per provider, not per chunk.
@@ -146,6 +149,19 @@ pub(super) async fn run(
         services.reputation.record_all(peer, outcomes).await;
     }
     Ok(ended)
+}
+
+/// Drops a provider that reputation just banned, if the transfer still uses it.
+fn drop_banned(scheduler: &mut ChunkScheduler<PeerId>, peer: PeerId, progress: &watch::Sender<TransferProgress>) {
+    let reason = "blocked for sending invalid data";
+    if scheduler.provider_dropped(peer, reason) {
+        let name = peer.to_string();
+        progress.send_modify(|p| {
+            if let Some(provider) = p.providers.iter_mut().find(|provider| provider.peer == name) {
+                provider.dropped = Some(reason.to_owned());
+            }
+        });
+    }
 }
 
 /// Asks `peer` for one chunk, within `timeout`.

@@ -254,6 +254,12 @@ impl<P: Copy + Eq + Hash + Ord + fmt::Debug> ChunkScheduler<P> {
         }
     }
 
+    /// Whether an answer from `peer` for chunk `index` would count now (it was
+    /// asked and not dropped since): the driver skips writing stale answers.
+    pub(crate) fn is_expected(&self, peer: P, index: usize) -> bool {
+        self.live_request(peer, index).is_some()
+    }
+
     /// Chunk `index` from `peer` verified and was written. Returns how long it
     /// took, or `None` if the answer does not count: `peer` was not asked for
     /// it or was dropped meanwhile (the driver may report such stale answers).
@@ -547,6 +553,8 @@ mod tests {
             Action::Drop { peer: 1, reason: DropReason::BadChunk { index: 0 }, kind: DropKind::Invalid }
         );
         assert_eq!(requests(&actions), [(2, 0)], "the bad chunk is asked for first, from the standby provider");
+        assert!(!scheduler.is_expected(1, 0), "the dropped provider's answers are stale: not written");
+        assert!(scheduler.is_expected(2, 0) && !scheduler.is_expected(2, 1), "only what was asked is expected");
         assert_eq!(scheduler.chunk_arrived(1, 0, now + 2 * MS), None, "the dropped provider's late answer");
         assert_eq!(scheduler.chunk_arrived(2, 0, now + 3 * MS), Some(2 * MS));
         assert_eq!(requests(&scheduler.next(now + 3 * MS)), [(2, 1)]);
