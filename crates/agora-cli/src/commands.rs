@@ -22,8 +22,6 @@ use crate::output::{date, progress, size, table};
 
 /// Largest archive `agora publish` will pack; the node applies its own limit.
 const PACK_LIMIT: u64 = 4 << 30;
-/// Largest total size `agora fetch` will unpack.
-const UNPACK_LIMIT: u64 = 16 << 30;
 const UPLOAD_CHUNK: usize = 64 * 1024;
 
 pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -83,7 +81,9 @@ fn new(global: &Global, dir: &Path, name: Option<String>) -> anyhow::Result<()> 
 async fn publish(global: &Global, path: &Path, dry_run: bool) -> anyhow::Result<()> {
     let (label, bytes) = if path.is_file() {
         let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        let metadata = archive::manifest_from_archive(&bytes[..])?;
+        // The node checks again, against its own limit.
+        let limit = archive::unpacked_limit(bytes.len() as u64, agora::Config::default().max_artifact_size);
+        let metadata = archive::manifest_from_archive(&bytes[..], limit)?;
         (format!("{}@{}", metadata.name, metadata.version), bytes)
     } else {
         let dir = path.to_owned();
@@ -333,6 +333,10 @@ async fn fetch(global: &Global, spec: &str, output: Option<PathBuf>) -> anyhow::
     };
     std::fs::create_dir_all(&parent).with_context(|| format!("creating {}", parent.display()))?;
 
+    // Unpacked, it may be as large as the node's own rule allows a published one.
+    let StatusBody { status, .. } = client.get("/v1/status").await?;
+    let unpack_limit = archive::unpacked_limit(manifest.artifact.size, status.max_artifact_size);
+
     // Make the node hold it (from peers if need be), showing the transfer.
     node_fetch(&client, &name, &version).await?;
 
@@ -367,7 +371,7 @@ async fn fetch(global: &Global, spec: &str, output: Option<PathBuf>) -> anyhow::
     let file = temp.reopen().context("reopening the download")?;
     let target = dest.clone();
     let summary =
-        tokio::task::spawn_blocking(move || archive::unpack(std::io::BufReader::new(file), &target, UNPACK_LIMIT))
+        tokio::task::spawn_blocking(move || archive::unpack(std::io::BufReader::new(file), &target, unpack_limit))
             .await??;
     if global.json {
         return print_json(&json!({

@@ -33,7 +33,7 @@ use std::path::{Component, Path, PathBuf};
 use std::rc::Rc;
 
 use agora_core::{PackageMetadata, PackageName, VersionReq};
-use flate2::read::GzDecoder;
+use flate2::bufread::GzDecoder;
 use flate2::write::GzEncoder;
 use flate2::{Compression, GzBuilder};
 use serde::Deserialize;
@@ -45,10 +45,28 @@ pub const MANIFEST_FILE: &str = "agora.toml";
 /// The largest `agora.toml` accepted, in bytes.
 const MAX_MANIFEST_SIZE: u64 = 64 * 1024;
 
-/// How many bytes of uncompressed tar [`manifest_from_archive`] reads before it gives
-/// up with [`ArchiveError::TooLarge`]: 4 GiB, sixteen times the default upload limit.
-/// It bounds the work a decompression bomb can cause.
-pub const MANIFEST_SCAN_LIMIT: u64 = 4 << 30;
+/// An archive may unpack to at most this many times the node's artifact size
+/// limit (`max_artifact_size`): see [`unpacked_limit`].
+pub const MAX_UNPACK_FACTOR: u64 = 4;
+
+/// An archive may unpack to at most this many times its own size (a
+/// decompression-bomb bound; source code and text compress 3–10×): see
+/// [`unpacked_limit`].
+pub const MAX_COMPRESSION_RATIO: u64 = 100;
+
+/// Archives smaller than this may unpack to this much whatever their ratio (tiny
+/// archives of repetitive text compress far better than big ones).
+pub const MIN_UNPACKED_LIMIT: u64 = 1 << 20;
+
+/// The most bytes of uncompressed tar (contents, headers and padding) an archive
+/// of `compressed` bytes may unpack to on a node whose artifact limit is
+/// `max_artifact_size`: `min(MAX_UNPACK_FACTOR × max_artifact_size,
+/// max(MIN_UNPACKED_LIMIT, MAX_COMPRESSION_RATIO × compressed))`. Publishing and
+/// fetching both apply it, so what one node accepts another can unpack.
+pub fn unpacked_limit(compressed: u64, max_artifact_size: u64) -> u64 {
+    let by_ratio = compressed.saturating_mul(MAX_COMPRESSION_RATIO).max(MIN_UNPACKED_LIMIT);
+    by_ratio.min(max_artifact_size.saturating_mul(MAX_UNPACK_FACTOR))
+}
 
 /// The most entries (files and directories, the top directory included) a package
 /// may have. It bounds the memory used to check an archive.
@@ -681,7 +699,7 @@ impl<R: Read> Read for BoundedReader<R> {
     }
 }
 
-type ArchiveReader<R> = BoundedReader<GzDecoder<io::Chain<io::Cursor<Vec<u8>>, SourceReader<R>>>>;
+type ArchiveReader<R> = BoundedReader<GzDecoder<io::BufReader<io::Chain<io::Cursor<Vec<u8>>, SourceReader<R>>>>>;
 
 /// The first two bytes of every gzip stream.
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
@@ -716,8 +734,10 @@ fn open_archive<R: Read>(reader: R, limit: u64) -> Result<(tar::Archive<ArchiveR
             "the data is not gzip-compressed; expected a .tar.gz made by `agora publish`".into(),
         ));
     }
-    let stream =
-        BoundedReader { inner: GzDecoder::new(io::Cursor::new(magic).chain(source)), remaining: limit, shared };
+    // One gzip member only (`bufread::GzDecoder` stops at the end of the first), read
+    // through our own buffer so that whatever follows it can be seen and refused.
+    let compressed = io::BufReader::with_capacity(COPY_BUFFER, io::Cursor::new(magic).chain(source));
+    let stream = BoundedReader { inner: GzDecoder::new(compressed), remaining: limit, shared };
     Ok((tar::Archive::new(stream), faults))
 }
 
@@ -829,8 +849,7 @@ fn scan_archive<R: Read>(
             visit(&checked, &mut entry, &faults)?;
         }
     }
-    // Read to the end of the gzip stream so that its checksum is verified.
-    io::copy(&mut archive.into_inner(), &mut io::sink()).map_err(|error| faults.classify(&error))?;
+    check_nothing_after(archive.into_inner(), &faults)?;
 
     let Some(top) = layout.top else {
         return Err(ArchiveError::NotAnArchive("the archive is empty".into()));
@@ -844,6 +863,35 @@ fn scan_archive<R: Read>(
         return Err(ArchiveError::ManifestMismatch { expected, found: top });
     }
     Ok(metadata)
+}
+
+/// After the tar end-of-archive: reads the rest of the gzip member (which verifies
+/// its checksum) and refuses anything but zero padding there, and any byte after
+/// the member. The bytes a node validates are then exactly the bytes it signs and
+/// serves: no second gzip member or appended tar can ride along unchecked.
+fn check_nothing_after<R: Read>(mut stream: ArchiveReader<R>, faults: &Faults) -> Result<(), ArchiveError> {
+    let trailing = |what: &str| {
+        ArchiveError::NotAnArchive(format!(
+            "the archive has {what}; a package archive is one gzip member holding one tar \
+             (repack it with `agora publish`)"
+        ))
+    };
+    let mut buffer = vec![0u8; COPY_BUFFER];
+    loop {
+        let read = stream.read(&mut buffer).map_err(|error| faults.classify(&error))?;
+        if read == 0 {
+            break;
+        }
+        if buffer[..read].iter().any(|byte| *byte != 0) {
+            return Err(trailing("data after the tar end-of-archive"));
+        }
+    }
+    let mut rest = stream.inner.into_inner();
+    let after = io::BufRead::fill_buf(&mut rest).map_err(|error| faults.classify(&error))?;
+    if !after.is_empty() {
+        return Err(trailing("data after the end of its gzip stream (a second gzip member or appended bytes)"));
+    }
+    Ok(())
 }
 
 /// Checks one entry's path and type; returns its top directory and the rest.
@@ -902,8 +950,9 @@ fn check_entry<R: Read>(entry: &tar::Entry<'_, R>) -> Result<(String, CheckedEnt
 /// This is what a node does with an upload: every entry must be a plain file or
 /// directory at a safe relative path under one top directory, and that directory must
 /// be `<name>-<version>/` of the `agora.toml` inside it. At most
-/// [`MANIFEST_SCAN_LIMIT`] bytes of uncompressed tar and [`MAX_ENTRIES`] entries are
-/// read.
+/// `limit` bytes of uncompressed tar (see [`unpacked_limit`]) and [`MAX_ENTRIES`]
+/// entries are read. Nothing may follow the tar's end-of-archive but zero padding,
+/// and nothing may follow the first gzip member.
 ///
 /// # Errors
 ///
@@ -912,8 +961,8 @@ fn check_entry<R: Read>(entry: &tar::Entry<'_, R>) -> Result<(String, CheckedEnt
 /// [`ArchiveError::ManifestMismatch`] if the top directory does not match; the errors
 /// of [`parse_manifest`]; [`ArchiveError::ReadArchive`] if `reader` fails;
 /// [`ArchiveError::TooLarge`] and [`ArchiveError::TooManyEntries`] past the bounds.
-pub fn manifest_from_archive(reader: impl Read) -> Result<PackageMetadata, ArchiveError> {
-    scan_archive(reader, MANIFEST_SCAN_LIMIT, |_, _, _| Ok(()))
+pub fn manifest_from_archive(reader: impl Read, limit: u64) -> Result<PackageMetadata, ArchiveError> {
+    scan_archive(reader, limit, |_, _, _| Ok(()))
 }
 
 /// Unpacks a package archive into `dest`, without its `<name>-<version>/` top
@@ -1166,7 +1215,7 @@ other = "^1.2"
         assert!(fs::read_to_string(dir.join("src/main.rs")).unwrap().contains("fn main()"));
         assert!(dir.join("README.md").is_file());
         let (packed, bytes) = pack(&dir, LIMIT).unwrap();
-        assert_eq!(manifest_from_archive(bytes.as_slice()).unwrap(), packed);
+        assert_eq!(manifest_from_archive(bytes.as_slice(), LIMIT).unwrap(), packed);
 
         // An existing empty directory is fine, a non-empty one is refused untouched.
         let empty = tmp.path().join("empty");
@@ -1183,7 +1232,7 @@ other = "^1.2"
         sample_package(&source);
         let (metadata, bytes) = pack(&source, LIMIT).unwrap();
         assert_eq!(metadata, parse_manifest(MANIFEST).unwrap());
-        assert_eq!(manifest_from_archive(bytes.as_slice()).unwrap(), metadata);
+        assert_eq!(manifest_from_archive(bytes.as_slice(), LIMIT).unwrap(), metadata);
 
         let dest = tmp.path().join("out/demo");
         let summary = unpack(bytes.as_slice(), &dest, LIMIT).unwrap();
@@ -1410,7 +1459,7 @@ other = "^1.2"
             },
         ];
         for input in &inputs {
-            let error = manifest_from_archive(input.as_slice()).unwrap_err();
+            let error = manifest_from_archive(input.as_slice(), LIMIT).unwrap_err();
             assert!(matches!(error, ArchiveError::NotAnArchive(_)), "{error}");
             let error = unpack(input.as_slice(), &dest, LIMIT).unwrap_err();
             assert!(matches!(error, ArchiveError::NotAnArchive(_)), "{error}");
@@ -1427,7 +1476,7 @@ other = "^1.2"
                 Err(io::Error::new(io::ErrorKind::ConnectionReset, "peer went away"))
             }
         }
-        let error = manifest_from_archive(Failing).unwrap_err();
+        let error = manifest_from_archive(Failing, LIMIT).unwrap_err();
         assert!(matches!(error, ArchiveError::ReadArchive { .. }), "{error}");
         assert!(error.to_string().contains("peer went away"), "{error}");
     }
@@ -1458,7 +1507,7 @@ other = "^1.2"
             fs::create_dir(&work).unwrap();
             let bytes = raw_archive(&entries);
             let shown = entries.last().unwrap().0;
-            let error = manifest_from_archive(bytes.as_slice()).unwrap_err();
+            let error = manifest_from_archive(bytes.as_slice(), LIMIT).unwrap_err();
             assert!(matches!(error, ArchiveError::UnsafePath(_)), "{shown}: {error}");
             let dest = work.join("dest");
             let error = unpack(bytes.as_slice(), &dest, LIMIT).unwrap_err();
@@ -1472,7 +1521,7 @@ other = "^1.2"
     #[test]
     fn top_directory_must_match_the_manifest() {
         let bytes = raw_archive(&[("other-1.0.0/agora.toml", EntryType::Regular, MANIFEST.as_bytes(), None)]);
-        let error = manifest_from_archive(bytes.as_slice()).unwrap_err();
+        let error = manifest_from_archive(bytes.as_slice(), LIMIT).unwrap_err();
         assert!(matches!(error, ArchiveError::ManifestMismatch { .. }), "{error}");
         assert!(error.to_string().contains("demo-1.2.3"), "{error}");
         let tmp = tempfile::tempdir().unwrap();
@@ -1482,11 +1531,11 @@ other = "^1.2"
         assert!(names(tmp.path()).is_empty());
 
         let two_tops = raw_archive(&[demo_manifest_entry(), ("demo-1.2.4/x", EntryType::Regular, b"x", None)]);
-        let error = manifest_from_archive(two_tops.as_slice()).unwrap_err();
+        let error = manifest_from_archive(two_tops.as_slice(), LIMIT).unwrap_err();
         assert!(matches!(error, ArchiveError::NotAnArchive(_)), "{error}");
 
         let no_manifest = raw_archive(&[("demo-1.2.3/x", EntryType::Regular, b"x", None)]);
-        let error = manifest_from_archive(no_manifest.as_slice()).unwrap_err();
+        let error = manifest_from_archive(no_manifest.as_slice(), LIMIT).unwrap_err();
         assert!(error.to_string().contains("agora.toml"), "{error}");
     }
 
@@ -1516,5 +1565,71 @@ other = "^1.2"
         let error = pack(tmp.path(), LIMIT).unwrap_err();
         assert!(matches!(error, ArchiveError::UnsafePath(_)), "{error}");
         assert!(error.to_string().contains("src/passwd"), "{error}");
+    }
+
+    /// A gzip stream of `bytes`, one member.
+    fn gzip(bytes: &[u8]) -> Vec<u8> {
+        let mut encoder = GzEncoder::new(Vec::new(), Compression::fast());
+        encoder.write_all(bytes).unwrap();
+        encoder.finish().unwrap()
+    }
+
+    /// The uncompressed tar inside `archive`.
+    fn gunzip(archive: &[u8]) -> Vec<u8> {
+        let mut tar = Vec::new();
+        GzDecoder::new(archive).read_to_end(&mut tar).unwrap();
+        tar
+    }
+
+    #[test]
+    fn only_the_validated_bytes_may_be_in_an_archive() {
+        let tmp = tempfile::tempdir().unwrap();
+        let source = tmp.path().join("source");
+        sample_package(&source);
+        let (_, packed) = pack(&source, LIMIT).unwrap();
+        let evil = b"#!/bin/sh\necho owned\n";
+        let hidden = raw_archive(&[("demo-1.2.3/evil.sh", EntryType::Regular, evil.as_slice(), None)]);
+        let mut appended_tar = gunzip(&packed);
+        appended_tar.extend(gunzip(&hidden));
+        let mut stray_byte = gunzip(&packed);
+        stray_byte.extend([0, 0, 7]);
+        let cases: [(&str, Vec<u8>, &str); 4] = [
+            ("a second gzip member", [packed.clone(), hidden.clone()].concat(), "after the end of its gzip stream"),
+            ("bytes after the gzip stream", [packed.clone(), b"junk".to_vec()].concat(), "after the end of its gzip"),
+            ("a tar after the end-of-archive", gzip(&appended_tar), "after the tar end-of-archive"),
+            ("one stray byte after the end-of-archive", gzip(&stray_byte), "after the tar end-of-archive"),
+        ];
+        for (what, bytes, expected) in cases {
+            let error = manifest_from_archive(bytes.as_slice(), LIMIT).unwrap_err();
+            assert!(matches!(error, ArchiveError::NotAnArchive(_)), "{what}: {error}");
+            assert!(error.to_string().contains(expected), "{what}: {error}");
+            let dest = tmp.path().join("out");
+            assert!(unpack(bytes.as_slice(), &dest, LIMIT).is_err(), "{what} unpacked");
+            assert!(!dest.exists(), "{what} left a directory");
+        }
+        // Zero padding after the end-of-archive (GNU tar's 10 KiB records) is fine.
+        let mut padded = gunzip(&packed);
+        padded.extend(vec![0u8; 10 * 1024]);
+        assert!(manifest_from_archive(gzip(&padded).as_slice(), LIMIT).is_ok());
+        assert!(manifest_from_archive(packed.as_slice(), LIMIT).is_ok());
+    }
+
+    #[test]
+    fn the_unpacked_limit_follows_the_artifact_limit_and_the_ratio() {
+        let max = 256 << 20;
+        // A 2 MiB archive may unpack to 200 MiB, not to 2 GiB.
+        assert_eq!(unpacked_limit(2 << 20, max), 200 << 20);
+        // Tiny archives get the floor; huge ones the artifact-limit bound.
+        assert_eq!(unpacked_limit(100, max), MIN_UNPACKED_LIMIT);
+        assert_eq!(unpacked_limit(200 << 20, max), MAX_UNPACK_FACTOR * max);
+        assert_eq!(unpacked_limit(u64::MAX, u64::MAX), u64::MAX);
+        // A small bomb: 8 MiB of zeros compresses to a few KiB and is refused.
+        let zeros = vec![0u8; 8 << 20];
+        let bomb =
+            raw_archive(&[demo_manifest_entry(), ("demo-1.2.3/zeros", EntryType::Regular, zeros.as_slice(), None)]);
+        let limit = unpacked_limit(bomb.len() as u64, max);
+        assert!(limit < zeros.len() as u64, "{} bytes may unpack to {limit}", bomb.len());
+        let error = manifest_from_archive(bomb.as_slice(), limit).unwrap_err();
+        assert!(matches!(error, ArchiveError::TooLarge { .. }), "{error}");
     }
 }

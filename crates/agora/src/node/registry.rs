@@ -80,7 +80,8 @@ impl Node {
     }
 }
 
-/// Reads the manifest out of an archive and hashes it, within `limit` bytes.
+/// Reads the manifest out of an archive of at most `limit` bytes and hashes it;
+/// the archive may unpack to [`archive::unpacked_limit`] bytes.
 fn inspect_archive(
     data: &ArtifactData,
     limit: u64,
@@ -94,7 +95,7 @@ fn inspect_archive(
                 return Err(CoreError::ArtifactTooLarge { size: bytes.len() as u64, limit }.into());
             }
             hasher.update(bytes);
-            archive::manifest_from_archive(&bytes[..])?
+            archive::manifest_from_archive(&bytes[..], archive::unpacked_limit(bytes.len() as u64, limit))?
         }
         ArtifactData::File(path) => {
             let size = std::fs::metadata(path).map_err(|error| Error::io(path, error))?.len();
@@ -111,7 +112,7 @@ fn inspect_archive(
                 hasher.update(&buffer[..read]);
             }
             let file = std::fs::File::open(path).map_err(|error| Error::io(path, error))?;
-            archive::manifest_from_archive(std::io::BufReader::new(file))?
+            archive::manifest_from_archive(std::io::BufReader::new(file), archive::unpacked_limit(size, limit))?
         }
     };
     Ok((metadata, hasher.finish()?))
