@@ -3,6 +3,8 @@
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use agora::archive;
 use agora::{
@@ -100,6 +102,15 @@ async fn publish(global: &Global, path: &Path, dry_run: bool) -> anyhow::Result<
     }
     let client = Client::new(global)?;
     let total = bytes.len() as u64;
+    // The node's limit, before a byte is sent (it would cut the upload off).
+    let StatusBody { status, .. } = client.get("/v1/status").await?;
+    if total > status.max_artifact_size {
+        bail!(
+            "{label} packs to {total} bytes, over the limit of {} bytes of this node (`max_artifact_size`); \
+             leave out build output and large assets",
+            status.max_artifact_size
+        );
+    }
     let bar = progress(total, "Uploading");
     let chunks: Vec<Vec<u8>> = bytes.chunks(UPLOAD_CHUNK).map(<[u8]>::to_vec).collect();
     let ticker = bar.clone();
@@ -322,6 +333,29 @@ async fn versions(global: &Global, name: &str) -> anyhow::Result<()> {
 }
 
 async fn fetch(global: &Global, spec: &str, output: Option<PathBuf>) -> anyhow::Result<()> {
+    // Ctrl-C stops the fetch cleanly: the download's temp file is dropped (deleted)
+    // with the future, and an unpack in progress stops at its next read and removes
+    // its staging directory, before the process exits.
+    let cancel = Arc::new(AtomicBool::new(false));
+    let unpacking = Arc::new(tokio::sync::Mutex::new(()));
+    tokio::select! {
+        result = fetch_into(global, spec, output, cancel.clone(), unpacking.clone()) => result,
+        _ = tokio::signal::ctrl_c() => {
+            cancel.store(true, Ordering::SeqCst);
+            // Wait for a running unpack to see the flag and clean up.
+            let _idle = unpacking.lock().await;
+            bail!("interrupted; nothing was left behind")
+        }
+    }
+}
+
+async fn fetch_into(
+    global: &Global,
+    spec: &str,
+    output: Option<PathBuf>,
+    cancel: Arc<AtomicBool>,
+    unpacking: Arc<tokio::sync::Mutex<()>>,
+) -> anyhow::Result<()> {
     let client = Client::new(global)?;
     let (_, signed) = resolve(&client, spec).await?;
     let manifest = signed.manifest();
@@ -331,7 +365,10 @@ async fn fetch(global: &Global, spec: &str, output: Option<PathBuf>) -> anyhow::
         Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
         _ => PathBuf::from("."),
     };
+    // Refuse before anything is downloaded: a non-empty destination, too little space.
+    archive::check_unpack_destination(&dest)?;
     std::fs::create_dir_all(&parent).with_context(|| format!("creating {}", parent.display()))?;
+    check_free_space(&parent, manifest.artifact.size)?;
 
     // Unpacked, it may be as large as the node's own rule allows a published one.
     let StatusBody { status, .. } = client.get("/v1/status").await?;
@@ -368,11 +405,18 @@ async fn fetch(global: &Global, spec: &str, output: Option<PathBuf>) -> anyhow::
             received.digest
         );
     }
-    let file = temp.reopen().context("reopening the download")?;
+    let file = Cancellable { inner: temp.reopen().context("reopening the download")?, cancel };
     let target = dest.clone();
-    let summary =
-        tokio::task::spawn_blocking(move || archive::unpack(std::io::BufReader::new(file), &target, unpack_limit))
-            .await??;
+    // Held until the unpack ended and its files are cleaned up (see `fetch`).
+    let busy = unpacking.lock_owned().await;
+    let task = tokio::task::spawn_blocking(move || {
+        let summary = archive::unpack(std::io::BufReader::new(file), &target, unpack_limit);
+        // The download is deleted on this thread once unpacking ended, however it ended.
+        drop(temp);
+        drop(busy);
+        summary
+    });
+    let summary = task.await??;
     if global.json {
         return print_json(&json!({
             "name": name, "version": version, "digest": manifest.artifact.digest, "size": manifest.artifact.size,
@@ -386,6 +430,38 @@ async fn fetch(global: &Global, spec: &str, output: Option<PathBuf>) -> anyhow::
         dest.display(),
         summary.files
     );
+    Ok(())
+}
+
+/// A reader that fails once `cancel` is set (Ctrl-C during an unpack).
+struct Cancellable<R> {
+    inner: R,
+    cancel: Arc<AtomicBool>,
+}
+
+impl<R: std::io::Read> std::io::Read for Cancellable<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.cancel.load(Ordering::SeqCst) {
+            return Err(std::io::Error::new(std::io::ErrorKind::Interrupted, "interrupted"));
+        }
+        self.inner.read(buf)
+    }
+}
+
+/// Refuses a download of `needed` bytes into `dir` when the file system holding it
+/// has less than twice that free (the archive, then at least as much unpacked).
+fn check_free_space(dir: &Path, needed: u64) -> anyhow::Result<()> {
+    let Ok(stats) = rustix::fs::statvfs(dir) else { return Ok(()) };
+    let free = stats.f_bavail.saturating_mul(stats.f_frsize);
+    let wanted = needed.saturating_mul(2);
+    if free < wanted {
+        bail!(
+            "not enough free space in {}: the download and its unpacked files need about {}, {} is free",
+            dir.display(),
+            size(wanted),
+            size(free)
+        );
+    }
     Ok(())
 }
 

@@ -344,6 +344,17 @@ pub fn write_skeleton(dir: &Path, name: &PackageName) -> Result<(), ArchiveError
 }
 
 /// Fails unless `dest` is missing or an empty directory; returns whether it exists.
+/// Checks that [`unpack`] could write to `dest` (absent, or an empty directory),
+/// so a caller can refuse before it downloads anything.
+///
+/// # Errors
+///
+/// [`ArchiveError::DestinationNotEmpty`], or [`ArchiveError::Io`] if `dest`
+/// cannot be inspected.
+pub fn check_unpack_destination(dest: &Path) -> Result<(), ArchiveError> {
+    check_destination(dest).map(drop)
+}
+
 fn check_destination(dest: &Path) -> Result<bool, ArchiveError> {
     match fs::symlink_metadata(dest) {
         Ok(metadata) if metadata.is_dir() => {
