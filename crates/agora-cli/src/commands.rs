@@ -222,9 +222,12 @@ fn parse_spec(spec: &str) -> anyhow::Result<(PackageName, Option<VersionSpec>)> 
         None => None,
         Some(text) => match agora::parse_version(text) {
             Ok(version) => Some(VersionSpec::Exact(version)),
-            Err(_) => Some(VersionSpec::Req(
-                text.parse::<VersionReq>().map_err(|error| anyhow!("invalid version `{text}`: {error}"))?,
-            )),
+            Err(_) => Some(VersionSpec::Req(text.parse::<VersionReq>().map_err(|error| {
+                anyhow!(
+                    "invalid version requirement `{text}` in `{spec}`: {error}; expected a version (`1.2.3`) or a \
+                     requirement such as `^1.2`, `~1.2` or `>=1.0, <2`"
+                )
+            })?)),
         },
     };
     Ok((name, version))
@@ -235,7 +238,10 @@ enum VersionSpec {
     Req(VersionReq),
 }
 
-async fn resolve(client: &Client, spec: &str) -> anyhow::Result<(PackageBody, SignedManifest)> {
+/// The package and manifest `spec` names. Without a version it is the default
+/// version (the highest live one); when every version is yanked, `info` still
+/// shows the highest (`yanked_default`), `fetch` refuses, as cargo does.
+async fn resolve(client: &Client, spec: &str, yanked_default: bool) -> anyhow::Result<(PackageBody, SignedManifest)> {
     let (name, version) = parse_spec(spec)?;
     let package: PackageBody = client.get(&format!("/v1/packages/{name}")).await?;
     let index = package.index.index();
@@ -246,9 +252,15 @@ async fn resolve(client: &Client, spec: &str) -> anyhow::Result<(PackageBody, Si
                 anyhow!("no live version of `{name}` matches `{requirement}`; see `agora versions {name}`")
             })?
         }
-        None => index.latest().map(|entry| entry.version.clone()).ok_or_else(|| {
-            anyhow!("every version of `{name}` is yanked; name one explicitly (see `agora versions {name}`)")
-        })?,
+        None => index
+            .latest()
+            .or_else(
+                || if yanked_default { index.versions.iter().max_by(|a, b| a.version.cmp(&b.version)) } else { None },
+            )
+            .map(|entry| entry.version.clone())
+            .ok_or_else(|| {
+                anyhow!("every version of `{name}` is yanked; name one explicitly (see `agora versions {name}`)")
+            })?,
     };
     let manifest: SignedManifest = client.get(&format!("/v1/packages/{name}/{version}")).await?;
     if manifest.manifest().publisher != index.owner {
@@ -263,7 +275,7 @@ async fn resolve(client: &Client, spec: &str) -> anyhow::Result<(PackageBody, Si
 
 async fn info(global: &Global, spec: &str) -> anyhow::Result<()> {
     let client = Client::new(global)?;
-    let (package, signed) = resolve(&client, spec).await?;
+    let (package, signed) = resolve(&client, spec, true).await?;
     if global.json {
         return print_json(&json!({ "manifest": signed, "index": package.index }));
     }
@@ -357,7 +369,7 @@ async fn fetch_into(
     unpacking: Arc<tokio::sync::Mutex<()>>,
 ) -> anyhow::Result<()> {
     let client = Client::new(global)?;
-    let (_, signed) = resolve(&client, spec).await?;
+    let (_, signed) = resolve(&client, spec, false).await?;
     let manifest = signed.manifest();
     let (name, version) = (manifest.name().clone(), manifest.version().clone());
     let dest = output.unwrap_or_else(|| PathBuf::from(format!("{name}-{version}")));
@@ -631,17 +643,27 @@ async fn peers(global: &Global) -> anyhow::Result<()> {
     let mut rows = vec![vec![
         "PEER".to_owned(),
         "STATE".to_owned(),
+        "SCORE".to_owned(),
         "STRIKES".to_owned(),
         "LAST SEEN".to_owned(),
         "ADDRESS".to_owned(),
+        "WHY".to_owned(),
     ]];
     for peer in &peers {
+        let banned = peer.standing.as_ref().is_some_and(|standing| standing.banned_until > 0);
+        let state = match (banned, peer.connected) {
+            (true, _) => "blocked",
+            (false, true) => "connected",
+            (false, false) => "known",
+        };
         rows.push(vec![
             peer.peer_id.clone(),
-            if peer.connected { "connected".to_owned() } else { "known".to_owned() },
+            state.to_owned(),
+            peer.standing.as_ref().map_or_else(|| "-".to_owned(), |standing| format!("{:.2}", standing.score)),
             peer.strikes.to_string(),
             if peer.last_seen == 0 { "-".to_owned() } else { date(peer.last_seen) },
             peer.addresses.first().cloned().unwrap_or_default(),
+            peer.standing.as_ref().map(|standing| standing.reason.clone()).unwrap_or_default(),
         ]);
     }
     print!("{}", table(&rows));

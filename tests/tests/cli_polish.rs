@@ -1,0 +1,46 @@
+//! Issue 13, CLI polish found on the way: `info` on a package whose every version is
+//! yanked shows it (marked) as cargo does, a bad version requirement is called one,
+//! and `agora peers` shows each peer's score and why.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::Duration;
+
+use agora_tests::{TestNode, manifest, wait_until, write_package};
+
+#[test]
+fn info_shows_a_package_whose_every_version_is_yanked() {
+    let node = TestNode::start();
+    write_package(&node.scratch().join("pkg"), &manifest("retired", "1.0.0", "gone"), &[("a.txt", b"x")]);
+    node.ok(&["publish", "pkg"]);
+    node.ok(&["yank", "retired@1.0.0"]);
+    let info = node.ok(&["info", "retired"]).stdout;
+    assert!(info.lines().next().unwrap_or_default().contains("retired 1.0.0 (yanked)"), "{info}");
+    // Fetching still wants an explicit version, as before.
+    let error = node.fails(&["fetch", "retired", "-o", "out"]);
+    assert!(error.contains("every version of `retired` is yanked"), "{error}");
+}
+
+#[test]
+fn a_bad_requirement_is_called_a_bad_requirement() {
+    let node = TestNode::start();
+    let error = node.fails(&["fetch", "anything@~>1"]);
+    assert!(error.contains("invalid version requirement `~>1`"), "{error}");
+    assert!(error.contains("^1.2"), "the message shows what a requirement looks like: {error}");
+}
+
+#[test]
+fn peers_shows_score_and_reason() {
+    let first = TestNode::start();
+    let status = first.json(&["status"]);
+    let address = status["network"]["listen_addrs"][0].as_str().unwrap().to_owned();
+    let second = TestNode::start_with(&["--bootstrap", &address]);
+    let listed = wait_until(Duration::from_secs(30), || second.run(&["peers"]).stdout.contains("connected"));
+    assert!(listed, "the first node never showed as connected:\n{}", second.run(&["peers"]));
+    let table = second.ok(&["peers"]).stdout;
+    let header = table.lines().next().unwrap_or_default();
+    for column in ["PEER", "STATE", "SCORE", "STRIKES", "WHY"] {
+        assert!(header.contains(column), "{table}");
+    }
+    drop(first);
+}
