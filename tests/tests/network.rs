@@ -410,3 +410,52 @@ fn a_node_dropped_without_shutdown_leaves_no_task_behind() {
         assert!(drained, "{} tasks still alive after the node was dropped", metrics.num_alive_tasks());
     });
 }
+
+/// Issue 13: two nodes that are not connected each publish `conflict-pkg` (different
+/// keys). When they connect, each keeps its own claim and neither strikes or bans
+/// the other, so packages published later still cross both ways; a third node
+/// joining both keeps one claim and holds nothing against either. (Before, each
+/// struck the other for "owned by <other key>" and banned it for an hour, and the
+/// network ended in two camps.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_honest_name_conflict_does_not_split_the_network() {
+    let mut net = TestNet::new(1).await;
+    let second = net.add_node_with(None).await;
+    let first_claim = net.publish(0, "conflict-pkg", "1.0.0", b"the first publisher's").await;
+    let second_claim = net.publish(second, "conflict-pkg", "1.0.0", b"the second publisher's").await;
+    assert_ne!(first_claim.manifest.manifest().publisher, second_claim.manifest.manifest().publisher);
+    let address = net.address(0).await.parse().expect("a multiaddr");
+    net.node(second).network_handle().expect("network").dial(address).await.expect("dial");
+    net.wait_connected().await;
+
+    net.publish(0, "later-first", "1.0.0", b"after the conflict, from the first").await;
+    net.publish(second, "later-second", "1.0.0", b"after the conflict, from the second").await;
+    net.wait_searchable_everywhere("later-first").await;
+    net.wait_searchable_everywhere("later-second").await;
+
+    let third = net.add_node().await;
+    net.wait_searchable_everywhere("conflict-pkg").await;
+    net.wait_searchable_everywhere("later-second").await;
+    let mut ids = Vec::new();
+    for index in [0, second, third] {
+        ids.push(net.peer_id(index).await.parse::<agora::net::PeerId>().expect("peer id"));
+    }
+    let (first_id, second_id, third_id) = (ids[0], ids[1], ids[2]);
+    for (node, other) in [(0, second_id), (second, first_id), (third, first_id), (third, second_id), (0, third_id)] {
+        assert_eq!(net.node(node).strikes(&other), 0, "node {node} struck {other} over an honest conflict");
+    }
+    // Each of the two keeps the claim it trusted first.
+    for (index, claim) in [(0, &first_claim), (second, &second_claim)] {
+        let index_record = net.node(index).get_package(&name("conflict-pkg")).await.expect("the package");
+        assert_eq!(index_record.index().owner, claim.manifest.manifest().publisher, "node {index} changed owner");
+    }
+    for index in [0, second, third] {
+        assert!(
+            net.node(index).peers().await.expect("peers").iter().all(|peer| peer
+                .standing
+                .as_ref()
+                .is_none_or(|standing| standing.banned_until == 0 && standing.invalid == 0)),
+            "node {index} holds something against a peer"
+        );
+    }
+}

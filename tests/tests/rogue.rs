@@ -172,7 +172,10 @@ async fn forged_dht_records_are_refused_and_struck() {
 }
 
 // ---------------------------------------------------------------------------
-// 2. A known name signed by another key.
+// 2. A known name signed by another key. Such a claim is refused (the name keeps
+// its first owner) but is honest disagreement, not misbehaviour (issue 13: two
+// publishers claiming one name ended in mutual bans that split the network), so
+// it never strikes the peer that sent it. Forged and malformed records still do.
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_known_name_is_not_taken_over_through_dht_or_sync() {
@@ -186,17 +189,21 @@ async fn a_known_name_is_not_taken_over_through_dht_or_sync() {
     let (newer_manifest, _) = thief.publish("claimed", "2.0.0", b"the thief's new version");
     let stolen_index = thief.index("claimed", 5, &[&stolen_manifest, &newer_manifest]);
 
-    // Through the DHT.
+    // Through the DHT: the other key's index and manifest are refused without a
+    // strike; a forged copy then strikes once (and marks that the puts before it
+    // were handled).
     let rogue = Rogue::spawn();
     let honest = rogue.connect(node).await;
-    for (strikes, (key, value)) in (1..).zip([
+    for (key, value) in [
         (index_key("claimed"), stolen_index.to_bytes()),
         (manifest_key("claimed", "2.0.0"), newer_manifest.to_bytes()),
-    ]) {
+        (index_key("claimed"), flip_signature(stolen_index.to_bytes())),
+    ] {
         let query = rogue.put_record_to(key.to_kad(), value, honest).await;
         rogue.query_result(query).await.expect("put answered");
-        wait_strikes(node, &rogue.peer_id, strikes, "a foreign-owned record of a known name").await;
     }
+    wait_strikes(node, &rogue.peer_id, 1, "a forged record").await;
+    assert_eq!(node.strikes(&rogue.peer_id), 1, "another key's valid claim counted as a strike");
 
     // Through catalog sync: a second rogue answers the honest node's sync with
     // the stolen index, a forged one and garbage.
@@ -212,7 +219,8 @@ async fn a_known_name_is_not_taken_over_through_dht_or_sync() {
     syncing.set_reply(Proto::Sync, Reply::Fixed(frame(&page.encode()))).await;
     syncing.connect(node).await;
     syncing.poll("a sync request", |state| (!state.requests(Proto::Sync).is_empty()).then_some(())).await;
-    wait_strikes(node, &syncing.peer_id, 3, "a sync page with a stolen, a forged and a garbage index").await;
+    wait_strikes(node, &syncing.peer_id, 2, "a sync page with a forged and a garbage index").await;
+    assert_eq!(node.strikes(&syncing.peer_id), 2, "the other key's valid claim in the page counted as a strike");
 
     let index = node.get_package(&name("claimed")).await.unwrap();
     assert_eq!(index.index().owner, node.publisher_key(), "the owner did not change");
@@ -241,7 +249,12 @@ async fn a_known_name_takeover_never_enters_the_dht_store() {
     let honest = rogue.connect(node).await;
     let query = rogue.put_record_to(index_key("claimed").to_kad(), stolen_index.to_bytes(), honest).await;
     rogue.query_result(query).await.expect("put answered");
-    wait_strikes(node, &rogue.peer_id, 1, "a foreign-owned index of a known name").await;
+    // A forged copy after it strikes once: the contested one before it did not.
+    let query =
+        rogue.put_record_to(index_key("claimed").to_kad(), flip_signature(stolen_index.to_bytes()), honest).await;
+    rogue.query_result(query).await.expect("put answered");
+    wait_strikes(node, &rogue.peer_id, 1, "a forged index").await;
+    assert_eq!(node.strikes(&rogue.peer_id), 1, "another key's valid claim counted as a strike");
 
     let served = dht_value(node, index_key("claimed")).await.expect("the owner's record");
     let served = SignedPackageIndex::from_bytes(&served).unwrap();
@@ -260,20 +273,20 @@ async fn rewriting_a_published_version_over_gossip_is_rejected() {
     rogue.connect(node).await;
     let v1 = parse_version("1.0.0").unwrap();
 
-    // Another key claims the honest package's 1.0.0 with other bytes.
+    // Another key claims the honest package's name with other bytes for 1.0.0: a
+    // contested claim, refused, not a strike (the owner's own rewrites below are).
     let thief = Author::new();
     let (fake, _) = thief.publish("stable", "1.0.0", b"rewritten content");
     rogue.gossip(publish_announcement(&fake, &thief.index("stable", 2, &[&fake]))).await;
-    wait_strikes(node, &rogue.peer_id, 1, "a foreign key rewriting 1.0.0").await;
-    assert_eq!(node.get_version(&name("stable"), &v1).await.unwrap(), published.manifest);
-    assert_eq!(node.get_package(&name("stable")).await.unwrap().index().owner, node.publisher_key());
 
     // The rogue's own name, first seen here: accepted. Then it rewrites its 1.0.0.
     let owner = Author::new();
     let (original, first) = owner.publish("mine", "1.0.0", b"original content");
     rogue.gossip(publish_announcement(&original, &first)).await;
     assert!(wait_until(DEADLINE, || async { catalog_index(node, "mine").await.is_some() }).await);
-    assert_eq!(node.strikes(&rogue.peer_id), 1, "a valid first publish is not a strike");
+    assert_eq!(node.get_version(&name("stable"), &v1).await.unwrap(), published.manifest);
+    assert_eq!(node.get_package(&name("stable")).await.unwrap().index().owner, node.publisher_key());
+    assert_eq!(node.strikes(&rogue.peer_id), 0, "neither another key's claim nor a valid first publish strikes");
 
     let (rewritten, same_sequence) = owner.publish("mine", "1.0.0", b"rewritten content");
     let attacks = [
@@ -291,10 +304,11 @@ async fn rewriting_a_published_version_over_gossip_is_rejected() {
             Announcement::Index { index: owner.index("mine", 4, &[]).to_bytes() }.encode(),
         ),
     ];
-    for (strikes, (what, data)) in (2..).zip(attacks) {
+    for (strikes, (what, data)) in (1..).zip(attacks) {
         rogue.gossip(data).await;
         wait_strikes(node, &rogue.peer_id, strikes, what).await;
     }
+    assert_eq!(node.strikes(&rogue.peer_id), 4, "exactly the owner's four rewrites struck");
     let index = catalog_index(node, "mine").await.unwrap();
     assert_eq!(index.index().sequence, 1);
     assert_eq!(index.index().entry(&v1).unwrap().digest, original.manifest().artifact.digest);

@@ -169,6 +169,14 @@ impl Error {
         matches!(self.kind(), ErrorKind::InvalidInput | ErrorKind::Conflict)
     }
 
+    /// True when whoever sent this data misbehaved: it is forged, malformed or
+    /// breaks the rules. A validly signed record that only lost trust-on-first-use
+    /// to another key's claim ([`Error::NotOwner`]) is honest disagreement, not
+    /// misbehaviour: two publishers can claim one name without either lying.
+    pub fn is_misbehaviour(&self) -> bool {
+        self.is_invalid_input() && !matches!(self, Error::NotOwner { .. })
+    }
+
     /// A storage failure with its cause.
     pub fn storage(source: impl std::error::Error + Send + Sync + 'static) -> Self {
         Error::Storage(ErrorSource::new(source))

@@ -41,7 +41,7 @@ use crate::protocol::{
     SearchCodec, SearchResponse, SyncCodec, SyncResponse,
 };
 use crate::records::{
-    MAX_RECORD_SIZE, RecordKey, RecordValidator, check_trusted_record, digest_of_provider_key, provider_key,
+    MAX_RECORD_SIZE, RecordKey, RecordValidator, Rejection, check_trusted_record, digest_of_provider_key, provider_key,
 };
 
 /// Kademlia protocol name.
@@ -716,8 +716,12 @@ impl Actor {
                 };
                 let sequence = match self.validator.validate(&key, &record.value) {
                     Ok(sequence) => sequence,
-                    Err(reason) => {
+                    Err(Rejection::Invalid(reason)) => {
                         self.misbehaved(source, format!("put an invalid record for {key}: {reason}"));
+                        return;
+                    }
+                    Err(Rejection::Contested(reason)) => {
+                        tracing::debug!(peer = %source, %key, %reason, "not storing a contested record");
                         return;
                     }
                 };
@@ -795,11 +799,14 @@ impl Actor {
                         let quorum = if matches!(lookup.key, RecordKey::Manifest(..)) { 1 } else { GET_QUORUM };
                         done |= lookup.valid >= quorum;
                     }
-                    Err(reason) => {
+                    Err(Rejection::Invalid(reason)) => {
                         let key = lookup.key.to_string();
                         if let Some(peer) = peer {
                             self.misbehaved(peer, format!("served an invalid record for {key}: {reason}"));
                         }
+                    }
+                    Err(Rejection::Contested(reason)) => {
+                        tracing::debug!(peer = ?peer, key = %lookup.key, %reason, "ignoring a contested record");
                     }
                 }
             }

@@ -76,6 +76,6 @@ pub use protocol::{
     SyncCodec, SyncEntry, SyncRequest, SyncResponse, Wire,
 };
 pub use records::{
-    CheckedRecord, MAX_RECORD_SIZE, RecordKey, RecordValidator, SignatureValidator, check_record,
+    CheckedRecord, MAX_RECORD_SIZE, RecordKey, RecordValidator, Rejection, SignatureValidator, check_record,
     digest_of_provider_key, provider_key,
 };

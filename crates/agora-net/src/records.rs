@@ -77,8 +77,28 @@ pub fn digest_of_provider_key(key: &kad::RecordKey) -> Option<Digest> {
 /// checks what can be checked from the record alone.
 pub trait RecordValidator: Send + Sync + 'static {
     /// Checks `value` for `key`. `Ok(sequence)` orders copies of the same key: the
-    /// highest sequence wins. `Err(reason)` rejects the record.
-    fn validate(&self, key: &RecordKey, value: &[u8]) -> Result<u64, String>;
+    /// highest sequence wins. `Err` rejects the record; only a
+    /// [`Rejection::Invalid`] one counts against the peer that sent it.
+    fn validate(&self, key: &RecordKey, value: &[u8]) -> Result<u64, Rejection>;
+}
+
+/// Why a record was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rejection {
+    /// Forged, malformed, or against the rules: the sender misbehaved.
+    Invalid(String),
+    /// Validly signed, but it disagrees with what this node already trusts (another
+    /// key's claim to a name it knows): honest disagreement, not kept, never
+    /// held against the sender.
+    Contested(String),
+}
+
+impl std::fmt::Display for Rejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Invalid(reason) | Self::Contested(reason) => f.write_str(reason),
+        }
+    }
 }
 
 /// What a well-formed record says about itself.
@@ -146,8 +166,8 @@ fn inspect(key: &RecordKey, value: &[u8], verify: bool) -> Result<CheckedRecord,
 pub struct SignatureValidator;
 
 impl RecordValidator for SignatureValidator {
-    fn validate(&self, key: &RecordKey, value: &[u8]) -> Result<u64, String> {
-        check_record(key, value).map(|record| record.sequence)
+    fn validate(&self, key: &RecordKey, value: &[u8]) -> Result<u64, Rejection> {
+        check_record(key, value).map(|record| record.sequence).map_err(Rejection::Invalid)
     }
 }
 

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::RwLock;
 
 use agora_core::{PackageName, PublicKey};
-use agora_net::{RecordKey, RecordValidator, check_record};
+use agora_net::{RecordKey, RecordValidator, Rejection, check_record};
 
 /// Validates records against signatures and known owners. The owner map mirrors
 /// the catalog's `packages.owner` column (one entry per known name, so it is
@@ -43,12 +43,15 @@ impl OwnerValidator {
 }
 
 impl RecordValidator for OwnerValidator {
-    fn validate(&self, key: &RecordKey, value: &[u8]) -> Result<u64, String> {
-        let record = check_record(key, value)?;
+    /// A forged or malformed record is invalid; a valid one signed by another key
+    /// than the owner this node trusts for the name is contested: refused, but not
+    /// held against the peer (two honest publishers can claim one name).
+    fn validate(&self, key: &RecordKey, value: &[u8]) -> Result<u64, Rejection> {
+        let record = check_record(key, value).map_err(Rejection::Invalid)?;
         let name = match key {
             RecordKey::Index(name) | RecordKey::Manifest(name, _) => name,
         };
-        self.check_owner(name, &record.signer)?;
+        self.check_owner(name, &record.signer).map_err(Rejection::Contested)?;
         Ok(record.sequence)
     }
 }
@@ -71,11 +74,13 @@ mod tests {
         let key = RecordKey::Index(name.clone());
         assert_eq!(validator.validate(&key, &stolen.to_bytes()), Ok(1), "unknown names are trusted on first use");
         validator.learn(&name, &owner.public_key());
-        assert!(validator.validate(&key, &stolen.to_bytes()).unwrap_err().contains("is owned by"));
+        let contested = validator.validate(&key, &stolen.to_bytes()).unwrap_err();
+        assert!(matches!(&contested, Rejection::Contested(reason) if reason.contains("is owned by")), "{contested}");
         let other_key = RecordKey::Index("other".parse().unwrap());
-        assert!(validator.validate(&other_key, &stolen.to_bytes()).unwrap_err().contains("stored under the key"));
+        let misplaced = validator.validate(&other_key, &stolen.to_bytes()).unwrap_err();
+        assert!(matches!(&misplaced, Rejection::Invalid(reason) if reason.contains("stored under the key")));
         let mut tampered = stolen.to_bytes();
         tampered[10] ^= 1;
-        assert!(validator.validate(&key, &tampered).is_err());
+        assert!(matches!(validator.validate(&key, &tampered), Err(Rejection::Invalid(_))));
     }
 }

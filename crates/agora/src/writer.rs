@@ -65,9 +65,10 @@ impl IngestHandle {
     }
 }
 
-/// The first rule violation (bad owner, rewritten version…) among `outcomes`.
+/// The first rule violation (a rewritten version, a forged link…) among `outcomes`;
+/// another key's claim to a known name is not one ([`CoreError::is_misbehaviour`]).
 pub(crate) fn first_violation(outcomes: Vec<CoreResult<bool>>) -> Option<CoreError> {
-    outcomes.into_iter().filter_map(Result::err).find(CoreError::is_invalid_input)
+    outcomes.into_iter().filter_map(Result::err).find(CoreError::is_misbehaviour)
 }
 
 async fn run(store: Store, mut queue: mpsc::Receiver<Job>, cancel: CancellationToken) {

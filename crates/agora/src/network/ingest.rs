@@ -45,7 +45,13 @@ pub(super) async fn judge_announcement(services: &Services, data: &[u8]) -> Resu
     match services.ingest.one(index, manifests).await {
         Ok(true) => Ok(Verdict::Accept),
         Ok(false) => Ok(Verdict::Ignore),
-        Err(error) if error.is_invalid_input() => Err(error.to_string()),
+        Err(error) if error.is_misbehaviour() => Err(error.to_string()),
+        // Another key's claim to a name this node knows: not kept, not forwarded,
+        // not held against the forwarder.
+        Err(error) if error.is_invalid_input() => {
+            tracing::info!(%error, "ignoring a contested claim");
+            Ok(Verdict::Ignore)
+        }
         Err(error) => {
             tracing::warn!(%error, "could not store an announcement");
             Ok(Verdict::Ignore)
@@ -75,9 +81,10 @@ pub(super) async fn record(services: &Services, handle: &NetworkHandle, peer: Pe
         // The catalog accepted it (or already had it): serve it from the DHT store too.
         Ok(true) => handle.store_record(key, value).await,
         Ok(false) => {}
-        Err(error) if error.is_invalid_input() => {
+        Err(error) if error.is_misbehaviour() => {
             strike(services, peer, &format!("stored an invalid record: {error}")).await;
         }
+        Err(error) if error.is_invalid_input() => tracing::info!(%peer, %error, "not storing a contested record"),
         Err(error) => tracing::warn!(%peer, %error, "could not check an inbound record"),
     }
 }
