@@ -3,8 +3,13 @@
 
 #![allow(clippy::unwrap_used)]
 
+use std::time::Duration;
+
 use agora_tests::{TestNode, manifest, noise, read_tree, write_package};
 use serde_json::Value;
+
+/// How long a second `agora node` on a data dir in use may take to give up.
+const REFUSAL_DEADLINE: Duration = Duration::from_secs(20);
 
 fn package_count(node: &TestNode) -> (u64, u64) {
     let status = node.json(&["status"]);
@@ -386,4 +391,49 @@ fn a_package_whose_only_provider_is_gone_is_unavailable_not_an_internal_error() 
     assert!(!line.contains("internal"), "{error}");
     let leftovers: Vec<_> = std::fs::read_dir(second.scratch()).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert!(leftovers.is_empty(), "a failed fetch left {leftovers:?} behind");
+}
+
+/// `agora status`'s identity of a running node.
+fn identity(node: &TestNode) -> String {
+    node.json(&["status"])["identity"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn a_second_node_on_the_same_data_dir_refuses_to_start_and_changes_nothing() {
+    let node = TestNode::start();
+    let dir = node.data_dir();
+    let read = |file: &str| std::fs::read(dir.join(file)).unwrap();
+    let (record, token, before) = (read("api.json"), read("api-token"), identity(&node));
+
+    let another = node.run_another_node(REFUSAL_DEADLINE).expect("a second node on the same data dir kept running");
+    assert!(!another.success, "a second node on the same data dir started:\n{another}");
+    let expected = format!(
+        "error: another agora node (pid {}) is using the data dir {}; stop it first",
+        node.pid().unwrap(),
+        dir.display()
+    );
+    assert!(another.stderr.contains(&expected), "expected {expected:?} in:\n{}", another.stderr);
+
+    // The first node is untouched: its record, token and store, and it still answers.
+    assert_eq!(read("api.json"), record, "api.json was rewritten");
+    assert_eq!(read("api-token"), token, "api-token was rewritten");
+    assert_eq!(identity(&node), before);
+    write_package(&node.scratch().join("pkg"), &manifest("after-refusal", "1.0.0", "x"), &[("a.txt", b"x")]);
+    node.ok(&["publish", "pkg"]);
+    node.ok(&["fetch", "after-refusal", "-o", "out"]);
+}
+
+#[test]
+fn a_node_killed_with_sigkill_does_not_leave_its_data_dir_locked() {
+    let mut node = TestNode::start();
+    write_package(&node.scratch().join("pkg"), &manifest("survivor", "1.0.0", "x"), &[("a.txt", b"x")]);
+    node.ok(&["publish", "pkg"]);
+    node.kill();
+
+    node.launch(&[]);
+    assert_eq!(names(&node.json(&["search", "survivor"])), ["survivor"]);
+    // The new node holds the data dir in turn.
+    let another = node.run_another_node(REFUSAL_DEADLINE).expect("a second node on the same data dir kept running");
+    let expected = format!("another agora node (pid {}) is using the data dir", node.pid().unwrap());
+    assert!(!another.success && another.stderr.contains(&expected), "expected {expected:?} in:\n{another}");
 }

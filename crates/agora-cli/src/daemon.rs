@@ -46,7 +46,14 @@ pub(crate) async fn run(global: &Global, args: &NodeArgs) -> anyhow::Result<()> 
     if args.offline {
         builder = builder.offline();
     }
-    let node = builder.build().await.with_context(|| format!("cannot open the node in {}", data_dir.display()))?;
+    let node = match builder.build().await {
+        Ok(node) => node,
+        // Says which data dir and what to do already.
+        Err(error @ agora::Error::DataDirLocked { .. }) => return Err(error.into()),
+        Err(error) => {
+            return Err(anyhow::Error::new(error).context(format!("cannot open the node in {}", data_dir.display())));
+        }
+    };
     let requested = node.config().api;
     if !requested.ip().is_loopback() {
         bail!("the API serves only the local machine; use a 127.0.0.1 address instead of {requested}");
