@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use agora_tests::{TestNode, manifest, noise, read_tree, write_package};
+use agora_tests::{TestNode, files_under, manifest, noise, read_tree, write_package};
 use serde_json::Value;
 
 /// How long a second `agora node` on a data dir in use may take to give up.
@@ -436,4 +436,17 @@ fn a_node_killed_with_sigkill_does_not_leave_its_data_dir_locked() {
     let another = node.run_another_node(REFUSAL_DEADLINE).expect("a second node on the same data dir kept running");
     let expected = format!("another agora node (pid {}) is using the data dir", node.pid().unwrap());
     assert!(!another.success && another.stderr.contains(&expected), "expected {expected:?} in:\n{another}");
+}
+
+#[test]
+fn stale_uploads_are_removed_when_a_node_starts() {
+    let mut node = TestNode::unstarted();
+    let uploads = node.data_dir().join("tmp/uploads");
+    std::fs::create_dir_all(uploads.join("nested")).unwrap();
+    std::fs::write(uploads.join(".tmpCRASHED"), b"half an upload").unwrap();
+    std::fs::write(uploads.join("nested/leftover"), b"x").unwrap();
+    node.launch(&[]);
+    assert_eq!(files_under(&uploads), Vec::<std::path::PathBuf>::new(), "stale uploads survived the start");
+    write_package(&node.scratch().join("pkg"), &manifest("fresh", "1.0.0", "x"), &[("a.txt", b"x")]);
+    node.ok(&["publish", "pkg"]);
 }

@@ -54,6 +54,9 @@ pub(crate) async fn run(global: &Global, args: &NodeArgs) -> anyhow::Result<()> 
             return Err(anyhow::Error::new(error).context(format!("cannot open the node in {}", data_dir.display())));
         }
     };
+    // Uploads a crashed node left behind; the lock says no other node uses them.
+    let upload_dir = data_dir.join("tmp").join("uploads");
+    remove_stale_uploads(&upload_dir).await;
     let requested = node.config().api;
     if !requested.ip().is_loopback() {
         bail!("the API serves only the local machine; use a 127.0.0.1 address instead of {requested}");
@@ -72,8 +75,7 @@ pub(crate) async fn run(global: &Global, args: &NodeArgs) -> anyhow::Result<()> 
     let record = serde_json::to_string(&ApiRecord { api: addr, pid: std::process::id() })?;
     tokio::fs::write(&record_path, record).await.with_context(|| format!("writing {}", record_path.display()))?;
 
-    let state =
-        Arc::new(ApiState { node: node.clone(), token, addr, upload_dir: data_dir.join("tmp").join("uploads") });
+    let state = Arc::new(ApiState { node: node.clone(), token, addr, upload_dir });
     tracing::info!(api = %addr, data_dir = %data_dir.display(), publisher = %node.publisher_key(), "agora node is running");
     eprintln!("agora node {} running", env!("CARGO_PKG_VERSION"));
     eprintln!("  api:        http://{addr}");
@@ -96,6 +98,16 @@ pub(crate) async fn run(global: &Global, args: &NodeArgs) -> anyhow::Result<()> 
     tracing::info!("agora node stopped");
     eprintln!("agora node stopped");
     Ok(())
+}
+
+/// Removes `upload_dir` and everything in it. A failure is logged, not fatal:
+/// reads still work, and a publish reports its own error.
+async fn remove_stale_uploads(upload_dir: &Path) {
+    match tokio::fs::remove_dir_all(upload_dir).await {
+        Ok(()) => tracing::debug!(dir = %upload_dir.display(), "removed stale uploads"),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => tracing::warn!(dir = %upload_dir.display(), %error, "cannot remove stale uploads"),
+    }
 }
 
 fn init_logging(format: LogFormat) {
