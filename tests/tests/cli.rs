@@ -398,6 +398,19 @@ fn identity(node: &TestNode) -> String {
     node.json(&["status"])["identity"].as_str().unwrap().to_owned()
 }
 
+/// The status code and `error.code` of an error reply, checking that its body is
+/// the documented JSON.
+fn error_code(response: reqwest::blocking::Response) -> (u16, String) {
+    let status = response.status().as_u16();
+    let content_type = response.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned());
+    let text = response.text().unwrap();
+    let body: Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("a {status} reply is not JSON ({e}; content-type {content_type:?}): {text:?}"));
+    assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{status}: {body}");
+    assert_eq!(content_type.as_deref(), Some("application/json"), "{status}: {body}");
+    (status, body["error"]["code"].as_str().unwrap_or_else(|| panic!("{status} without a code: {body}")).to_owned())
+}
+
 #[test]
 fn a_second_node_on_the_same_data_dir_refuses_to_start_and_changes_nothing() {
     let node = TestNode::start();
@@ -449,4 +462,105 @@ fn stale_uploads_are_removed_when_a_node_starts() {
     assert_eq!(files_under(&uploads), Vec::<std::path::PathBuf>::new(), "stale uploads survived the start");
     write_package(&node.scratch().join("pkg"), &manifest("fresh", "1.0.0", "x"), &[("a.txt", b"x")]);
     node.ok(&["publish", "pkg"]);
+}
+
+#[test]
+fn every_post_needs_the_token_including_fetch() {
+    let node = TestNode::start();
+    write_package(&node.scratch().join("pkg"), &manifest("held", "1.0.0", "x"), &[("a.txt", b"x")]);
+    node.ok(&["publish", "pkg"]);
+    let http = reqwest::blocking::Client::new();
+    for path in [
+        "/v1/packages",
+        "/v1/packages/held/1.0.0/fetch",
+        "/v1/packages/held/1.0.0/yank",
+        "/v1/packages/held/1.0.0/pin",
+        "/v1/key/export",
+        "/v1/key/import",
+        "/v1/no-such-route",
+    ] {
+        let response = http.post(node.url(path)).json(&serde_json::json!({})).send().unwrap();
+        assert_eq!(error_code(response), (401, "unauthorized".to_owned()), "POST {path} without the token");
+    }
+    let response = http.post(node.url("/v1/packages/held/1.0.0/fetch")).bearer_auth(node.token()).send().unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let lines = response.text().unwrap();
+    let last: Value = serde_json::from_str(lines.lines().last().unwrap()).unwrap();
+    assert_eq!(last["progress"]["state"]["phase"], "done", "{lines}");
+    assert!(last.get("error").is_none(), "{lines}");
+}
+
+#[test]
+fn the_http_api_answers_only_requests_for_its_own_address() {
+    let node = TestNode::start();
+    let port = node.api().port();
+    let http = reqwest::blocking::Client::new();
+    let with_host = |host: &str| http.get(node.url("/v1/status")).header("host", host).send().unwrap();
+    for host in [
+        "evil.example".to_owned(),
+        format!("evil.example:{port}"),
+        format!("127.0.0.1.evil.example:{port}"),
+        format!("localhost:{}", port.wrapping_add(1)),
+        "127.0.0.1".to_owned(),
+        "".to_owned(),
+    ] {
+        let (status, code) = error_code(with_host(&host));
+        assert_eq!((status, code.as_str()), (421, "bad_host"), "Host: {host:?}");
+    }
+    for host in
+        [format!("127.0.0.1:{port}"), format!("localhost:{port}"), format!("LocalHost:{port}"), format!("[::1]:{port}")]
+    {
+        let response = with_host(&host);
+        assert_eq!(response.status().as_u16(), 200, "Host: {host}");
+        assert_eq!(response.json::<Value>().unwrap()["api"], node.api().to_string());
+    }
+    // A request with the token but the wrong Host is refused too (DNS rebinding).
+    let response = http
+        .post(node.url("/v1/packages/x/1.0.0/yank"))
+        .header("host", format!("evil.example:{port}"))
+        .bearer_auth(node.token())
+        .json(&serde_json::json!({ "yanked": true }))
+        .send()
+        .unwrap();
+    assert_eq!(error_code(response), (421, "bad_host".to_owned()));
+
+    // No CORS: no response lets another origin read it, and a preflight is refused.
+    let response = http.get(node.url("/v1/status")).header("origin", "http://evil.example").send().unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    assert!(response.headers().get("access-control-allow-origin").is_none(), "{:?}", response.headers());
+    let preflight = http
+        .request(reqwest::Method::OPTIONS, node.url("/v1/packages"))
+        .header("origin", "http://evil.example")
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-headers", "authorization")
+        .send()
+        .unwrap();
+    assert!(!preflight.status().is_success(), "a preflight got {}", preflight.status());
+    let cors: Vec<_> =
+        preflight.headers().keys().filter(|name| name.as_str().starts_with("access-control-")).cloned().collect();
+    assert!(cors.is_empty(), "a preflight got CORS headers {cors:?}");
+    let _ = error_code(preflight);
+}
+
+#[test]
+fn every_error_status_has_a_json_body() {
+    let node = TestNode::start();
+    let http = reqwest::blocking::Client::new();
+    let response = http.get(node.url("/v1/packages")).send().unwrap();
+    let allow = response.headers().get("allow").map(|v| v.to_str().unwrap().to_owned());
+    assert_eq!(error_code(response), (405, "method_not_allowed".to_owned()));
+    assert!(allow.is_some_and(|allow| allow.contains("POST")), "405 keeps its Allow header");
+    let response = http.put(node.url("/v1/status")).bearer_auth(node.token()).send().unwrap();
+    assert_eq!(error_code(response), (405, "method_not_allowed".to_owned()));
+    // axum's own rejections: a path parameter that is not UTF-8, a JSON body
+    // without its content type.
+    assert_eq!(error_code(http.get(node.url("/v1/packages/%FF")).send().unwrap()), (400, "bad_request".to_owned()));
+    let response = http
+        .post(node.url("/v1/packages/x/1.0.0/yank"))
+        .bearer_auth(node.token())
+        .body("{\"yanked\": true}")
+        .send()
+        .unwrap();
+    assert_eq!(error_code(response), (400, "bad_request".to_owned()));
+    assert_eq!(error_code(http.get(node.url("/v1/nope")).send().unwrap()), (404, "not_found".to_owned()));
 }

@@ -63,13 +63,13 @@ impl Client {
         Ok(self.send(self.http.get(self.url(path))).await?.bytes_stream())
     }
 
-    /// `POST path` with no body and no token (the route is open to local callers),
-    /// handing back the body as it arrives (for progress streams).
+    /// `POST path` with no body (every POST carries the token), handing back the
+    /// body as it arrives (for progress streams).
     pub(crate) async fn post_stream(
         &self,
         path: &str,
     ) -> anyhow::Result<impl Stream<Item = reqwest::Result<Bytes>> + use<>> {
-        Ok(self.send(self.http.post(self.url(path))).await?.bytes_stream())
+        Ok(self.send(self.authorized(Method::POST, path)?).await?.bytes_stream())
     }
 
     pub(crate) async fn post<T: DeserializeOwned>(&self, path: &str, body: &impl Serialize) -> anyhow::Result<T> {
