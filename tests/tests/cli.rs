@@ -3,9 +3,13 @@
 
 #![allow(clippy::unwrap_used)]
 
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use agora_tests::{TestNode, files_under, manifest, noise, read_tree, write_package};
+use agora_tests::{CommandResult, TestNode, agora_bin, files_under, manifest, noise, read_tree, write_package};
 use serde_json::Value;
 
 /// How long a second `agora node` on a data dir in use may take to give up.
@@ -465,6 +469,85 @@ fn stale_uploads_are_removed_when_a_node_starts() {
 }
 
 #[test]
+fn the_cli_talks_only_to_the_node_of_its_data_dir() {
+    let a = TestNode::start();
+    write_package(&a.scratch().join("pkg"), &manifest("victim", "1.0.0", "on node a"), &[("a.txt", b"x")]);
+    a.ok(&["publish", "pkg"]);
+    let mut b = TestNode::start();
+    let b_identity = identity(&b);
+    assert!(b.stop());
+    let not_running = format!("no node is running for the data dir {}", b.data_dir().display());
+
+    // No record: not whatever answers on the default port.
+    let error = b.fails(&["status"]);
+    assert!(error.contains(&not_running), "{error}");
+
+    // A stale record pointing at node A's port (what a killed node leaves behind
+    // when another node later gets its port).
+    let record = serde_json::json!({ "api": a.api(), "pid": 1, "identity": b_identity });
+    std::fs::write(b.data_dir().join("api.json"), record.to_string()).unwrap();
+    let error = b.fails(&["status"]);
+    assert!(error.contains(&not_running) && error.contains(&b_identity), "{error}");
+    let error = b.fails(&["yank", "victim@1.0.0"]);
+    assert!(error.contains(&not_running), "{error}");
+    let error = b.fails(&["--api", &a.api().to_string(), "search", "victim"]);
+    assert!(error.contains(&not_running), "--api does not skip the check against the data dir's record: {error}");
+    assert_eq!(a.json(&["versions", "victim"])[0]["yanked"], false);
+
+    // A data dir without a record and an explicit --api: reads go to that address.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let status = CommandResult::from(
+        std::process::Command::new(agora_bin())
+            .arg("--data-dir")
+            .arg(elsewhere.path())
+            .args(["--api", &a.api().to_string(), "status", "--json"])
+            .env_remove("AGORA_API")
+            .output()
+            .unwrap(),
+    );
+    assert!(status.success, "{status}");
+    assert_eq!(serde_json::from_str::<Value>(&status.stdout).unwrap()["identity"], identity(&a).as_str());
+}
+
+#[test]
+fn the_cli_never_sends_its_token_to_a_node_it_could_not_verify() {
+    let mut b = TestNode::start();
+    let b_identity = identity(&b);
+    write_package(&b.scratch().join("pkg"), &manifest("mine", "1.0.0", "x"), &[("a.txt", b"x")]);
+    b.ok(&["publish", "pkg"]);
+    assert!(b.stop());
+    let token = b.token();
+    let someone_else = agora::SecretKey::generate().public_key().to_hex();
+    // A listener that claims another identity, then one that claims B's own
+    // (anyone can copy a public key) without holding B's identity key.
+    for claimed in [someone_else, b_identity.clone()] {
+        let listener = Eavesdropper::start(&claimed);
+        let record = serde_json::json!({ "api": listener.addr, "pid": 1, "identity": b_identity });
+        std::fs::write(b.data_dir().join("api.json"), record.to_string()).unwrap();
+        let not_running = format!("no node is running for the data dir {}", b.data_dir().display());
+        for args in [
+            &["yank", "mine@1.0.0"][..],
+            &["pin", "mine@1.0.0"],
+            &["fetch", "mine@1.0.0", "-o", "out"],
+            &["publish", "pkg"],
+            &["key", "export", "-o", "stolen.key"],
+            &["status"],
+        ] {
+            let error = b.fails(args);
+            let heard = listener.heard();
+            assert!(
+                !heard.contains(&token),
+                "`agora {}` sent the token to a listener claiming {claimed}:\n{heard}",
+                args.join(" ")
+            );
+            assert!(error.contains(&not_running), "`agora {}` claiming {claimed}: {error}", args.join(" "));
+        }
+        let heard = listener.heard();
+        assert!(heard.contains("GET /v1/identity?challenge="), "the CLI never asked who answers: {heard}");
+    }
+}
+
+#[test]
 fn every_post_needs_the_token_including_fetch() {
     let node = TestNode::start();
     write_package(&node.scratch().join("pkg"), &manifest("held", "1.0.0", "x"), &[("a.txt", b"x")]);
@@ -563,4 +646,82 @@ fn every_error_status_has_a_json_body() {
         .unwrap();
     assert_eq!(error_code(response), (400, "bad_request".to_owned()));
     assert_eq!(error_code(http.get(node.url("/v1/nope")).send().unwrap()), (404, "not_found".to_owned()));
+}
+
+/// A TCP listener that answers every HTTP request with 200 and the identity it
+/// claims (in the `x-agora-identity` header and the body), and keeps every byte
+/// it was sent.
+struct Eavesdropper {
+    addr: SocketAddr,
+    heard: Arc<Mutex<Vec<u8>>>,
+    done: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Eavesdropper {
+    fn start(claimed: &str) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let heard = Arc::new(Mutex::new(Vec::new()));
+        let done = Arc::new(AtomicBool::new(false));
+        let body = serde_json::json!({ "identity": claimed }).to_string();
+        let reply = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nx-agora-identity: {claimed}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let thread = std::thread::spawn({
+            let (heard, done) = (heard.clone(), done.clone());
+            move || {
+                for stream in listener.incoming() {
+                    if done.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let Ok(mut stream) = stream else { continue };
+                    let request = read_request(&mut stream);
+                    heard.lock().unwrap().extend_from_slice(&request);
+                    let _ = stream.write_all(reply.as_bytes());
+                }
+            }
+        });
+        Self { addr, heard, done, thread: Some(thread) }
+    }
+
+    fn heard(&self) -> String {
+        String::from_utf8_lossy(&self.heard.lock().unwrap()).into_owned()
+    }
+}
+
+impl Drop for Eavesdropper {
+    fn drop(&mut self) {
+        self.done.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(self.addr);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// One HTTP/1.1 request: its head and a `content-length` body, or what arrived
+/// before the client stopped sending.
+fn read_request(stream: &mut TcpStream) -> Vec<u8> {
+    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut data = Vec::new();
+    let mut buffer = [0u8; 16 * 1024];
+    loop {
+        if let Some(end) = data.windows(4).position(|window| window == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&data[..end]).to_lowercase();
+            let length = head
+                .lines()
+                .find_map(|line| line.strip_prefix("content-length:"))
+                .and_then(|value| value.trim().parse::<usize>().ok())
+                .unwrap_or(0);
+            if data.len() >= end + 4 + length {
+                return data;
+            }
+        }
+        match stream.read(&mut buffer) {
+            Ok(0) | Err(_) => return data,
+            Ok(read) => data.extend_from_slice(&buffer[..read]),
+        }
+    }
 }

@@ -12,11 +12,14 @@ use tracing_subscriber::EnvFilter;
 use crate::cli::{Global, LogFormat, NodeArgs};
 use crate::server::{ApiState, router};
 
-/// What a running node records in its data dir so local clients can find it.
+/// What a running node records in its data dir so local clients can find it,
+/// and check that what answers there is this data dir's node.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct ApiRecord {
     pub(crate) api: SocketAddr,
     pub(crate) pid: u32,
+    /// The node's identity key, which the API proves it holds (`GET /v1/identity`).
+    pub(crate) identity: agora::PublicKey,
 }
 
 /// The file holding the [`ApiRecord`].
@@ -72,8 +75,8 @@ pub(crate) async fn run(global: &Global, args: &NodeArgs) -> anyhow::Result<()> 
     let shutdown = shutdown_signal()?;
     let token = node.issue_api_token().await?;
     let record_path = api_record_path(&data_dir);
-    let record = serde_json::to_string(&ApiRecord { api: addr, pid: std::process::id() })?;
-    tokio::fs::write(&record_path, record).await.with_context(|| format!("writing {}", record_path.display()))?;
+    let record = serde_json::to_string(&ApiRecord { api: addr, pid: std::process::id(), identity: node.identity() })?;
+    write_atomically(&record_path, record).await.with_context(|| format!("writing {}", record_path.display()))?;
 
     let state = Arc::new(ApiState { node: node.clone(), token, addr, upload_dir });
     tracing::info!(api = %addr, data_dir = %data_dir.display(), publisher = %node.publisher_key(), "agora node is running");
@@ -98,6 +101,20 @@ pub(crate) async fn run(global: &Global, args: &NodeArgs) -> anyhow::Result<()> 
     tracing::info!("agora node stopped");
     eprintln!("agora node stopped");
     Ok(())
+}
+
+/// Writes `contents` to `path` through a temp file beside it, so a client never
+/// reads half a record.
+async fn write_atomically(path: &Path, contents: String) -> std::io::Result<()> {
+    let path = path.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let mut temp = tempfile::NamedTempFile::new_in(dir)?;
+        std::io::Write::write_all(&mut temp, contents.as_bytes())?;
+        temp.persist(&path).map(drop).map_err(|error| error.error)
+    })
+    .await
+    .map_err(std::io::Error::other)?
 }
 
 /// Removes `upload_dir` and everything in it. A failure is logged, not fatal:

@@ -7,6 +7,9 @@
 //! - every request but `GET`/`HEAD` needs the bearer token the node writes to
 //!   `<data dir>/api-token` at start (publish, yank, fetch, pin, keys — and an
 //!   `OPTIONS` preflight, which no route answers);
+//! - every reply carries the node's identity key in `x-agora-identity`, and
+//!   `GET /v1/identity?challenge=HEX` signs a client's challenge with it, so the
+//!   CLI knows it talks to its data dir's node before it sends the token;
 //! - every error is a JSON body `{"error": {"code": "...", "message": "..."}}`
 //!   with a 4xx/5xx status, including axum's own (405, rejected paths).
 //!
@@ -32,7 +35,10 @@ use futures::StreamExt;
 use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
 
-use crate::api::{ErrorBody, ErrorDetail, FetchLine, ImportBody, KeyBody, PackageBody, PinBody, StatusBody, YankBody};
+use crate::api::{
+    ErrorBody, ErrorDetail, FetchLine, IDENTITY_HEADER, IdentityBody, ImportBody, KeyBody, PackageBody, PinBody,
+    StatusBody, YankBody,
+};
 
 /// Shared state of the API handlers.
 #[derive(Debug)]
@@ -47,6 +53,7 @@ pub(crate) struct ApiState {
 pub(crate) fn router(state: Arc<ApiState>) -> Router {
     Router::new()
         .route("/v1/status", get(status))
+        .route("/v1/identity", get(identity))
         .route("/metrics", get(metrics))
         .route("/v1/search", get(search))
         .route("/v1/packages", post(publish))
@@ -64,9 +71,10 @@ pub(crate) fn router(state: Arc<ApiState>) -> Router {
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such API route; see `agora --help`")
         })
-        // Inner to outer: the token, JSON errors, the Host check.
+        // Inner to outer: the token, JSON errors, the identity header, the Host check.
         .layer(from_fn_with_state(state.clone(), require_token))
         .layer(from_fn(json_errors))
+        .layer(from_fn_with_state(state.clone(), identity_header))
         .layer(from_fn_with_state(state.clone(), refuse_other_hosts))
         // Uploads are streamed to disk under our own limit, not buffered by axum.
         .layer(DefaultBodyLimit::disable())
@@ -81,13 +89,14 @@ async fn refuse_other_hosts(State(state): State<Arc<ApiState>>, request: Request
         found => {
             let found = found.map_or_else(|| "none".to_owned(), |host| format!("`{host}`"));
             let port = state.addr.port();
+            let mut own = vec![format!("localhost:{port}"), format!("127.0.0.1:{port}"), format!("[::1]:{port}")];
+            if !own.contains(&state.addr.to_string()) {
+                own.push(state.addr.to_string());
+            }
             ApiError::new(
                 StatusCode::MISDIRECTED_REQUEST,
                 "bad_host",
-                format!(
-                    "this API answers only requests for {}, localhost:{port}, 127.0.0.1:{port} or [::1]:{port}; the Host header was {found}",
-                    state.addr
-                ),
+                format!("this API answers only requests for {}; the Host header was {found}", own.join(", ")),
             )
             .into_response()
         }
@@ -107,6 +116,15 @@ fn is_own_host(host: &str, addr: SocketAddr) -> bool {
         std::net::IpAddr::V6(ip) => format!("[{ip}]"),
     };
     ["localhost", "127.0.0.1", "[::1]", own.as_str()].contains(&name.as_str())
+}
+
+/// Adds the node's identity key to every reply.
+async fn identity_header(State(state): State<Arc<ApiState>>, request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    if let Ok(value) = header::HeaderValue::from_str(&state.node.identity().to_hex()) {
+        response.headers_mut().insert(IDENTITY_HEADER, value);
+    }
+    response
 }
 
 /// Every request but `GET`/`HEAD` changes something (or asks for a secret), so
@@ -133,23 +151,19 @@ async fn json_errors(request: Request, next: Next) -> Response {
     if !(status.is_client_error() || status.is_server_error()) || is_json {
         return response;
     }
-    let allow = response.headers().get(header::ALLOW).cloned();
     let text = axum::body::to_bytes(response.into_body(), 64 * 1024)
         .await
         .map(|bytes| String::from_utf8_lossy(&bytes).trim().to_owned())
         .unwrap_or_default();
+    // axum adds the `Allow` header of a 405 itself, outside this middleware.
     let error = if status == StatusCode::METHOD_NOT_ALLOWED {
-        let allowed = allow.as_ref().and_then(|value| value.to_str().ok()).unwrap_or("none");
-        ApiError::new(status, "method_not_allowed", format!("{method} is not allowed on {path}; allowed: {allowed}"))
+        let message = format!("{method} is not allowed on {path}; the Allow header lists the methods that are");
+        ApiError::new(status, "method_not_allowed", message)
     } else {
         let message = if text.is_empty() { status.canonical_reason().unwrap_or("error").to_lowercase() } else { text };
         ApiError::new(status, code_for_status(status), message)
     };
-    let mut reply = error.into_response();
-    if let Some(allow) = allow {
-        reply.headers_mut().insert(header::ALLOW, allow);
-    }
-    reply
+    error.into_response()
 }
 
 /// The code of an error reply that had none (see [`json_errors`]).
@@ -279,6 +293,32 @@ fn parse_version(version: &str) -> ApiResult<Version> {
 
 async fn status(State(state): State<Arc<ApiState>>) -> ApiResult<Json<StatusBody>> {
     Ok(Json(StatusBody { status: state.node.status().await?, api: state.addr }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IdentityParams {
+    /// 32 bytes, hex.
+    challenge: Option<String>,
+}
+
+/// The node's identity key and, for a challenge, its proof of holding it.
+async fn identity(
+    State(state): State<Arc<ApiState>>,
+    params: Result<axum::extract::Query<IdentityParams>, QueryRejection>,
+) -> ApiResult<Json<IdentityBody>> {
+    let axum::extract::Query(params) = params.map_err(|rejection| ApiError::bad_request(rejection.body_text()))?;
+    let signature = match params.challenge {
+        Some(text) => {
+            let mut challenge = [0u8; 32];
+            hex::decode_to_slice(&text, &mut challenge).map_err(|_| {
+                ApiError::bad_request(format!("challenge: expected 64 hex characters, found {} characters", text.len()))
+            })?;
+            Some(state.node.prove_identity(&challenge))
+        }
+        None => None,
+    };
+    Ok(Json(IdentityBody { identity: state.node.identity(), signature }))
 }
 
 async fn peers(State(state): State<Arc<ApiState>>) -> ApiResult<Json<Vec<agora::PeerInfo>>> {
