@@ -68,10 +68,16 @@ impl TestNode {
 
     /// Starts a node with extra `agora node` arguments.
     pub fn start_with(extra: &[&str]) -> Self {
-        let root = tempfile::tempdir().expect("temp dir");
-        let mut node = Self { child: None, root, api: "127.0.0.1:0".parse().unwrap() };
+        let mut node = Self::unstarted();
         node.launch(extra);
         node
+    }
+
+    /// A temp dir for a node that is not running yet (prepare its data dir, then
+    /// [`TestNode::launch`] it).
+    pub fn unstarted() -> Self {
+        let root = tempfile::tempdir().expect("temp dir");
+        Self { child: None, root, api: "127.0.0.1:0".parse().unwrap() }
     }
 
     /// (Re)starts the node process on the same data dir.
@@ -130,6 +136,54 @@ impl TestNode {
                 false
             }
         }
+    }
+
+    /// Kills the node with SIGKILL (no cleanup of any kind, as a crash or the OOM
+    /// killer would) and waits for it to exit.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// The node's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Runs another `agora node` on this node's data dir and waits for it to
+    /// exit. `None` if it was still running after `deadline` (it is then killed).
+    pub fn run_another_node(&self, deadline: Duration) -> Option<CommandResult> {
+        let log = self.root.path().join("another-node.log");
+        let mut child = Command::new(agora_bin())
+            .arg("node")
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .args(["--api", "127.0.0.1:0", "--listen", "/ip4/127.0.0.1/tcp/0"])
+            .env("RUST_LOG", "info")
+            .env_remove("AGORA_API")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("spawning agora node");
+        let mut status = None;
+        wait_until(deadline, || {
+            status = child.try_wait().unwrap();
+            status.is_some()
+        });
+        let Some(status) = status else {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        };
+        Some(CommandResult {
+            success: status.success(),
+            code: status.code(),
+            stdout: String::new(),
+            stderr: std::fs::read_to_string(&log).unwrap_or_default(),
+        })
     }
 
     /// The node's data directory.

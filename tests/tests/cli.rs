@@ -3,8 +3,17 @@
 
 #![allow(clippy::unwrap_used)]
 
-use agora_tests::{TestNode, manifest, noise, read_tree, write_package};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use agora_tests::{CommandResult, TestNode, agora_bin, files_under, manifest, noise, read_tree, write_package};
 use serde_json::Value;
+
+/// How long a second `agora node` on a data dir in use may take to give up.
+const REFUSAL_DEADLINE: Duration = Duration::from_secs(20);
 
 fn package_count(node: &TestNode) -> (u64, u64) {
     let status = node.json(&["status"]);
@@ -386,4 +395,333 @@ fn a_package_whose_only_provider_is_gone_is_unavailable_not_an_internal_error() 
     assert!(!line.contains("internal"), "{error}");
     let leftovers: Vec<_> = std::fs::read_dir(second.scratch()).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert!(leftovers.is_empty(), "a failed fetch left {leftovers:?} behind");
+}
+
+/// `agora status`'s identity of a running node.
+fn identity(node: &TestNode) -> String {
+    node.json(&["status"])["identity"].as_str().unwrap().to_owned()
+}
+
+/// The status code and `error.code` of an error reply, checking that its body is
+/// the documented JSON.
+fn error_code(response: reqwest::blocking::Response) -> (u16, String) {
+    let status = response.status().as_u16();
+    let content_type = response.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned());
+    let text = response.text().unwrap();
+    let body: Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("a {status} reply is not JSON ({e}; content-type {content_type:?}): {text:?}"));
+    assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{status}: {body}");
+    assert_eq!(content_type.as_deref(), Some("application/json"), "{status}: {body}");
+    (status, body["error"]["code"].as_str().unwrap_or_else(|| panic!("{status} without a code: {body}")).to_owned())
+}
+
+#[test]
+fn a_second_node_on_the_same_data_dir_refuses_to_start_and_changes_nothing() {
+    let node = TestNode::start();
+    let dir = node.data_dir();
+    let read = |file: &str| std::fs::read(dir.join(file)).unwrap();
+    let (record, token, before) = (read("api.json"), read("api-token"), identity(&node));
+
+    let another = node.run_another_node(REFUSAL_DEADLINE).expect("a second node on the same data dir kept running");
+    assert!(!another.success, "a second node on the same data dir started:\n{another}");
+    let expected = format!(
+        "error: another agora node (pid {}) is using the data dir {}; stop it first",
+        node.pid().unwrap(),
+        dir.display()
+    );
+    assert!(another.stderr.contains(&expected), "expected {expected:?} in:\n{}", another.stderr);
+
+    // The first node is untouched: its record, token and store, and it still answers.
+    assert_eq!(read("api.json"), record, "api.json was rewritten");
+    assert_eq!(read("api-token"), token, "api-token was rewritten");
+    assert_eq!(identity(&node), before);
+    write_package(&node.scratch().join("pkg"), &manifest("after-refusal", "1.0.0", "x"), &[("a.txt", b"x")]);
+    node.ok(&["publish", "pkg"]);
+    node.ok(&["fetch", "after-refusal", "-o", "out"]);
+}
+
+#[test]
+fn a_node_killed_with_sigkill_does_not_leave_its_data_dir_locked() {
+    let mut node = TestNode::start();
+    write_package(&node.scratch().join("pkg"), &manifest("survivor", "1.0.0", "x"), &[("a.txt", b"x")]);
+    node.ok(&["publish", "pkg"]);
+    node.kill();
+
+    node.launch(&[]);
+    assert_eq!(names(&node.json(&["search", "survivor"])), ["survivor"]);
+    // The new node holds the data dir in turn.
+    let another = node.run_another_node(REFUSAL_DEADLINE).expect("a second node on the same data dir kept running");
+    let expected = format!("another agora node (pid {}) is using the data dir", node.pid().unwrap());
+    assert!(!another.success && another.stderr.contains(&expected), "expected {expected:?} in:\n{another}");
+}
+
+#[test]
+fn stale_uploads_are_removed_when_a_node_starts() {
+    let mut node = TestNode::unstarted();
+    let uploads = node.data_dir().join("tmp/uploads");
+    std::fs::create_dir_all(uploads.join("nested")).unwrap();
+    std::fs::write(uploads.join(".tmpCRASHED"), b"half an upload").unwrap();
+    std::fs::write(uploads.join("nested/leftover"), b"x").unwrap();
+    node.launch(&[]);
+    assert_eq!(files_under(&uploads), Vec::<std::path::PathBuf>::new(), "stale uploads survived the start");
+    write_package(&node.scratch().join("pkg"), &manifest("fresh", "1.0.0", "x"), &[("a.txt", b"x")]);
+    node.ok(&["publish", "pkg"]);
+}
+
+#[test]
+fn the_cli_talks_only_to_the_node_of_its_data_dir() {
+    let a = TestNode::start();
+    write_package(&a.scratch().join("pkg"), &manifest("victim", "1.0.0", "on node a"), &[("a.txt", b"x")]);
+    a.ok(&["publish", "pkg"]);
+    let mut b = TestNode::start();
+    let b_identity = identity(&b);
+    assert!(b.stop());
+    let not_running = format!("no node is running for the data dir {}", b.data_dir().display());
+
+    // No record: not whatever answers on the default port.
+    let error = b.fails(&["status"]);
+    assert!(error.contains(&not_running), "{error}");
+
+    // A stale record pointing at node A's port (what a killed node leaves behind
+    // when another node later gets its port).
+    let record = serde_json::json!({ "api": a.api(), "pid": 1, "identity": b_identity });
+    std::fs::write(b.data_dir().join("api.json"), record.to_string()).unwrap();
+    let error = b.fails(&["status"]);
+    assert!(error.contains(&not_running) && error.contains(&b_identity), "{error}");
+    let error = b.fails(&["yank", "victim@1.0.0"]);
+    assert!(error.contains(&not_running), "{error}");
+    let error = b.fails(&["--api", &a.api().to_string(), "search", "victim"]);
+    assert!(error.contains(&not_running), "--api does not skip the check against the data dir's record: {error}");
+    assert_eq!(a.json(&["versions", "victim"])[0]["yanked"], false);
+
+    // A data dir without a record and an explicit --api: reads go to that address.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let status = CommandResult::from(
+        std::process::Command::new(agora_bin())
+            .arg("--data-dir")
+            .arg(elsewhere.path())
+            .args(["--api", &a.api().to_string(), "status", "--json"])
+            .env_remove("AGORA_API")
+            .output()
+            .unwrap(),
+    );
+    assert!(status.success, "{status}");
+    assert_eq!(serde_json::from_str::<Value>(&status.stdout).unwrap()["identity"], identity(&a).as_str());
+}
+
+#[test]
+fn the_cli_never_sends_its_token_to_a_node_it_could_not_verify() {
+    let mut b = TestNode::start();
+    let b_identity = identity(&b);
+    write_package(&b.scratch().join("pkg"), &manifest("mine", "1.0.0", "x"), &[("a.txt", b"x")]);
+    b.ok(&["publish", "pkg"]);
+    assert!(b.stop());
+    let token = b.token();
+    let someone_else = agora::SecretKey::generate().public_key().to_hex();
+    // A listener that claims another identity, then one that claims B's own
+    // (anyone can copy a public key) without holding B's identity key.
+    for claimed in [someone_else, b_identity.clone()] {
+        let listener = Eavesdropper::start(&claimed);
+        let record = serde_json::json!({ "api": listener.addr, "pid": 1, "identity": b_identity });
+        std::fs::write(b.data_dir().join("api.json"), record.to_string()).unwrap();
+        let not_running = format!("no node is running for the data dir {}", b.data_dir().display());
+        for args in [
+            &["yank", "mine@1.0.0"][..],
+            &["pin", "mine@1.0.0"],
+            &["fetch", "mine@1.0.0", "-o", "out"],
+            &["publish", "pkg"],
+            &["key", "export", "-o", "stolen.key"],
+            &["status"],
+        ] {
+            let error = b.fails(args);
+            let heard = listener.heard();
+            assert!(
+                !heard.contains(&token),
+                "`agora {}` sent the token to a listener claiming {claimed}:\n{heard}",
+                args.join(" ")
+            );
+            assert!(error.contains(&not_running), "`agora {}` claiming {claimed}: {error}", args.join(" "));
+        }
+        let heard = listener.heard();
+        assert!(heard.contains("GET /v1/identity?challenge="), "the CLI never asked who answers: {heard}");
+    }
+}
+
+#[test]
+fn every_post_needs_the_token_including_fetch() {
+    let node = TestNode::start();
+    write_package(&node.scratch().join("pkg"), &manifest("held", "1.0.0", "x"), &[("a.txt", b"x")]);
+    node.ok(&["publish", "pkg"]);
+    let http = reqwest::blocking::Client::new();
+    for path in [
+        "/v1/packages",
+        "/v1/packages/held/1.0.0/fetch",
+        "/v1/packages/held/1.0.0/yank",
+        "/v1/packages/held/1.0.0/pin",
+        "/v1/key/export",
+        "/v1/key/import",
+        "/v1/no-such-route",
+    ] {
+        let response = http.post(node.url(path)).json(&serde_json::json!({})).send().unwrap();
+        assert_eq!(error_code(response), (401, "unauthorized".to_owned()), "POST {path} without the token");
+    }
+    let response = http.post(node.url("/v1/packages/held/1.0.0/fetch")).bearer_auth(node.token()).send().unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let lines = response.text().unwrap();
+    let last: Value = serde_json::from_str(lines.lines().last().unwrap()).unwrap();
+    assert_eq!(last["progress"]["state"]["phase"], "done", "{lines}");
+    assert!(last.get("error").is_none(), "{lines}");
+}
+
+#[test]
+fn the_http_api_answers_only_requests_for_its_own_address() {
+    let node = TestNode::start();
+    let port = node.api().port();
+    let http = reqwest::blocking::Client::new();
+    let with_host = |host: &str| http.get(node.url("/v1/status")).header("host", host).send().unwrap();
+    for host in [
+        "evil.example".to_owned(),
+        format!("evil.example:{port}"),
+        format!("127.0.0.1.evil.example:{port}"),
+        format!("localhost:{}", port.wrapping_add(1)),
+        "127.0.0.1".to_owned(),
+        "".to_owned(),
+    ] {
+        let (status, code) = error_code(with_host(&host));
+        assert_eq!((status, code.as_str()), (421, "bad_host"), "Host: {host:?}");
+    }
+    for host in
+        [format!("127.0.0.1:{port}"), format!("localhost:{port}"), format!("LocalHost:{port}"), format!("[::1]:{port}")]
+    {
+        let response = with_host(&host);
+        assert_eq!(response.status().as_u16(), 200, "Host: {host}");
+        assert_eq!(response.json::<Value>().unwrap()["api"], node.api().to_string());
+    }
+    // A request with the token but the wrong Host is refused too (DNS rebinding).
+    let response = http
+        .post(node.url("/v1/packages/x/1.0.0/yank"))
+        .header("host", format!("evil.example:{port}"))
+        .bearer_auth(node.token())
+        .json(&serde_json::json!({ "yanked": true }))
+        .send()
+        .unwrap();
+    assert_eq!(error_code(response), (421, "bad_host".to_owned()));
+
+    // No CORS: no response lets another origin read it, and a preflight is refused.
+    let response = http.get(node.url("/v1/status")).header("origin", "http://evil.example").send().unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    assert!(response.headers().get("access-control-allow-origin").is_none(), "{:?}", response.headers());
+    let preflight = http
+        .request(reqwest::Method::OPTIONS, node.url("/v1/packages"))
+        .header("origin", "http://evil.example")
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-headers", "authorization")
+        .send()
+        .unwrap();
+    assert!(!preflight.status().is_success(), "a preflight got {}", preflight.status());
+    let cors: Vec<_> =
+        preflight.headers().keys().filter(|name| name.as_str().starts_with("access-control-")).cloned().collect();
+    assert!(cors.is_empty(), "a preflight got CORS headers {cors:?}");
+    let _ = error_code(preflight);
+}
+
+#[test]
+fn every_error_status_has_a_json_body() {
+    let node = TestNode::start();
+    let http = reqwest::blocking::Client::new();
+    let response = http.get(node.url("/v1/packages")).send().unwrap();
+    let allow = response.headers().get("allow").map(|v| v.to_str().unwrap().to_owned());
+    assert_eq!(error_code(response), (405, "method_not_allowed".to_owned()));
+    assert!(allow.is_some_and(|allow| allow.contains("POST")), "405 keeps its Allow header");
+    let response = http.put(node.url("/v1/status")).bearer_auth(node.token()).send().unwrap();
+    assert_eq!(error_code(response), (405, "method_not_allowed".to_owned()));
+    // axum's own rejections: a path parameter that is not UTF-8, a JSON body
+    // without its content type.
+    assert_eq!(error_code(http.get(node.url("/v1/packages/%FF")).send().unwrap()), (400, "bad_request".to_owned()));
+    let response = http
+        .post(node.url("/v1/packages/x/1.0.0/yank"))
+        .bearer_auth(node.token())
+        .body("{\"yanked\": true}")
+        .send()
+        .unwrap();
+    assert_eq!(error_code(response), (400, "bad_request".to_owned()));
+    assert_eq!(error_code(http.get(node.url("/v1/nope")).send().unwrap()), (404, "not_found".to_owned()));
+}
+
+/// A TCP listener that answers every HTTP request with 200 and the identity it
+/// claims (in the `x-agora-identity` header and the body), and keeps every byte
+/// it was sent.
+struct Eavesdropper {
+    addr: SocketAddr,
+    heard: Arc<Mutex<Vec<u8>>>,
+    done: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Eavesdropper {
+    fn start(claimed: &str) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let heard = Arc::new(Mutex::new(Vec::new()));
+        let done = Arc::new(AtomicBool::new(false));
+        let body = serde_json::json!({ "identity": claimed }).to_string();
+        let reply = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nx-agora-identity: {claimed}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let thread = std::thread::spawn({
+            let (heard, done) = (heard.clone(), done.clone());
+            move || {
+                for stream in listener.incoming() {
+                    if done.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let Ok(mut stream) = stream else { continue };
+                    let request = read_request(&mut stream);
+                    heard.lock().unwrap().extend_from_slice(&request);
+                    let _ = stream.write_all(reply.as_bytes());
+                }
+            }
+        });
+        Self { addr, heard, done, thread: Some(thread) }
+    }
+
+    fn heard(&self) -> String {
+        String::from_utf8_lossy(&self.heard.lock().unwrap()).into_owned()
+    }
+}
+
+impl Drop for Eavesdropper {
+    fn drop(&mut self) {
+        self.done.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(self.addr);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// One HTTP/1.1 request: its head and a `content-length` body, or what arrived
+/// before the client stopped sending.
+fn read_request(stream: &mut TcpStream) -> Vec<u8> {
+    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut data = Vec::new();
+    let mut buffer = [0u8; 16 * 1024];
+    loop {
+        if let Some(end) = data.windows(4).position(|window| window == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&data[..end]).to_lowercase();
+            let length = head
+                .lines()
+                .find_map(|line| line.strip_prefix("content-length:"))
+                .and_then(|value| value.trim().parse::<usize>().ok())
+                .unwrap_or(0);
+            if data.len() >= end + 4 + length {
+                return data;
+            }
+        }
+        match stream.read(&mut buffer) {
+            Ok(0) | Err(_) => return data,
+            Ok(read) => data.extend_from_slice(&buffer[..read]),
+        }
+    }
 }

@@ -17,6 +17,19 @@ pub(crate) struct StatusBody {
     pub(crate) api: SocketAddr,
 }
 
+/// The header every reply carries: the answering node's identity key (hex).
+pub(crate) const IDENTITY_HEADER: &str = "x-agora-identity";
+
+/// `GET /v1/identity[?challenge=HEX]`: the node's identity key and, with a
+/// challenge (32 bytes, hex), its signature of
+/// [`agora::identity_proof_message`]`(challenge)` by that key.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct IdentityBody {
+    pub(crate) identity: agora::PublicKey,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) signature: Option<agora::core::Signature>,
+}
+
 /// The body of every error reply: `{"error": {"code": "...", "message": "..."}}`.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct ErrorBody {

@@ -1,16 +1,26 @@
 //! The HTTP client the commands use to talk to a running node.
+//!
+//! It talks only to the node of its data dir: the node records its address and
+//! identity key in `<data dir>/api.json`, and before the first request the
+//! client has the node at that address sign a fresh challenge with that key
+//! (`GET /v1/identity`). Whatever else holds the port (another node, a stale
+//! record, any local process) gets no request of the command and never the
+//! token. With `--api ADDR` the address is the user's, but the check still
+//! applies when the data dir has a record; without a record, reads go to ADDR
+//! unchecked and nothing carrying the token is sent.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, anyhow, bail};
 use bytes::Bytes;
 use futures::Stream;
+use reqwest::header::AUTHORIZATION;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::api::ErrorBody;
+use crate::api::{ErrorBody, IDENTITY_HEADER, IdentityBody};
 use crate::cli::Global;
 use crate::daemon::{ApiRecord, api_record_path};
 
@@ -20,24 +30,30 @@ pub(crate) struct Client {
     http: reqwest::Client,
     addr: SocketAddr,
     data_dir: PathBuf,
+    /// The identity the data dir's record names; `None` only with `--api` and
+    /// no record.
+    expected: Option<agora::PublicKey>,
+    /// Set once the node at `addr` proved it holds `expected`.
+    verified: tokio::sync::OnceCell<()>,
 }
 
 impl Client {
-    /// Finds the node: `--api`/`AGORA_API`, else the address the node recorded in
-    /// its data dir, else the default.
+    /// Finds the node: the address the node recorded in its data dir, or
+    /// `--api`/`AGORA_API`. Without either, no node is running for the data dir.
     pub(crate) fn new(global: &Global) -> anyhow::Result<Self> {
         let data_dir = global.data_dir.clone().unwrap_or_else(agora::default_data_dir);
-        let addr = match global.api {
-            Some(addr) => addr,
-            None => match std::fs::read_to_string(api_record_path(&data_dir)) {
-                Ok(text) => serde_json::from_str::<ApiRecord>(&text).map(|record| record.api).with_context(|| {
-                    format!("{} is garbled; delete it and restart the node", api_record_path(&data_dir).display())
-                })?,
-                Err(_) => agora::Config::default().api,
-            },
+        let record = read_record(&data_dir)?;
+        let (addr, expected) = match (global.api, record) {
+            (Some(addr), record) => (addr, record.map(|record| record.identity)),
+            (None, Some(record)) => (record.api, Some(record.identity)),
+            (None, None) => bail!(
+                "no node is running for the data dir {dir} (it has no {record}); start one with `agora node --data-dir {dir}`",
+                dir = data_dir.display(),
+                record = api_record_path(&data_dir).display(),
+            ),
         };
         let http = reqwest::Client::builder().no_proxy().build().context("building the HTTP client")?;
-        Ok(Self { http, addr, data_dir })
+        Ok(Self { http, addr, data_dir, expected, verified: tokio::sync::OnceCell::new() })
     }
 
     pub(crate) async fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
@@ -63,13 +79,13 @@ impl Client {
         Ok(self.send(self.http.get(self.url(path))).await?.bytes_stream())
     }
 
-    /// `POST path` with no body and no token (the route is open to local callers),
-    /// handing back the body as it arrives (for progress streams).
+    /// `POST path` with no body (every POST carries the token), handing back the
+    /// body as it arrives (for progress streams).
     pub(crate) async fn post_stream(
         &self,
         path: &str,
     ) -> anyhow::Result<impl Stream<Item = reqwest::Result<Bytes>> + use<>> {
-        Ok(self.send(self.http.post(self.url(path))).await?.bytes_stream())
+        Ok(self.send(self.authorized(Method::POST, path)?).await?.bytes_stream())
     }
 
     pub(crate) async fn post<T: DeserializeOwned>(&self, path: &str, body: &impl Serialize) -> anyhow::Result<T> {
@@ -82,16 +98,35 @@ impl Client {
         Ok(self.http.request(method, self.url(path)).bearer_auth(self.token()?))
     }
 
-    /// Sends, turning transport failures and error statuses into messages that
-    /// say what to do.
+    /// Sends, once the node proved it is the data dir's node (a request carrying
+    /// the token is never sent unproven), turning transport failures and error
+    /// statuses into messages that say what to do.
     pub(crate) async fn send(&self, request: RequestBuilder) -> anyhow::Result<Response> {
-        let response = request.send().await.map_err(|error| {
-            if error.is_connect() {
-                anyhow!("no node is listening on {} — start one with `agora node`", self.addr)
-            } else {
-                anyhow!("talking to the node at {}: {error}", self.addr)
+        let request = request.build().context("building the request")?;
+        match &self.expected {
+            Some(expected) => {
+                self.verified.get_or_try_init(|| self.verify(expected)).await?;
             }
-        })?;
+            None if request.headers().contains_key(AUTHORIZATION) => bail!(
+                "no node is running for the data dir {dir} (it has no {record}), so its API token is not sent to {addr}; \
+                 start its node with `agora node --data-dir {dir}`, or pass the data dir of the node at {addr}",
+                dir = self.data_dir.display(),
+                record = api_record_path(&self.data_dir).display(),
+                addr = self.addr,
+            ),
+            None => {}
+        }
+        let response = self.http.execute(request).await.map_err(|error| self.transport_error(&error))?;
+        if let Some(expected) = &self.expected {
+            let answered = response.headers().get(IDENTITY_HEADER).and_then(|value| value.to_str().ok());
+            if answered != Some(expected.to_hex().as_str()) {
+                return Err(self.not_running(format!(
+                    "the reply from {} came from node {}, not from node {expected}",
+                    self.addr,
+                    answered.unwrap_or("(none)")
+                )));
+            }
+        }
         if response.status().is_success() {
             return Ok(response);
         }
@@ -102,6 +137,61 @@ impl Client {
             bail!("{message} (data dir: {})", self.data_dir.display());
         }
         bail!("{message}");
+    }
+
+    /// Has the node at `addr` sign a fresh challenge; succeeds only when the
+    /// signature is by `expected`.
+    async fn verify(&self, expected: &agora::PublicKey) -> anyhow::Result<()> {
+        let mut challenge = [0u8; 32];
+        getrandom::getrandom(&mut challenge).map_err(|error| anyhow!("the system's random source failed: {error}"))?;
+        let response = self
+            .http
+            .get(self.url("/v1/identity"))
+            .query(&[("challenge", hex::encode(challenge))])
+            .send()
+            .await
+            .map_err(|error| self.transport_error(&error))?;
+        let addr = self.addr;
+        if !response.status().is_success() {
+            return Err(self.not_running(format!(
+                "{addr} answered the identity check with {} (expected node {expected})",
+                response.status()
+            )));
+        }
+        let answer: IdentityBody = response.json().await.map_err(|_| {
+            self.not_running(format!("{addr} did not answer the identity check as a node (expected node {expected})"))
+        })?;
+        if answer.identity != *expected {
+            return Err(self.not_running(format!(
+                "the node at {addr} is node {}, not this data dir's node {expected}",
+                answer.identity
+            )));
+        }
+        let proven = answer
+            .signature
+            .is_some_and(|signature| expected.verify(&agora::identity_proof_message(&challenge), &signature));
+        if !proven {
+            return Err(self.not_running(format!(
+                "{addr} claims to be this data dir's node {expected} but did not prove it with its key"
+            )));
+        }
+        Ok(())
+    }
+
+    /// "No node is running for the data dir", why, and what to do.
+    fn not_running(&self, why: String) -> anyhow::Error {
+        anyhow!(
+            "no node is running for the data dir {dir}: {why}; start it with `agora node --data-dir {dir}`",
+            dir = self.data_dir.display()
+        )
+    }
+
+    fn transport_error(&self, error: &reqwest::Error) -> anyhow::Error {
+        if error.is_connect() {
+            anyhow!("no node is listening on {} — start one with `agora node`", self.addr)
+        } else {
+            anyhow!("talking to the node at {}: {error}", self.addr)
+        }
     }
 
     fn url(&self, path: &str) -> String {
@@ -118,6 +208,23 @@ impl Client {
             )
         })
     }
+}
+
+/// The record of the node running for `data_dir`, if it wrote one.
+fn read_record(data_dir: &Path) -> anyhow::Result<Option<ApiRecord>> {
+    let path = api_record_path(data_dir);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => return Err(anyhow!("cannot read {}: {error}", path.display())),
+    };
+    serde_json::from_str(&text).map(Some).map_err(|error| {
+        anyhow!(
+            "{} is not a node's record ({error}; expected {{\"api\", \"pid\", \"identity\"}}, as this version writes it); \
+             restart the node, or delete the file if no node runs",
+            path.display()
+        )
+    })
 }
 
 async fn decode<T: DeserializeOwned>(response: Response) -> anyhow::Result<T> {

@@ -12,11 +12,14 @@ use tracing_subscriber::EnvFilter;
 use crate::cli::{Global, LogFormat, NodeArgs};
 use crate::server::{ApiState, router};
 
-/// What a running node records in its data dir so local clients can find it.
+/// What a running node records in its data dir so local clients can find it,
+/// and check that what answers there is this data dir's node.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct ApiRecord {
     pub(crate) api: SocketAddr,
     pub(crate) pid: u32,
+    /// The node's identity key, which the API proves it holds (`GET /v1/identity`).
+    pub(crate) identity: agora::PublicKey,
 }
 
 /// The file holding the [`ApiRecord`].
@@ -46,7 +49,17 @@ pub(crate) async fn run(global: &Global, args: &NodeArgs) -> anyhow::Result<()> 
     if args.offline {
         builder = builder.offline();
     }
-    let node = builder.build().await.with_context(|| format!("cannot open the node in {}", data_dir.display()))?;
+    let node = match builder.build().await {
+        Ok(node) => node,
+        // Says which data dir and what to do already.
+        Err(error @ agora::Error::DataDirLocked { .. }) => return Err(error.into()),
+        Err(error) => {
+            return Err(anyhow::Error::new(error).context(format!("cannot open the node in {}", data_dir.display())));
+        }
+    };
+    // Uploads a crashed node left behind; the lock says no other node uses them.
+    let upload_dir = data_dir.join("tmp").join("uploads");
+    remove_stale_uploads(&upload_dir).await;
     let requested = node.config().api;
     if !requested.ip().is_loopback() {
         bail!("the API serves only the local machine; use a 127.0.0.1 address instead of {requested}");
@@ -62,11 +75,10 @@ pub(crate) async fn run(global: &Global, args: &NodeArgs) -> anyhow::Result<()> 
     let shutdown = shutdown_signal()?;
     let token = node.issue_api_token().await?;
     let record_path = api_record_path(&data_dir);
-    let record = serde_json::to_string(&ApiRecord { api: addr, pid: std::process::id() })?;
-    tokio::fs::write(&record_path, record).await.with_context(|| format!("writing {}", record_path.display()))?;
+    let record = serde_json::to_string(&ApiRecord { api: addr, pid: std::process::id(), identity: node.identity() })?;
+    write_atomically(&record_path, record).await.with_context(|| format!("writing {}", record_path.display()))?;
 
-    let state =
-        Arc::new(ApiState { node: node.clone(), token, addr, upload_dir: data_dir.join("tmp").join("uploads") });
+    let state = Arc::new(ApiState { node: node.clone(), token, addr, upload_dir });
     tracing::info!(api = %addr, data_dir = %data_dir.display(), publisher = %node.publisher_key(), "agora node is running");
     eprintln!("agora node {} running", env!("CARGO_PKG_VERSION"));
     eprintln!("  api:        http://{addr}");
@@ -89,6 +101,30 @@ pub(crate) async fn run(global: &Global, args: &NodeArgs) -> anyhow::Result<()> 
     tracing::info!("agora node stopped");
     eprintln!("agora node stopped");
     Ok(())
+}
+
+/// Writes `contents` to `path` through a temp file beside it, so a client never
+/// reads half a record.
+async fn write_atomically(path: &Path, contents: String) -> std::io::Result<()> {
+    let path = path.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let mut temp = tempfile::NamedTempFile::new_in(dir)?;
+        std::io::Write::write_all(&mut temp, contents.as_bytes())?;
+        temp.persist(&path).map(drop).map_err(|error| error.error)
+    })
+    .await
+    .map_err(std::io::Error::other)?
+}
+
+/// Removes `upload_dir` and everything in it. A failure is logged, not fatal:
+/// reads still work, and a publish reports its own error.
+async fn remove_stale_uploads(upload_dir: &Path) {
+    match tokio::fs::remove_dir_all(upload_dir).await {
+        Ok(()) => tracing::debug!(dir = %upload_dir.display(), "removed stale uploads"),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => tracing::warn!(dir = %upload_dir.display(), %error, "cannot remove stale uploads"),
+    }
 }
 
 fn init_logging(format: LogFormat) {

@@ -1,9 +1,20 @@
 //! The node's local HTTP/JSON API, served on 127.0.0.1.
 //!
-//! Reads are open to local callers; writes (publish, yank, key export/import) need
-//! the bearer token the node writes to `<data dir>/api-token` at start. Every error
-//! is a JSON body `{"error": {"code": "...", "message": "..."}}` with a 4xx/5xx status.
-//! See `docs/ARCHITECTURE.md` for the route table.
+//! Three middlewares guard every route, so no handler can forget them:
+//! - a request whose `Host` is not the API's own address (`127.0.0.1:PORT`,
+//!   `localhost:PORT`, `[::1]:PORT`) is refused with 421 `bad_host`, so a web
+//!   page cannot reach the API through DNS rebinding;
+//! - every request but `GET`/`HEAD` needs the bearer token the node writes to
+//!   `<data dir>/api-token` at start (publish, yank, fetch, pin, keys — and an
+//!   `OPTIONS` preflight, which no route answers);
+//! - every reply carries the node's identity key in `x-agora-identity`, and
+//!   `GET /v1/identity?challenge=HEX` signs a client's challenge with it, so the
+//!   CLI knows it talks to its data dir's node before it sends the token;
+//! - every error is a JSON body `{"error": {"code": "...", "message": "..."}}`
+//!   with a 4xx/5xx status, including axum's own (405, rejected paths).
+//!
+//! There are no CORS headers: no other origin may read a response. See
+//! `docs/ARCHITECTURE.md` for the route table.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -12,9 +23,11 @@ use std::sync::Arc;
 use agora::archive::ArchiveError;
 use agora::{ArtifactData, Node, PackageName, Query, Registry, SecretKey, Version};
 use axum::body::Body;
+use axum::extract::Request;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::middleware::{Next, from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -22,7 +35,10 @@ use futures::StreamExt;
 use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
 
-use crate::api::{ErrorBody, ErrorDetail, FetchLine, ImportBody, KeyBody, PackageBody, PinBody, StatusBody, YankBody};
+use crate::api::{
+    ErrorBody, ErrorDetail, FetchLine, IDENTITY_HEADER, IdentityBody, ImportBody, KeyBody, PackageBody, PinBody,
+    StatusBody, YankBody,
+};
 
 /// Shared state of the API handlers.
 #[derive(Debug)]
@@ -37,6 +53,7 @@ pub(crate) struct ApiState {
 pub(crate) fn router(state: Arc<ApiState>) -> Router {
     Router::new()
         .route("/v1/status", get(status))
+        .route("/v1/identity", get(identity))
         .route("/metrics", get(metrics))
         .route("/v1/search", get(search))
         .route("/v1/packages", post(publish))
@@ -54,9 +71,111 @@ pub(crate) fn router(state: Arc<ApiState>) -> Router {
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such API route; see `agora --help`")
         })
+        // Inner to outer: the token, JSON errors, the identity header, the Host check.
+        .layer(from_fn_with_state(state.clone(), require_token))
+        .layer(from_fn(json_errors))
+        .layer(from_fn_with_state(state.clone(), identity_header))
+        .layer(from_fn_with_state(state.clone(), refuse_other_hosts))
         // Uploads are streamed to disk under our own limit, not buffered by axum.
         .layer(DefaultBodyLimit::disable())
         .with_state(state)
+}
+
+/// Refuses a request whose `Host` header is not this API's own address.
+async fn refuse_other_hosts(State(state): State<Arc<ApiState>>, request: Request, next: Next) -> Response {
+    let host = request.headers().get(header::HOST).map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned());
+    match host {
+        Some(host) if is_own_host(&host, state.addr) => next.run(request).await,
+        found => {
+            let found = found.map_or_else(|| "none".to_owned(), |host| format!("`{host}`"));
+            let port = state.addr.port();
+            let mut own = vec![format!("localhost:{port}"), format!("127.0.0.1:{port}"), format!("[::1]:{port}")];
+            if !own.contains(&state.addr.to_string()) {
+                own.push(state.addr.to_string());
+            }
+            ApiError::new(
+                StatusCode::MISDIRECTED_REQUEST,
+                "bad_host",
+                format!("this API answers only requests for {}; the Host header was {found}", own.join(", ")),
+            )
+            .into_response()
+        }
+    }
+}
+
+/// Whether `host` (a `Host` header) names the API at `addr`: its own address,
+/// `localhost`, `127.0.0.1` or `[::1]`, with its port (an absent port is 80).
+fn is_own_host(host: &str, addr: SocketAddr) -> bool {
+    let Ok(authority) = host.parse::<axum::http::uri::Authority>() else { return false };
+    if authority.as_str().contains('@') || authority.port_u16().unwrap_or(80) != addr.port() {
+        return false;
+    }
+    let name = authority.host().to_ascii_lowercase();
+    let own = match addr.ip() {
+        std::net::IpAddr::V4(ip) => ip.to_string(),
+        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+    };
+    ["localhost", "127.0.0.1", "[::1]", own.as_str()].contains(&name.as_str())
+}
+
+/// Adds the node's identity key to every reply.
+async fn identity_header(State(state): State<Arc<ApiState>>, request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    if let Ok(value) = header::HeaderValue::from_str(&state.node.identity().to_hex()) {
+        response.headers_mut().insert(IDENTITY_HEADER, value);
+    }
+    response
+}
+
+/// Every request but `GET`/`HEAD` changes something (or asks for a secret), so
+/// it needs the token.
+async fn require_token(State(state): State<Arc<ApiState>>, request: Request, next: Next) -> Response {
+    let reads = request.method() == Method::GET || request.method() == Method::HEAD;
+    if !reads && let Err(error) = authorize(&state, request.headers()) {
+        return error.into_response();
+    }
+    next.run(request).await
+}
+
+/// Turns an error reply that is not JSON yet (axum's 405, its extractor
+/// rejections) into the API's JSON error body with a stable code.
+async fn json_errors(request: Request, next: Next) -> Response {
+    let (method, path) = (request.method().clone(), request.uri().path().to_owned());
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let text = axum::body::to_bytes(response.into_body(), 64 * 1024)
+        .await
+        .map(|bytes| String::from_utf8_lossy(&bytes).trim().to_owned())
+        .unwrap_or_default();
+    // axum adds the `Allow` header of a 405 itself, outside this middleware.
+    let error = if status == StatusCode::METHOD_NOT_ALLOWED {
+        let message = format!("{method} is not allowed on {path}; the Allow header lists the methods that are");
+        ApiError::new(status, "method_not_allowed", message)
+    } else {
+        let message = if text.is_empty() { status.canonical_reason().unwrap_or("error").to_lowercase() } else { text };
+        ApiError::new(status, code_for_status(status), message)
+    };
+    error.into_response()
+}
+
+/// The code of an error reply that had none (see [`json_errors`]).
+fn code_for_status(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::UNAUTHORIZED => "unauthorized",
+        StatusCode::PAYLOAD_TOO_LARGE => "too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        status if status.is_server_error() => "internal",
+        _ => "bad_request",
+    }
 }
 
 /// An API error: status, stable code, human message.
@@ -174,6 +293,32 @@ fn parse_version(version: &str) -> ApiResult<Version> {
 
 async fn status(State(state): State<Arc<ApiState>>) -> ApiResult<Json<StatusBody>> {
     Ok(Json(StatusBody { status: state.node.status().await?, api: state.addr }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IdentityParams {
+    /// 32 bytes, hex.
+    challenge: Option<String>,
+}
+
+/// The node's identity key and, for a challenge, its proof of holding it.
+async fn identity(
+    State(state): State<Arc<ApiState>>,
+    params: Result<axum::extract::Query<IdentityParams>, QueryRejection>,
+) -> ApiResult<Json<IdentityBody>> {
+    let axum::extract::Query(params) = params.map_err(|rejection| ApiError::bad_request(rejection.body_text()))?;
+    let signature = match params.challenge {
+        Some(text) => {
+            let mut challenge = [0u8; 32];
+            hex::decode_to_slice(&text, &mut challenge).map_err(|_| {
+                ApiError::bad_request(format!("challenge: expected 64 hex characters, found {} characters", text.len()))
+            })?;
+            Some(state.node.prove_identity(&challenge))
+        }
+        None => None,
+    };
+    Ok(Json(IdentityBody { identity: state.node.identity(), signature }))
 }
 
 async fn peers(State(state): State<Arc<ApiState>>) -> ApiResult<Json<Vec<agora::PeerInfo>>> {
@@ -338,7 +483,6 @@ async fn publish(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Json<agora::Published>> {
-    authorize(&state, &headers)?;
     let limit = state.node.config().max_artifact_size;
     let too_large = |size: u64| ApiError::from(agora::core::Error::ArtifactTooLarge { size, limit });
     if let Some(length) =
@@ -416,11 +560,9 @@ async fn fetch(
 
 async fn pin(
     State(state): State<Arc<ApiState>>,
-    headers: HeaderMap,
     Path((name, version)): Path<(String, String)>,
     body: Result<Json<PinBody>, JsonRejection>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    authorize(&state, &headers)?;
     let Json(body) = body.map_err(|rejection| ApiError::bad_request(rejection.body_text()))?;
     let (name, version) = (parse_name(&name)?, parse_version(&version)?);
     if !state.node.set_pinned(&name, &version, body.pinned).await? {
@@ -435,11 +577,9 @@ async fn pin(
 
 async fn yank(
     State(state): State<Arc<ApiState>>,
-    headers: HeaderMap,
     Path((name, version)): Path<(String, String)>,
     body: Result<Json<YankBody>, JsonRejection>,
 ) -> ApiResult<Json<agora::IndexChange>> {
-    authorize(&state, &headers)?;
     let Json(body) = body.map_err(|rejection| ApiError::bad_request(rejection.body_text()))?;
     let (name, version) = (parse_name(&name)?, parse_version(&version)?);
     Ok(Json(state.node.set_yanked(&name, &version, body.yanked).await?))
@@ -449,18 +589,15 @@ async fn key(State(state): State<Arc<ApiState>>) -> Json<KeyBody> {
     Json(KeyBody { public_key: state.node.publisher_key().to_hex(), secret_key: None })
 }
 
-async fn export_key(State(state): State<Arc<ApiState>>, headers: HeaderMap) -> ApiResult<Json<KeyBody>> {
-    authorize(&state, &headers)?;
+async fn export_key(State(state): State<Arc<ApiState>>) -> ApiResult<Json<KeyBody>> {
     let secret = state.node.export_publisher_key();
     Ok(Json(KeyBody { public_key: secret.public_key().to_hex(), secret_key: Some(secret.to_hex()) }))
 }
 
 async fn import_key(
     State(state): State<Arc<ApiState>>,
-    headers: HeaderMap,
     body: Result<Json<ImportBody>, JsonRejection>,
 ) -> ApiResult<Json<KeyBody>> {
-    authorize(&state, &headers)?;
     let Json(body) = body.map_err(|rejection| ApiError::bad_request(rejection.body_text()))?;
     let secret = SecretKey::from_hex(&body.secret_key).map_err(|error| ApiError::bad_request(error.to_string()))?;
     let public_key = secret.public_key().to_hex();
@@ -572,6 +709,36 @@ mod tests {
         let (status, body) = reply(agora::Error::from(Error::PackageNotFound(name()))).await;
         assert_eq!((status, body.error.code.as_str()), (404, "not_found"));
         assert_eq!(body.error.message, "package `demo` not found");
+    }
+
+    #[test]
+    fn only_the_apis_own_host_names_are_accepted() {
+        let v4: SocketAddr = "127.0.0.1:7420".parse().unwrap();
+        for host in ["127.0.0.1:7420", "localhost:7420", "LOCALHOST:7420", "[::1]:7420"] {
+            assert!(is_own_host(host, v4), "{host}");
+        }
+        for host in [
+            "evil.example",
+            "evil.example:7420",
+            "localhost.evil.example:7420",
+            "127.0.0.1.evil.example:7420",
+            "localhost:7421",
+            "localhost",
+            "127.0.0.1",
+            "127.0.0.2:7420",
+            "user@localhost:7420",
+            "localhost:7420/path",
+            "",
+            ":7420",
+        ] {
+            assert!(!is_own_host(host, v4), "{host}");
+        }
+        let other_loopback: SocketAddr = "127.0.0.5:80".parse().unwrap();
+        assert!(is_own_host("127.0.0.5", other_loopback), "port 80 may be left out");
+        assert!(is_own_host("127.0.0.5:80", other_loopback));
+        let v6: SocketAddr = "[::1]:7420".parse().unwrap();
+        assert!(is_own_host("[::1]:7420", v6) && is_own_host("localhost:7420", v6));
+        assert!(!is_own_host("[::2]:7420", v6));
     }
 
     #[tokio::test]

@@ -27,6 +27,9 @@ pub enum Error {
     /// A key file was unusable.
     #[error("key file {path}: {message}")]
     Key { path: PathBuf, message: String },
+    /// Another node (in this process or another) holds the data directory's lock.
+    #[error("another agora node{} is using the data dir {}; stop it first", pid_note(*.pid), .data_dir.display())]
+    DataDirLocked { data_dir: PathBuf, pid: Option<u32> },
     /// A file operation failed.
     #[error("i/o error on {path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
@@ -45,6 +48,11 @@ impl Error {
             _ => None,
         }
     }
+}
+
+/// ` (pid N)` when the lock holder's pid is known.
+fn pid_note(pid: Option<u32>) -> String {
+    pid.map(|pid| format!(" (pid {pid})")).unwrap_or_default()
 }
 
 impl From<Error> for agora_core::Error {

@@ -55,6 +55,7 @@ mod error;
 mod export;
 mod keys;
 mod local;
+mod lock;
 mod metrics;
 mod network;
 mod node;
@@ -86,6 +87,7 @@ pub use metrics::{METRICS_CONTENT_TYPE, QueryMetricsStatus, QueryStats};
 pub use network::NetworkSummary;
 pub use node::{
     CacheCounters, Fetch, Node, NodeBuilder, NodeStatus, PeerInfo, Published, StorageStatus, api_token_path,
+    identity_proof_message,
 };
 pub use reputation::{PeerStanding, score, standing};
 pub use search::{QueryConfig, QueryHandle};

@@ -1,6 +1,6 @@
 //! [`NodeBuilder`]: settings in order (embedded defaults, the config file, the
-//! environment, the builder's overrides), then the data directory, the keys,
-//! the store, the node's services and its network, in that order.
+//! environment, the builder's overrides), then the data directory and its lock,
+//! the keys, the store, the node's services and its network, in that order.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -11,6 +11,7 @@ use agora_store::Store;
 use super::{IDENTITY_KEY, Node, PUBLISHER_KEY};
 use crate::clock::{Clock, SystemClock};
 use crate::config::CONFIG_FILE;
+use crate::lock::DataDirLock;
 use crate::services::Services;
 use crate::{Config, Error, Result, keys};
 
@@ -166,26 +167,30 @@ impl NodeBuilder {
         self
     }
 
-    /// Creates the data directory (owner-only), loads or creates the keys, opens
-    /// the store, builds the node's services and, when enabled, starts the
-    /// network. Blocking file work runs off the async workers.
+    /// Creates the data directory (owner-only), locks it (one node per data
+    /// dir: a second one fails at once with [`Error::DataDirLocked`], before it
+    /// touches keys or store), loads or creates the keys, opens the store, builds
+    /// the node's services and, when enabled, starts the network. The lock is
+    /// held until the last handle of the node is dropped. Blocking file work runs
+    /// off the async workers.
     pub async fn build(self) -> Result<Node> {
         let config = self.resolve_config()?;
         let data_dir = self.data_dir.unwrap_or_else(crate::default_data_dir);
         let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
         let opened = {
             let data_dir = data_dir.clone();
-            tokio::task::spawn_blocking(move || -> Result<(SecretKey, SecretKey, Store)> {
+            tokio::task::spawn_blocking(move || -> Result<(DataDirLock, SecretKey, SecretKey, Store)> {
                 keys::create_private_dir(&data_dir)?;
+                let lock = DataDirLock::acquire(&data_dir)?;
                 let identity = keys::load_or_create(&data_dir.join(IDENTITY_KEY))?;
                 let publisher = keys::load_or_create(&data_dir.join(PUBLISHER_KEY))?;
                 let store = Store::open(&data_dir.join("store"))?;
-                Ok((identity, publisher, store))
+                Ok((lock, identity, publisher, store))
             })
             .await
             .map_err(crate::blocking::join_error)??
         };
-        let (identity, publisher, store) = opened;
+        let (lock, identity, publisher, store) = opened;
         tracing::info!(data_dir = %data_dir.display(), publisher = %publisher.public_key(), "node opened");
         let services = Services::new(data_dir, config, store, publisher, clock).await?;
         let network = if services.config.network.enabled {
@@ -200,6 +205,47 @@ impl NodeBuilder {
         } else {
             None
         };
-        Ok(Node::new(services, network, identity))
+        Ok(Node::new(services, network, identity, lock))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    async fn offline(dir: &std::path::Path) -> Result<Node> {
+        Node::builder().data_dir(dir).offline().build().await
+    }
+
+    #[tokio::test]
+    async fn one_node_per_data_dir_until_it_is_shut_down_and_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = offline(dir.path()).await.unwrap();
+        let error = offline(dir.path()).await.expect_err("a second node on the same data dir");
+        assert!(matches!(&error, Error::DataDirLocked { data_dir, .. } if data_dir == dir.path()), "{error:?}");
+        assert!(error.to_string().ends_with("; stop it first"), "{error}");
+        // Shut down but still held: the store stays usable, so the dir stays locked.
+        first.shutdown().await;
+        let error = offline(dir.path()).await.expect_err("the dir is locked until the node is dropped");
+        assert!(matches!(error, Error::DataDirLocked { .. }), "{error:?}");
+        let identity = first.identity();
+        drop(first);
+        let again = offline(dir.path()).await.expect("a node builds once the first is dropped");
+        assert_eq!(again.identity(), identity, "same data dir, same identity");
+        again.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_locked_data_dir_is_refused_before_keys_or_store_are_touched() {
+        let dir = tempfile::tempdir().unwrap();
+        keys::create_private_dir(dir.path()).unwrap();
+        let _held = DataDirLock::acquire(dir.path()).unwrap();
+        let error = offline(dir.path()).await.expect_err("a locked data dir");
+        assert!(matches!(error, Error::DataDirLocked { .. }), "{error:?}");
+        let mut left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        left.sort();
+        assert_eq!(left, [crate::lock::LOCK_FILE], "the refused node created files");
     }
 }

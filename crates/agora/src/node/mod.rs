@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use agora_cache::{CacheStats, CachedRegistry};
-use agora_core::{PackageName, PublicKey, Publisher, Query, Result as CoreResult, SecretKey, Version};
+use agora_core::{PackageName, PublicKey, Publisher, Query, Result as CoreResult, SecretKey, Signature, Version};
 use agora_store::Store;
 
 pub use self::builder::NodeBuilder;
@@ -25,6 +25,7 @@ pub use self::fetch::Fetch;
 pub use self::registry::Published;
 pub use self::status::{CacheCounters, NodeStatus, PeerInfo, StorageStatus};
 use crate::local::LocalRegistry;
+use crate::lock::DataDirLock;
 use crate::network::Network;
 use crate::services::Services;
 use crate::transfer::Transfers;
@@ -49,6 +50,9 @@ struct NodeInner {
     /// Serialises this node's own publishes, yanks and key changes, which read
     /// the current index and sign its successor.
     publish_lock: tokio::sync::Mutex<()>,
+    /// The data dir's lock. Declared last, so it is released after everything
+    /// above is dropped.
+    _data_dir_lock: DataDirLock,
 }
 
 impl Node {
@@ -57,13 +61,14 @@ impl Node {
         NodeBuilder::default()
     }
 
-    fn new(services: Arc<Services>, network: Option<Network>, identity: SecretKey) -> Self {
+    fn new(services: Arc<Services>, network: Option<Network>, identity: SecretKey, lock: DataDirLock) -> Self {
         let inner = NodeInner {
             services,
             network,
             identity,
             transfers: Transfers::default(),
             publish_lock: tokio::sync::Mutex::new(()),
+            _data_dir_lock: lock,
         };
         Self { inner: Arc::new(inner) }
     }
@@ -81,6 +86,14 @@ impl Node {
     /// The identity key's public half.
     pub fn identity(&self) -> PublicKey {
         self.inner.identity.public_key()
+    }
+
+    /// Signs [`identity_proof_message`]`(challenge)` with the identity key, so a
+    /// local client that picked a fresh `challenge` knows it talks to the node
+    /// of the identity it expects (the one its data dir's record names), not to
+    /// whatever holds the port.
+    pub fn prove_identity(&self, challenge: &[u8; 32]) -> Signature {
+        self.inner.identity.sign(&identity_proof_message(challenge))
     }
 
     /// The publisher key's public half.
@@ -239,7 +252,35 @@ impl Drop for NodeInner {
     }
 }
 
+/// What [`Node::prove_identity`] signs: a domain tag, then the challenge. The
+/// tag keeps the signature from counting as any other statement signed by the
+/// identity key (which is also the node's libp2p key).
+pub fn identity_proof_message(challenge: &[u8; 32]) -> Vec<u8> {
+    [IDENTITY_PROOF_TAG, &challenge[..]].concat()
+}
+
+const IDENTITY_PROOF_TAG: &[u8] = b"agora/api-identity/v1";
+
 /// Where a node with data directory `data_dir` writes its API token.
 pub fn api_token_path(data_dir: &Path) -> PathBuf {
     data_dir.join("api-token")
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[tokio::test]
+    async fn an_identity_proof_verifies_only_for_its_challenge_and_identity() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = Node::builder().data_dir(dir.path()).offline().build().await.unwrap();
+        let (challenge, other) = ([7u8; 32], [8u8; 32]);
+        let proof = node.prove_identity(&challenge);
+        assert!(node.identity().verify(&identity_proof_message(&challenge), &proof));
+        assert!(!node.identity().verify(&identity_proof_message(&other), &proof));
+        assert!(!node.publisher_key().verify(&identity_proof_message(&challenge), &proof));
+        node.shutdown().await;
+    }
 }
