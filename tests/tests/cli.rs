@@ -159,7 +159,7 @@ fn another_key_cannot_publish_or_yank_an_owned_name() {
     let owner = node.ok(&["key", "show"]).stdout.trim().to_owned();
 
     std::fs::write(work.join("intruder.key"), format!("{}\n", "7".repeat(64))).unwrap();
-    let intruder = node.json(&["key", "import", "intruder.key"])["public_key"].as_str().unwrap().to_owned();
+    let intruder = node.json(&["key", "import", "intruder.key", "--force"])["public_key"].as_str().unwrap().to_owned();
     assert_ne!(intruder, owner);
 
     let error = node.fails(&["yank", "owned@1.0.0"]);

@@ -44,3 +44,21 @@ fn peers_shows_score_and_reason() {
     }
     drop(first);
 }
+
+#[test]
+fn key_import_refuses_to_strand_owned_packages_and_never_prints_the_secret() {
+    let node = TestNode::start();
+    write_package(&node.scratch().join("pkg"), &manifest("anchored", "1.0.0", "x"), &[("a.txt", b"x")]);
+    node.ok(&["publish", "pkg"]);
+    let secret = "7".repeat(64);
+    std::fs::write(node.scratch().join("new.key"), &secret).unwrap();
+    let error = node.fails(&["key", "import", "new.key"]);
+    assert!(error.contains("--force") && error.contains("anchored"), "{error}");
+    assert!(!error.contains(&secret), "the secret was printed");
+    let imported = node.ok(&["key", "import", "new.key", "--force"]).stdout;
+    assert!(!imported.contains(&secret), "the secret was printed: {imported}");
+    // A malformed secret is refused without being echoed.
+    std::fs::write(node.scratch().join("bad.key"), format!("{}zz", "7".repeat(62))).unwrap();
+    let error = node.fails(&["key", "import", "bad.key"]);
+    assert!(!error.contains(&"7".repeat(20)), "a malformed secret was echoed: {error}");
+}

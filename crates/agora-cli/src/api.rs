@@ -88,4 +88,7 @@ pub(crate) struct KeyBody {
 #[serde(deny_unknown_fields)]
 pub(crate) struct ImportBody {
     pub(crate) secret_key: String,
+    /// Switch even when the current key owns packages.
+    #[serde(default)]
+    pub(crate) force: bool,
 }

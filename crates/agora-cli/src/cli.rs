@@ -205,9 +205,14 @@ pub(crate) enum KeyCommand {
         #[arg(short, long)]
         output: Option<PathBuf>,
     },
-    /// Replace the publisher key with one from a file ('-' for standard input).
+    /// Make a key from a file ('-' for standard input) the publisher key; every
+    /// earlier key is kept in <data dir>/keys/keyring/.
     Import {
         /// File holding the hex secret key.
         file: PathBuf,
+        /// Switch even though the current key owns packages (they can then no
+        /// longer be updated or yanked from this node).
+        #[arg(long)]
+        force: bool,
     },
 }

@@ -692,7 +692,7 @@ async fn key(global: &Global, command: KeyCommand) -> anyhow::Result<()> {
                 None => println!("{secret}"),
             }
         }
-        KeyCommand::Import { file } => {
+        KeyCommand::Import { file, force } => {
             let mut text = String::new();
             if file.as_os_str() == "-" {
                 std::io::stdin().read_to_string(&mut text).context("reading the key from standard input")?;
@@ -700,7 +700,7 @@ async fn key(global: &Global, command: KeyCommand) -> anyhow::Result<()> {
                 text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
             }
             let key: KeyBody =
-                client.post("/v1/key/import", &ImportBody { secret_key: text.trim().to_owned() }).await?;
+                client.post("/v1/key/import", &ImportBody { secret_key: text.trim().to_owned(), force }).await?;
             if global.json {
                 return print_json(&key);
             }

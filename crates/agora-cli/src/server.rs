@@ -253,6 +253,9 @@ impl From<agora::Error> for ApiError {
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", error.to_string())
             }
             agora::Error::Archive(_) => Self::new(StatusCode::BAD_REQUEST, "invalid_archive", error.to_string()),
+            agora::Error::KeyOwnsPackages { .. } => {
+                Self::new(StatusCode::CONFLICT, "key_owns_packages", error.to_string())
+            }
             other => match other.as_registry_error() {
                 Some(registry) => registry.into(),
                 None => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", other.to_string()),
@@ -601,7 +604,7 @@ async fn import_key(
     let Json(body) = body.map_err(|rejection| ApiError::bad_request(rejection.body_text()))?;
     let secret = SecretKey::from_hex(&body.secret_key).map_err(|error| ApiError::bad_request(error.to_string()))?;
     let public_key = secret.public_key().to_hex();
-    state.node.import_publisher_key(secret).await?;
+    state.node.import_publisher_key(secret, body.force).await?;
     Ok(Json(KeyBody { public_key, secret_key: None }))
 }
 

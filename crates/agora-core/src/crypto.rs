@@ -112,8 +112,13 @@ impl SecretKey {
     }
 
     /// Parses the 64-character hex form of the seed.
+    /// The error never repeats the text: a mistyped secret must not end up in logs.
     pub fn from_hex(text: &str) -> Result<Self> {
-        let bytes = decode_hex::<32>(text.trim(), "secret key")?;
+        let mut bytes = [0u8; 32];
+        hex::decode_to_slice(text.trim(), &mut bytes).map_err(|_| DecodeError {
+            what: "secret key",
+            reason: format!("expected 64 hex characters, found {} characters", text.trim().chars().count()),
+        })?;
         Ok(Self::from_bytes(&bytes))
     }
 
@@ -243,7 +248,10 @@ mod tests {
     fn bad_hex_is_a_clear_error() {
         let error = "zz".parse::<Digest>().unwrap_err();
         assert!(error.to_string().contains("expected 64 hex characters"), "{error}");
-        assert!(SecretKey::from_hex("abcd").is_err());
+        let secretish = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdeX";
+        let error = SecretKey::from_hex(secretish).unwrap_err().to_string();
+        assert!(!error.contains("0123456789abcdef"), "a secret key's error repeats it: {error}");
+        assert!(error.contains("expected 64 hex characters"), "{error}");
     }
 
     #[test]

@@ -30,6 +30,14 @@ pub enum Error {
     /// Another node (in this process or another) holds the data directory's lock.
     #[error("another agora node{} is using the data dir {}; stop it first", pid_note(*.pid), .data_dir.display())]
     DataDirLocked { data_dir: PathBuf, pid: Option<u32> },
+    /// Switching the publisher key would strand the packages the current key owns
+    /// (a node signs with one key); `force` switches anyway. `current` is the
+    /// current key's public half, in hex.
+    #[error(
+        "the current publisher key {current} owns {count} package(s) ({names}); after switching, this node could no \
+         longer update or yank them. Pass --force to switch anyway (the old key stays in keys/keyring/)"
+    )]
+    KeyOwnsPackages { current: String, count: usize, names: String },
     /// A file operation failed.
     #[error("i/o error on {path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },

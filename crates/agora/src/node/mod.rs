@@ -29,10 +29,12 @@ use crate::lock::DataDirLock;
 use crate::network::Network;
 use crate::services::Services;
 use crate::transfer::Transfers;
-use crate::{Config, Result, keys};
+use crate::{Config, Error, Result, keys};
 
 const IDENTITY_KEY: &str = "keys/identity.key";
 const PUBLISHER_KEY: &str = "keys/publisher.key";
+/// Every publisher key this node used, by public key.
+const KEYRING: &str = "keys/keyring";
 
 /// A running node. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -106,15 +108,54 @@ impl Node {
         self.inner.services.publisher_secret()
     }
 
-    /// Replaces the publisher key (persisted first, then swapped in). Packages
-    /// owned by the old key can only be updated with the old key.
-    pub async fn import_publisher_key(&self, key: SecretKey) -> Result<()> {
+    /// Makes `key` the publisher key. Every key this node ever published with is
+    /// kept in `keys/keyring/<public key>.key` (owner-only), so nothing is lost.
+    /// When the current key owns packages in the catalog, switching would leave
+    /// them un-updatable from this node, so it is refused
+    /// ([`Error::KeyOwnsPackages`]) unless `force`. Importing the current key is a
+    /// no-op.
+    pub async fn import_publisher_key(&self, key: SecretKey, force: bool) -> Result<()> {
         let _guard = self.inner.publish_lock.lock().await;
-        let path = self.data_dir().join(PUBLISHER_KEY);
-        let to_store = key.clone();
-        tokio::task::spawn_blocking(move || keys::store(&path, &to_store))
-            .await
-            .map_err(crate::blocking::join_error)??;
+        let current = self.export_publisher_key();
+        if current.public_key() == key.public_key() {
+            return Ok(());
+        }
+        if !force {
+            let owner = *current.public_key().as_bytes();
+            let owned: Vec<String> = self
+                .services()
+                .blocking(move |store| store.packages().owners())
+                .await?
+                .into_iter()
+                .filter(|(_, key)| *key == owner)
+                .map(|(name, _)| name.to_string())
+                .collect();
+            if !owned.is_empty() {
+                let mut names: Vec<&str> = owned.iter().map(String::as_str).take(5).collect();
+                if owned.len() > names.len() {
+                    names.push("…");
+                }
+                return Err(Error::KeyOwnsPackages {
+                    current: current.public_key().to_hex(),
+                    count: owned.len(),
+                    names: names.join(", "),
+                });
+            }
+        }
+        let data_dir = self.data_dir().to_owned();
+        let (old, new) = (current.clone(), key.clone());
+        tokio::task::spawn_blocking(move || -> Result<()> {
+            for kept in [&old, &new] {
+                let path = data_dir.join(KEYRING).join(format!("{}.key", kept.public_key().to_hex()));
+                if !path.exists() {
+                    keys::store(&path, kept)?;
+                }
+            }
+            keys::store(&data_dir.join(PUBLISHER_KEY), &new)
+        })
+        .await
+        .map_err(crate::blocking::join_error)??;
+        tracing::info!(old = %current.public_key(), new = %key.public_key(), "publisher key switched");
         *self.inner.services.publisher.write().unwrap_or_else(std::sync::PoisonError::into_inner) = key;
         Ok(())
     }
