@@ -62,3 +62,21 @@ fn key_import_refuses_to_strand_owned_packages_and_never_prints_the_secret() {
     let error = node.fails(&["key", "import", "bad.key"]);
     assert!(!error.contains(&"7".repeat(20)), "a malformed secret was echoed: {error}");
 }
+
+#[test]
+fn json_errors_are_json_and_exit_codes_are_documented() {
+    let node = TestNode::start();
+    let result = node.run(&["--json", "info", "absent"]);
+    assert_eq!(result.code, Some(1), "a failure exits with 1");
+    let body: serde_json::Value = serde_json::from_str(result.stderr.trim())
+        .unwrap_or_else(|error| panic!("`--json` printed a non-JSON error ({error}): {}", result.stderr));
+    assert_eq!(body["error"]["code"], "not_found", "{body}");
+    assert!(body["error"]["message"].as_str().unwrap_or_default().contains("absent"), "{body}");
+    // An error that is not the node's has a code too.
+    let body: serde_json::Value =
+        serde_json::from_str(node.run(&["--json", "info", "Bad_Name"]).stderr.trim()).expect("JSON");
+    assert_eq!(body["error"]["code"], "failed", "{body}");
+    // Usage errors exit with 2.
+    assert_eq!(node.run(&["info"]).code, Some(2));
+    assert_eq!(node.run(&["no-such-command"]).code, Some(2));
+}

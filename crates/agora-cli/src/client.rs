@@ -24,6 +24,15 @@ use crate::api::{ErrorBody, IDENTITY_HEADER, IdentityBody};
 use crate::cli::Global;
 use crate::daemon::{ApiRecord, api_record_path};
 
+/// The node answered with an error: its stable `code` and its message. `agora
+/// --json` prints both (see `main.rs`).
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub(crate) struct NodeRefused {
+    pub(crate) code: String,
+    pub(crate) message: String,
+}
+
 /// A client for one node.
 #[derive(Debug)]
 pub(crate) struct Client {
@@ -132,11 +141,16 @@ impl Client {
         }
         let status = response.status();
         let text = response.text().await.unwrap_or_default();
-        let message = serde_json::from_str::<ErrorBody>(&text).map(|body| body.error.message).unwrap_or(text);
-        if status == StatusCode::UNAUTHORIZED {
-            bail!("{message} (data dir: {})", self.data_dir.display());
-        }
-        bail!("{message}");
+        let (code, message) = match serde_json::from_str::<ErrorBody>(&text) {
+            Ok(body) => (body.error.code, body.error.message),
+            Err(_) => ("internal".to_owned(), text),
+        };
+        let message = if status == StatusCode::UNAUTHORIZED {
+            format!("{message} (data dir: {})", self.data_dir.display())
+        } else {
+            message
+        };
+        Err(NodeRefused { code, message }.into())
     }
 
     /// Has the node at `addr` sign a fresh challenge; succeeds only when the

@@ -19,7 +19,9 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     quiet_on_broken_pipe();
+    // Usage errors exit with 2 (clap's own exit), failures with 1.
     let cli = cli::Cli::parse();
+    let json = cli.global.json;
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -30,7 +32,16 @@ fn main() -> ExitCode {
     match runtime.block_on(commands::run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            if json {
+                // `--json`: errors are JSON too, on stderr, with the node's stable code
+                // when the node refused (`failed` for anything else).
+                let code =
+                    error.downcast_ref::<client::NodeRefused>().map_or("failed", |refused| refused.code.as_str());
+                let body = serde_json::json!({ "error": { "code": code, "message": format!("{error:#}") } });
+                eprintln!("{body}");
+            } else {
+                eprintln!("error: {error:#}");
+            }
             ExitCode::FAILURE
         }
     }
