@@ -80,3 +80,57 @@ fn json_errors_are_json_and_exit_codes_are_documented() {
     assert_eq!(node.run(&["info"]).code, Some(2));
     assert_eq!(node.run(&["no-such-command"]).code, Some(2));
 }
+
+/// A lone node (no peers, default log level) logs no warnings for being alone,
+/// and its publish log line carries words, not Debug dumps.
+#[test]
+fn a_lone_node_publishes_without_warnings() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let log = std::fs::File::create(root.path().join("node.log")).unwrap();
+    let mut node = std::process::Command::new(agora_tests::agora_bin())
+        .args(["node", "--api", "127.0.0.1:0", "--listen", "/ip4/127.0.0.1/tcp/0", "--data-dir"])
+        .arg(&data)
+        .env_remove("RUST_LOG")
+        .env_remove("AGORA_API")
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(30), || data.join("api.json").exists()), "the node did not start");
+    let agora = |args: &[&str]| {
+        let output = std::process::Command::new(agora_tests::agora_bin())
+            .arg("--data-dir")
+            .arg(&data)
+            .args(args)
+            .current_dir(root.path())
+            .env_remove("AGORA_API")
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "agora {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    };
+    agora(&["new", "alone"]);
+    agora(&["publish", "alone"]);
+    let logged = || std::fs::read_to_string(root.path().join("node.log")).unwrap_or_default();
+    assert!(wait_until(Duration::from_secs(30), || logged().contains("published to the network")), "{}", logged());
+    // Alone for a while: libp2p's automatic bootstrap has run (it used to warn
+    // "No known peers" within the first second).
+    let uptime = || {
+        let output = std::process::Command::new(agora_tests::agora_bin())
+            .arg("--data-dir")
+            .arg(&data)
+            .args(["status", "--json"])
+            .output()
+            .unwrap();
+        serde_json::from_slice::<serde_json::Value>(&output.stdout)
+            .ok()
+            .and_then(|status| status["uptime_secs"].as_u64())
+    };
+    assert!(wait_until(Duration::from_secs(30), || uptime().is_some_and(|secs| secs >= 2)));
+    let _ = std::process::Command::new("kill").args(["-INT", &node.id().to_string()]).status();
+    let _ = node.wait();
+    let text = logged();
+    assert!(!text.contains("WARN"), "a lone node warned:\n{text}");
+    let line = text.lines().find(|line| line.contains("published to the network")).unwrap_or_default();
+    assert!(line.contains("announced=no peers yet") && !line.contains("Some("), "{line}");
+}

@@ -9,6 +9,9 @@ use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 use tracing_subscriber::EnvFilter;
 
+/// The node's log filter when `RUST_LOG` is not set.
+const DEFAULT_LOG: &str = "info,libp2p_kad=error";
+
 use crate::cli::{Global, LogFormat, NodeArgs};
 use crate::server::{ApiState, router};
 
@@ -128,7 +131,10 @@ async fn remove_stale_uploads(upload_dir: &Path) {
 }
 
 fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // libp2p's Kademlia warns on every automatic bootstrap of a node with no peers
+    // yet ("No known peers"): normal for a lone node, so only its errors show by
+    // default. RUST_LOG overrides all of it.
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

@@ -38,13 +38,19 @@ pub(super) fn publish_in_background(
             handle.start_providing(inner.artifact.digest),
             handle.announce(announcement.encode()),
         );
+        let announced = match announced {
+            Ok(true) => "sent".to_owned(),
+            // A lone node: its peers get it by catalog sync and republish later.
+            Ok(false) => "no peers yet".to_owned(),
+            Err(error) => error.to_string(),
+        };
         tracing::info!(
             package = %name,
             version = %inner.version(),
-            index_put = ?index_put.err(),
-            manifest_put = ?manifest_put.err(),
-            provided = ?provided.err(),
-            announced = ?announced,
+            index_put = %outcome(&index_put),
+            manifest_put = %outcome(&manifest_put),
+            provided = %outcome(&provided),
+            announced = %announced,
             "published to the network"
         );
     });
@@ -60,8 +66,21 @@ pub(super) fn announce_index_in_background(services: &Services, handle: &Network
             handle.put_record(RecordKey::Index(name.clone()), index.to_bytes()),
             handle.announce(announcement.encode())
         );
-        tracing::info!(package = %name, put = ?put.err(), announced = ?announced, "index update sent to the network");
+        let announced = match announced {
+            Ok(true) => "sent".to_owned(),
+            Ok(false) => "no peers yet".to_owned(),
+            Err(error) => error.to_string(),
+        };
+        tracing::info!(package = %name, put = %outcome(&put), announced = %announced, "index update sent to the network");
     });
+}
+
+/// A DHT put's or provide's outcome as a log field: `ok`, or the error in words.
+fn outcome(result: &Result<(), agora_net::NetworkError>) -> String {
+    match result {
+        Ok(()) => "ok".to_owned(),
+        Err(error) => error.to_string(),
+    }
 }
 
 /// At start: re-dial peers known from earlier runs, then republish.
