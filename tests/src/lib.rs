@@ -213,6 +213,13 @@ impl TestNode {
         std::fs::read_to_string(self.data_dir().join("api-token")).unwrap().trim().to_owned()
     }
 
+    /// The first address the node listens on, with `/p2p/<peer id>`: what another
+    /// node passes to `--bootstrap`.
+    pub fn listen_address(&self) -> String {
+        let status = self.json(&["status"]);
+        status["network"]["listen_addrs"][0].as_str().expect("the node listens").to_owned()
+    }
+
     /// The node's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.root.path().join("node.log")).unwrap_or_default()

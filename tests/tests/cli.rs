@@ -363,8 +363,7 @@ fn a_proxy_in_the_environment_does_not_take_the_calls_to_the_local_node() {
 #[test]
 fn a_package_whose_only_provider_is_gone_is_unavailable_not_an_internal_error() {
     let mut first = TestNode::start();
-    let status = first.json(&["status"]);
-    let address = status["network"]["listen_addrs"][0].as_str().unwrap().to_owned();
+    let address = first.listen_address();
     let second = TestNode::start_with(&["--bootstrap", &address]);
     let work = first.scratch();
     write_package(&work.join("pkg"), &manifest("stranded", "1.0.0", "held only by the first node"), &[("a.txt", b"x")]);

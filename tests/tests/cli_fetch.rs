@@ -24,8 +24,7 @@ fn fetch_into_a_non_empty_directory_is_refused_before_downloading() {
     // The only provider is gone: a fetch that went to the network first would fail
     // on that, not on the destination.
     let mut first = TestNode::start();
-    let status = first.json(&["status"]);
-    let address = status["network"]["listen_addrs"][0].as_str().unwrap().to_owned();
+    let address = first.listen_address();
     let second = TestNode::start_with(&["--bootstrap", &address]);
     write_package(&first.scratch().join("pkg"), &manifest("occupied", "1.0.0", "x"), &[("a.txt", b"x")]);
     first.ok(&["publish", "pkg"]);

@@ -32,8 +32,7 @@ fn a_bad_requirement_is_called_a_bad_requirement() {
 #[test]
 fn peers_shows_score_and_reason() {
     let first = TestNode::start();
-    let status = first.json(&["status"]);
-    let address = status["network"]["listen_addrs"][0].as_str().unwrap().to_owned();
+    let address = first.listen_address();
     let second = TestNode::start_with(&["--bootstrap", &address]);
     let listed = wait_until(Duration::from_secs(30), || second.run(&["peers"]).stdout.contains("connected"));
     assert!(listed, "the first node never showed as connected:\n{}", second.run(&["peers"]));

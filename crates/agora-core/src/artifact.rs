@@ -65,6 +65,21 @@ impl ArtifactInfo {
         Some((offset, len as u32))
     }
 
+    /// Checks that `actual` (what some bytes hash to) is the artifact this
+    /// describes: the whole digest first ([`Error::DigestMismatch`]), then size
+    /// and every chunk digest ([`Error::InvalidManifest`]).
+    pub fn check_matches(&self, actual: &ArtifactInfo) -> Result<()> {
+        if actual.digest != self.digest {
+            return Err(Error::DigestMismatch { expected: self.digest, actual: actual.digest });
+        }
+        if actual != self {
+            return Err(Error::InvalidManifest(
+                "the manifest's size or chunk digests do not match the artifact".into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// Checks the structural rules: chunk size in range and a power of two, and
     /// exactly as many chunk digests as the size calls for.
     pub fn validate(&self) -> Result<()> {

@@ -36,15 +36,7 @@ impl ArtifactReader {
     /// digest and every chunk digest).
     pub fn from_bytes(manifest: SignedManifest, bytes: Bytes) -> Result<Self> {
         let expected = &manifest.manifest().artifact;
-        let actual = ArtifactInfo::compute(&bytes, expected.chunk_size)?;
-        if actual.digest != expected.digest {
-            return Err(Error::DigestMismatch { expected: expected.digest, actual: actual.digest });
-        }
-        if actual != *expected {
-            return Err(Error::InvalidManifest(
-                "the manifest's size or chunk digests do not match the artifact".into(),
-            ));
-        }
+        expected.check_matches(&ArtifactInfo::compute(&bytes, expected.chunk_size)?)?;
         Ok(Self::new(manifest, futures::io::Cursor::new(bytes)))
     }
 

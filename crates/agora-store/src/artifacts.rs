@@ -129,7 +129,7 @@ impl Artifacts {
                 }
             }
         }
-        check_matches(expected, hasher.finish()?)?;
+        expected.check_matches(&hasher.finish()?)?;
         temp.as_file().sync_all().map_err(|e| Error::io(temp.path(), e))?;
         let path = self.path_of(&expected.digest);
         let created = !path.exists();
@@ -186,7 +186,7 @@ impl Artifacts {
             }
         }
         match chunked {
-            Some(hasher) => check_matches(expected, hasher.finish()?)?,
+            Some(hasher) => expected.check_matches(&hasher.finish()?)?,
             None => {
                 let actual = Digest::from_bytes(whole.finalize().into());
                 if actual != expected.digest {
@@ -313,19 +313,6 @@ fn check_not_longer(expected: &ArtifactInfo, size: u64) -> Result<()> {
             "the artifact is longer than the {} bytes its manifest declares",
             expected.size
         ))
-        .into());
-    }
-    Ok(())
-}
-
-fn check_matches(expected: &ArtifactInfo, actual: ArtifactInfo) -> Result<()> {
-    if actual.digest != expected.digest {
-        return Err(agora_core::Error::DigestMismatch { expected: expected.digest, actual: actual.digest }.into());
-    }
-    if actual != *expected {
-        return Err(agora_core::Error::InvalidManifest(
-            "the manifest's size or chunk digests do not match the artifact".into(),
-        )
         .into());
     }
     Ok(())

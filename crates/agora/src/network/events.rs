@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use agora_net::{ChunkResponse, NetworkEvent, PeerId, Verdict, peer_address};
+use agora_net::{NetworkEvent, PeerId, Verdict, peer_address};
 use tokio::sync::Semaphore;
 use tracing::Instrument;
 
@@ -92,13 +92,7 @@ async fn on_event(network: &Network, event: NetworkEvent) {
         }
         NetworkEvent::ChunkRequested { peer, request, reply } => {
             async {
-                let response = inbound::chunk(services, request).await;
-                let outcome = match &response {
-                    ChunkResponse::Data(_) => "served",
-                    ChunkResponse::NotFound => "not_found",
-                    ChunkResponse::OutOfRange => "out_of_range",
-                    ChunkResponse::Unavailable => "unavailable",
-                };
+                let (response, outcome) = inbound::chunk(services, request).await;
                 tracing::Span::current().record("outcome", outcome);
                 handle.respond_chunk(reply, response).await;
             }

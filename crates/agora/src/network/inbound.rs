@@ -19,9 +19,10 @@ const SEARCH_ANSWER_BUDGET: Duration = Duration::from_secs(2);
 /// Bytes of signed records in one search answer (under the frame limit).
 const SEARCH_ANSWER_BYTES: usize = MAX_SEARCH_RESPONSE - 64 * 1024;
 
-/// A chunk of an artifact this node holds, re-verified before it is sent.
-pub(super) async fn chunk(services: &Services, request: ChunkRequest) -> ChunkResponse {
-    services
+/// A chunk of an artifact this node holds, re-verified before it is sent, and
+/// the outcome for the span.
+pub(super) async fn chunk(services: &Services, request: ChunkRequest) -> (ChunkResponse, &'static str) {
+    let response = services
         .blocking(move |store| {
             let Some(manifest) = store.packages().manifest_for_digest(&request.digest)? else {
                 return Ok(ChunkResponse::NotFound);
@@ -40,7 +41,14 @@ pub(super) async fn chunk(services: &Services, request: ChunkRequest) -> ChunkRe
             }
         })
         .await
-        .unwrap_or(ChunkResponse::Unavailable)
+        .unwrap_or(ChunkResponse::Unavailable);
+    let outcome = match &response {
+        ChunkResponse::Data(_) => "served",
+        ChunkResponse::NotFound => "not_found",
+        ChunkResponse::OutOfRange => "out_of_range",
+        ChunkResponse::Unavailable => "unavailable",
+    };
+    (response, outcome)
 }
 
 /// A page of this node's catalog.

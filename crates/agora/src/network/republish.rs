@@ -38,19 +38,13 @@ pub(super) fn publish_in_background(
             handle.start_providing(inner.artifact.digest),
             handle.announce(announcement.encode()),
         );
-        let announced = match announced {
-            Ok(true) => "sent".to_owned(),
-            // A lone node: its peers get it by catalog sync and republish later.
-            Ok(false) => "no peers yet".to_owned(),
-            Err(error) => error.to_string(),
-        };
         tracing::info!(
             package = %name,
             version = %inner.version(),
             index_put = %outcome(&index_put),
             manifest_put = %outcome(&manifest_put),
             provided = %outcome(&provided),
-            announced = %announced,
+            announced = %announced_outcome(&announced),
             "published to the network"
         );
     });
@@ -66,13 +60,18 @@ pub(super) fn announce_index_in_background(services: &Services, handle: &Network
             handle.put_record(RecordKey::Index(name.clone()), index.to_bytes()),
             handle.announce(announcement.encode())
         );
-        let announced = match announced {
-            Ok(true) => "sent".to_owned(),
-            Ok(false) => "no peers yet".to_owned(),
-            Err(error) => error.to_string(),
-        };
-        tracing::info!(package = %name, put = %outcome(&put), announced = %announced, "index update sent to the network");
+        tracing::info!(package = %name, put = %outcome(&put), announced = %announced_outcome(&announced), "index update sent to the network");
     });
+}
+
+/// A gossip announcement's outcome as a log field. With no peer subscribed (a lone
+/// node) nothing is sent; peers get it by catalog sync and republish later.
+fn announced_outcome(result: &Result<bool, agora_net::NetworkError>) -> String {
+    match result {
+        Ok(true) => "sent".to_owned(),
+        Ok(false) => "no peers yet".to_owned(),
+        Err(error) => error.to_string(),
+    }
 }
 
 /// A DHT put's or provide's outcome as a log field: `ok`, or the error in words.

@@ -68,10 +68,7 @@ impl Node {
         let network = self.network();
         match (local, network) {
             (Ok(true), _) => {
-                let (digest, now) = (info.digest, self.services().unix_now());
-                if let Err(error) = self.services().blocking(move |store| store.storage().touch(&digest, now)).await {
-                    tracing::debug!(%error, "could not mark an artifact as used");
-                }
+                self.mark_used(info.digest).await;
                 progress.send_modify(TransferProgress::done);
                 Ok(())
             }

@@ -272,6 +272,15 @@ impl Node {
         self.inner.network.as_ref().map_or(0, |network| network.strikes(peer))
     }
 
+    /// Marks a held artifact as just used, for least-recently-used eviction (a
+    /// failure only costs eviction order, so it is logged, not returned).
+    async fn mark_used(&self, digest: agora_core::Digest) {
+        let now = self.services().unix_now();
+        if let Err(error) = self.services().blocking(move |store| store.storage().touch(&digest, now)).await {
+            tracing::debug!(%error, "could not mark an artifact as used");
+        }
+    }
+
     fn services(&self) -> &Arc<Services> {
         &self.inner.services
     }

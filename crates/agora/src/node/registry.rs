@@ -179,10 +179,7 @@ impl Registry for Node {
     async fn fetch_artifact(&self, name: &PackageName, version: &Version) -> CoreResult<ArtifactReader> {
         match self.registry().fetch_artifact(name, version).await {
             Ok(reader) => {
-                let (digest, now) = (reader.manifest().manifest().artifact.digest, self.services().unix_now());
-                if let Err(error) = self.services().blocking(move |store| store.storage().touch(&digest, now)).await {
-                    tracing::debug!(%error, "could not mark an artifact as used");
-                }
+                self.mark_used(reader.manifest().manifest().artifact.digest).await;
                 Ok(reader)
             }
             Err(error) if error.is_not_found() && self.network().is_some() => {

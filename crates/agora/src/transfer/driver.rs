@@ -64,12 +64,7 @@ pub(super) async fn run(
                 Action::Drop { peer, reason, kind } => {
                     let reason = reason.to_string();
                     tracing::warn!(%peer, %reason, digest = %info.digest, "provider dropped from transfer");
-                    let name = peer.to_string();
-                    progress.send_modify(|p| {
-                        if let Some(provider) = p.providers.iter_mut().find(|provider| provider.peer == name) {
-                            provider.dropped = Some(reason.clone());
-                        }
-                    });
+                    mark_dropped(progress, peer, reason);
                     let outcome = match kind {
                         DropKind::Invalid => Outcome::Invalid,
                         DropKind::Failure => Outcome::Failure,
@@ -155,13 +150,18 @@ pub(super) async fn run(
 fn drop_banned(scheduler: &mut ChunkScheduler<PeerId>, peer: PeerId, progress: &watch::Sender<TransferProgress>) {
     let reason = "blocked for sending invalid data";
     if scheduler.provider_dropped(peer, reason) {
-        let name = peer.to_string();
-        progress.send_modify(|p| {
-            if let Some(provider) = p.providers.iter_mut().find(|provider| provider.peer == name) {
-                provider.dropped = Some(reason.to_owned());
-            }
-        });
+        mark_dropped(progress, peer, reason.to_owned());
     }
+}
+
+/// Shows `peer` as dropped, and why, to the progress watchers.
+fn mark_dropped(progress: &watch::Sender<TransferProgress>, peer: PeerId, reason: String) {
+    let name = peer.to_string();
+    progress.send_modify(|p| {
+        if let Some(provider) = p.providers.iter_mut().find(|provider| provider.peer == name) {
+            provider.dropped = Some(reason);
+        }
+    });
 }
 
 /// Asks `peer` for one chunk, within `timeout`.
