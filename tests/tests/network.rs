@@ -12,6 +12,7 @@ use agora_tests::net::{
     searchable, v1, wait_until,
 };
 use agora_tests::noise;
+use futures::StreamExt as _;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_publish_search_info_fetch() {
@@ -449,6 +450,26 @@ async fn an_honest_name_conflict_does_not_split_the_network() {
         let index_record = net.node(index).get_package(&name("conflict-pkg")).await.expect("the package");
         assert_eq!(index_record.index().owner, claim.manifest.manifest().publisher, "node {index} changed owner");
     }
+    // Every node shows the conflict, in `claims` and as a search marker, whichever claim it serves.
+    let conflict = name("conflict-pkg");
+    let (first_owner, second_owner) =
+        (first_claim.manifest.manifest().publisher, second_claim.manifest.manifest().publisher);
+    for index in [0, second, third] {
+        let node = net.node(index);
+        let shown =
+            wait_until(DEADLINE, || async { node.claims(&conflict).await.is_ok_and(|claims| claims.contested()) })
+                .await;
+        assert!(shown, "node {index} never saw the conflict");
+        let claims = node.claims(&conflict).await.expect("claims");
+        let mut owners: Vec<_> = claims.claims.iter().map(|claim| claim.owner).collect();
+        owners.sort_by_key(|owner| owner.to_hex());
+        let mut expected = vec![first_owner, second_owner];
+        expected.sort_by_key(|owner| owner.to_hex());
+        assert_eq!(owners, expected, "node {index} knows both claims and nothing else");
+        assert!(!claims.chosen);
+        let hits = node.search(&Query::new("conflict-pkg")).await.expect("search").hits;
+        assert!(hits.iter().any(|hit| hit.name == conflict && hit.contested), "node {index}: {hits:?}");
+    }
     for index in [0, second, third] {
         assert!(
             net.node(index).peers().await.expect("peers").iter().all(|peer| peer
@@ -458,4 +479,16 @@ async fn an_honest_name_conflict_does_not_split_the_network() {
             "node {index} holds something against a peer"
         );
     }
+
+    // The third node's user picks the claim it did not see first, and fetches that package.
+    let served = net.node(third).get_package(&conflict).await.expect("the package").index().owner;
+    let (chosen, chosen_claim) =
+        if served == first_owner { (second_owner, &second_claim) } else { (first_owner, &first_claim) };
+    let claims = net.node(third).trust(&conflict, &chosen).await.expect("trust");
+    assert!(claims.chosen && claims.default_claim().is_some_and(|claim| claim.owner == chosen));
+    assert_eq!(net.node(third).get_package(&conflict).await.expect("the package").index().owner, chosen);
+    let mut fetch = net.node(third).fetch(&conflict, &v1()).await.expect("the chosen claim's manifest");
+    while fetch.next().await.is_some() {}
+    let bytes = artifact_bytes(fetch.finish().await.expect("the chosen claim's artifact")).await;
+    assert_eq!(Digest::of(&bytes), chosen_claim.manifest.manifest().artifact.digest);
 }

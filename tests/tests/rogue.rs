@@ -316,6 +316,43 @@ async fn rewriting_a_published_version_over_gossip_is_rejected() {
     assert_still_works(&net, 0, "after-rewrite").await;
 }
 
+/// An owner that signs two different indexes with one sequence is proven to have
+/// equivocated: the node keeps the proof (no strike: the peer may only relay
+/// what the owner signed), gossips it so other nodes flag the owner too, and
+/// search marks the owner's packages. A garbage proof is struck.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_equivocating_owner_is_flagged_on_every_node_without_a_strike() {
+    let net = TestNet::with(2, never_block).await;
+    net.wait_connected().await;
+    let (node, other) = (net.node(0), net.node(1));
+    let rogue = Rogue::spawn();
+    rogue.connect(node).await;
+
+    let owner = Author::new();
+    let (first, index) = owner.publish("twofaced", "1.0.0", b"what some peers are told");
+    rogue.gossip(publish_announcement(&first, &index)).await;
+    net.wait_searchable_everywhere("twofaced").await;
+    let (second, _) = owner.publish("twofaced", "2.0.0", b"what other peers are told");
+    let lie = owner.index("twofaced", index.index().sequence, &[&first, &second]);
+    rogue.gossip(Announcement::Index { index: lie.to_bytes() }.encode()).await;
+
+    for (at, node) in [(0, node), (1, other)] {
+        let flagged = wait_until(DEADLINE, || async {
+            node.claims(&name("twofaced")).await.is_ok_and(|claims| claims.equivocated == [owner.key()])
+        })
+        .await;
+        assert!(flagged, "node {at} never flagged the equivocating owner");
+        let hits = node.search(&agora::Query::new("twofaced")).await.unwrap().hits;
+        assert!(hits.iter().all(|hit| hit.equivocated) && !hits.is_empty(), "node {at}: {hits:?}");
+        assert_eq!(node.get_package(&name("twofaced")).await.unwrap(), index, "node {at} keeps the first index");
+    }
+    assert_eq!(node.strikes(&rogue.peer_id), 0, "relaying an owner's two signatures is not the relayer's fault");
+
+    rogue.gossip(Announcement::Equivocation { proof: b"not a proof".to_vec() }.encode()).await;
+    wait_strikes(node, &rogue.peer_id, 1, "a garbage equivocation proof").await;
+    assert_still_works(&net, 0, "after-equivocation").await;
+}
+
 /// A publish announcement whose (valid, self-owned) index and manifest disagree is
 /// rejected and struck, yet the index lands in the catalog: the rogue gets the
 /// name (trust on first use) and a searchable version without a manifest.

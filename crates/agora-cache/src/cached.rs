@@ -29,8 +29,11 @@
 //! an older stamp and are never served again. The bump happens in the same poll as
 //! the inner write's completion, so cancelling `publish`/`yank` cannot skip it.
 //!
-//! Manifests need none of this: a published version is immutable, and errors
-//! (such as "not found") are never cached.
+//! Manifests use the same scheme with counters of their own: a published version
+//! is immutable under one owner, so they are only invalidated when the owner a
+//! node serves for a name changes (the user trusted another claim to it,
+//! [`CachedRegistry::invalidate_versions_now`]). Errors (such as "not found")
+//! are never cached.
 
 use std::fmt;
 use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
@@ -50,6 +53,13 @@ use crate::{CacheConfig, CacheStats};
 /// How many generation counters package names are spread over.
 const STRIPES: usize = 64;
 
+/// The generation stripe of `name`.
+fn stripe(name: &PackageName) -> usize {
+    let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(name);
+    // The remainder is below STRIPES, so it fits in usize.
+    (hash % STRIPES as u64) as usize
+}
+
 /// A cached value and the generation it was loaded under.
 #[derive(Debug)]
 pub(crate) struct Stamped<V> {
@@ -66,7 +76,9 @@ pub(crate) struct Stamped<V> {
 ///   published or yanked through this registry, [`invalidate_package`] is called,
 ///   or [`CacheConfig::entry_ttl`] passes;
 /// * [`get_version`](Registry::get_version), by name and version, until
-///   [`CacheConfig::entry_ttl`] passes (published manifests never change);
+///   [`invalidate_versions_now`] is called (the owner served for the name
+///   changed) or [`CacheConfig::entry_ttl`] passes (an owner's published
+///   manifests never change);
 /// * [`search`](Registry::search), by [`Query::normalized`], unless the result is
 ///   `partial`, until anything is published or yanked through this registry,
 ///   [`invalidate_searches`] is called, or [`CacheConfig::search_ttl`] passes.
@@ -76,14 +88,17 @@ pub(crate) struct Stamped<V> {
 ///
 /// [`invalidate_package`]: CachedRegistry::invalidate_package
 /// [`invalidate_searches`]: CachedRegistry::invalidate_searches
+/// [`invalidate_versions_now`]: CachedRegistry::invalidate_versions_now
 pub struct CachedRegistry<R> {
     inner: R,
     config: CacheConfig,
     pub(crate) packages: Cache<PackageName, Arc<Stamped<SignedPackageIndex>>>,
-    pub(crate) versions: Cache<(PackageName, Version), Arc<SignedManifest>>,
+    pub(crate) versions: Cache<(PackageName, Version), Arc<Stamped<SignedManifest>>>,
     pub(crate) searches: Cache<Query, Arc<Stamped<SearchResults>>>,
     /// Generations of package indexes, one per stripe of names.
     package_generations: [AtomicU64; STRIPES],
+    /// Generations of manifests, one per stripe of names.
+    version_generations: [AtomicU64; STRIPES],
     /// Generation of all search results.
     search_generation: AtomicU64,
     counters: Counters,
@@ -102,6 +117,7 @@ impl<R: Registry> CachedRegistry<R> {
             versions,
             searches,
             package_generations: std::array::from_fn(|_| AtomicU64::new(0)),
+            version_generations: std::array::from_fn(|_| AtomicU64::new(0)),
             search_generation: AtomicU64::new(0),
             counters: Counters::default(),
         }
@@ -143,6 +159,14 @@ impl<R: Registry> CachedRegistry<R> {
         self.package_generation(name).fetch_add(1, Ordering::SeqCst);
     }
 
+    /// Makes every cached manifest of `name` unservable at once: for observers of
+    /// the inner registry that saw the owner served for `name` change (its
+    /// versions may now be another owner's). Once this returns, no lookup serves
+    /// a manifest of `name` loaded before it was called.
+    pub fn invalidate_versions_now(&self, name: &PackageName) {
+        self.version_generation(name).fetch_add(1, Ordering::SeqCst);
+    }
+
     /// Forgets every cached search result, for writers that change the inner
     /// registry without going through this one. Once this returns, no lookup serves
     /// a result loaded before it was called.
@@ -153,9 +177,11 @@ impl<R: Registry> CachedRegistry<R> {
 
     /// The generation counter of `name`'s stripe.
     pub(crate) fn package_generation(&self, name: &PackageName) -> &AtomicU64 {
-        let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(name);
-        // The remainder is below STRIPES, so it fits in usize.
-        &self.package_generations[(hash % STRIPES as u64) as usize]
+        &self.package_generations[stripe(name)]
+    }
+
+    fn version_generation(&self, name: &PackageName) -> &AtomicU64 {
+        &self.version_generations[stripe(name)]
     }
 
     /// Invalidates what a successful write to `name` may have changed. Both
@@ -204,13 +230,18 @@ impl<R: Registry> Registry for CachedRegistry<R> {
 
     async fn get_version(&self, name: &PackageName, version: &Version) -> Result<SignedManifest> {
         let key = (name.clone(), version.clone());
-        if let Some(manifest) = self.versions.get(&key).await {
+        let seen = self.version_generation(name).load(Ordering::SeqCst);
+        if let Some(entry) = self.versions.get(&key).await
+            && entry.generation == seen
+        {
             self.counters.version.hit();
-            return Ok(SignedManifest::clone(&manifest));
+            return Ok(entry.value.clone());
         }
         self.counters.version.miss();
         let manifest = self.inner.get_version(name, version).await?;
-        self.versions.insert(key, Arc::new(manifest.clone())).await;
+        if self.version_generation(name).load(Ordering::SeqCst) == seen {
+            self.versions.insert(key, Arc::new(Stamped { generation: seen, value: manifest.clone() })).await;
+        }
         Ok(manifest)
     }
 

@@ -407,6 +407,22 @@ async fn writes_that_bypass_the_cache_need_explicit_invalidation() {
 }
 
 #[tokio::test]
+async fn a_change_of_owner_makes_cached_manifests_of_the_name_unservable() {
+    let (first, second) = (Publisher::new(SecretKey::generate()), Publisher::new(SecretKey::generate()));
+    let registry = cache();
+    let theirs = publication(&second, "demo", "1.0.0", None);
+    registry.publish(publication(&first, "demo", "1.0.0", None)).await.unwrap();
+    let cached = registry.get_version(&name("demo"), &version("1.0.0")).await.unwrap();
+
+    // The user trusted another claim: the store now serves its manifests.
+    registry.inner().state.lock().unwrap().manifests.insert((name("demo"), version("1.0.0")), theirs.manifest.clone());
+    assert_eq!(registry.get_version(&name("demo"), &version("1.0.0")).await.unwrap(), cached, "until told");
+    registry.invalidate_versions_now(&name("demo"));
+    assert_eq!(registry.get_version(&name("demo"), &version("1.0.0")).await.unwrap(), theirs.manifest);
+    assert_eq!(registry.get_version(&name("demo"), &version("1.0.0")).await.unwrap(), theirs.manifest);
+}
+
+#[tokio::test]
 async fn every_cache_is_bounded() {
     let publisher = Publisher::new(SecretKey::generate());
     let config = CacheConfig { max_entries: 3, ..CacheConfig::default() };

@@ -49,6 +49,8 @@ pub(crate) struct PackageBody {
     pub(crate) index: agora::SignedPackageIndex,
     /// The manifest of the default version, if any version is live.
     pub(crate) latest: Option<agora::SignedManifest>,
+    /// Who claims the name, as this node knows it: `index` is the default claim's.
+    pub(crate) claims: agora::core::NameClaims,
 }
 
 /// One line of the `POST /v1/packages/{name}/{version}/fetch` progress stream.
@@ -66,6 +68,14 @@ pub(crate) struct FetchLine {
 #[serde(deny_unknown_fields)]
 pub(crate) struct YankBody {
     pub(crate) yanked: bool,
+}
+
+/// `POST /v1/packages/{name}/trust`: serve this owner's claim to the name.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TrustBody {
+    /// The owner's public key, hex.
+    pub(crate) owner: String,
 }
 
 /// `POST /v1/packages/{name}/{version}/pin`.

@@ -79,6 +79,14 @@ pub(crate) enum Command {
         #[arg(long)]
         undo: bool,
     },
+    /// Choose whose claim to a contested name this node serves (`agora info NAME`
+    /// lists the claims). Kept across restarts; undo by trusting the other key.
+    Trust {
+        /// Package name.
+        name: String,
+        /// The owner's public key (hex), as `agora info NAME` shows it.
+        owner: String,
+    },
     /// Keep a fetched artifact: pinned artifacts are never evicted (NAME@VERSION).
     Pin {
         /// NAME@VERSION

@@ -17,7 +17,7 @@ use reqwest::Method;
 use reqwest::header::CONTENT_LENGTH;
 use serde_json::json;
 
-use crate::api::{FetchLine, ImportBody, KeyBody, PackageBody, PinBody, StatusBody, YankBody};
+use crate::api::{FetchLine, ImportBody, KeyBody, PackageBody, PinBody, StatusBody, TrustBody, YankBody};
 use crate::cli::{Cli, Command, Global, KeyCommand, SearchArgs};
 use crate::client::Client;
 use crate::output::{date, progress, size, table};
@@ -41,6 +41,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Versions { name } => versions(&global, &name).await,
         Command::Fetch { spec, output } => fetch(&global, &spec, output).await,
         Command::Yank { spec, undo } => yank(&global, &spec, undo).await,
+        Command::Trust { name, owner } => trust(&global, &name, &owner).await,
         Command::Pin { spec } => pin(&global, &spec, true).await,
         Command::Unpin { spec } => pin(&global, &spec, false).await,
         Command::Status => status(&global).await,
@@ -195,7 +196,12 @@ async fn search(global: &Global, args: &SearchArgs) -> anyhow::Result<()> {
     }
     let mut rows = vec![vec!["NAME".to_owned(), "VERSION".to_owned(), "DESCRIPTION".to_owned()]];
     for hit in &results.hits {
-        rows.push(vec![hit.name.to_string(), hit.version.to_string(), one_line(&hit.description, 70)]);
+        let marker = match (hit.contested, hit.equivocated) {
+            (_, true) => " (owner equivocated)",
+            (true, false) => " (contested)",
+            (false, false) => "",
+        };
+        rows.push(vec![format!("{}{marker}", hit.name), hit.version.to_string(), one_line(&hit.description, 70)]);
     }
     print!("{}", table(&rows));
     let shown = u64::from(offset) + results.hits.len() as u64;
@@ -277,7 +283,7 @@ async fn info(global: &Global, spec: &str) -> anyhow::Result<()> {
     let client = Client::new(global)?;
     let (package, signed) = resolve(&client, spec, true).await?;
     if global.json {
-        return print_json(&json!({ "manifest": signed, "index": package.index }));
+        return print_json(&json!({ "manifest": signed, "index": package.index, "claims": package.claims }));
     }
     let manifest = signed.manifest();
     let metadata = &manifest.metadata;
@@ -321,6 +327,52 @@ async fn info(global: &Global, spec: &str) -> anyhow::Result<()> {
         .collect();
     field("versions", versions.join(", "));
     print!("{}", table(&rows));
+    print_claims(&package.claims);
+    Ok(())
+}
+
+/// What `info` says about who claims the name, when there is anything to say.
+fn print_claims(claims: &agora::core::NameClaims) {
+    if claims.equivocated.iter().any(|owner| claims.default_claim().is_some_and(|claim| claim.owner == *owner)) {
+        println!("\nwarning: this owner signed two different indexes with one sequence (it equivocated)");
+    }
+    if !claims.contested() {
+        return;
+    }
+    let why = if claims.chosen { "you chose it" } else { "the first claim this node saw" };
+    println!(
+        "\ncontested: {} keys claim `{}`; this node serves the one marked * ({why})",
+        claims.claims.len(),
+        claims.name
+    );
+    let mut rows = Vec::new();
+    for claim in &claims.claims {
+        let latest = claim.latest.as_ref().map_or_else(|| "all yanked".to_owned(), ToString::to_string);
+        let flag = if claims.equivocated.contains(&claim.owner) { " (equivocated)" } else { "" };
+        rows.push(vec![
+            if claim.default { "*".to_owned() } else { " ".to_owned() },
+            claim.owner.to_hex(),
+            format!("{latest}, {} version{}{flag}", claim.versions, if claim.versions == 1 { "" } else { "s" }),
+        ]);
+    }
+    print!("{}", table(&rows));
+    println!("choose with `agora trust {} OWNER_KEY`", claims.name);
+}
+
+async fn trust(global: &Global, name: &str, owner: &str) -> anyhow::Result<()> {
+    let name: agora::PackageName = name.parse()?;
+    let client = Client::new(global)?;
+    let claims: agora::core::NameClaims =
+        client.post(&format!("/v1/packages/{name}/trust"), &TrustBody { owner: owner.trim().to_owned() }).await?;
+    if global.json {
+        return print_json(&claims);
+    }
+    let others = claims.claims.len().saturating_sub(1);
+    println!(
+        "{name} now comes from {}; {others} other claim{} kept (see `agora info {name}`)",
+        owner.trim(),
+        if others == 1 { "" } else { "s" }
+    );
     Ok(())
 }
 

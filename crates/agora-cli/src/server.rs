@@ -37,7 +37,7 @@ use tokio::io::AsyncWriteExt;
 
 use crate::api::{
     ErrorBody, ErrorDetail, FetchLine, IDENTITY_HEADER, IdentityBody, ImportBody, KeyBody, PackageBody, PinBody,
-    StatusBody, YankBody,
+    StatusBody, TrustBody, YankBody,
 };
 
 /// Shared state of the API handlers.
@@ -59,6 +59,8 @@ pub(crate) fn router(state: Arc<ApiState>) -> Router {
         .route("/v1/packages", post(publish))
         .route("/v1/packages/{name}", get(package))
         .route("/v1/packages/{name}/versions", get(versions))
+        .route("/v1/packages/{name}/claims", get(claims))
+        .route("/v1/packages/{name}/trust", post(trust))
         .route("/v1/packages/{name}/{version}", get(manifest))
         .route("/v1/packages/{name}/{version}/artifact", get(artifact))
         .route("/v1/packages/{name}/{version}/yank", post(yank))
@@ -425,7 +427,28 @@ async fn package(State(state): State<Arc<ApiState>>, Path(name): Path<String>) -
         Some(entry) => Some(state.node.get_version(&name, &entry.version).await?),
         None => None,
     };
-    Ok(Json(PackageBody { index, latest }))
+    let claims = state.node.claims(&name).await?;
+    Ok(Json(PackageBody { index, latest, claims }))
+}
+
+async fn claims(
+    State(state): State<Arc<ApiState>>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<agora::core::NameClaims>> {
+    let name = parse_name(&name)?;
+    Ok(Json(state.node.claims(&name).await?))
+}
+
+async fn trust(
+    State(state): State<Arc<ApiState>>,
+    Path(name): Path<String>,
+    body: Result<Json<TrustBody>, JsonRejection>,
+) -> ApiResult<Json<agora::core::NameClaims>> {
+    let Json(body) = body.map_err(|rejection| ApiError::bad_request(rejection.body_text()))?;
+    let name = parse_name(&name)?;
+    let owner: agora::PublicKey =
+        body.owner.parse().map_err(|error: agora::core::DecodeError| ApiError::bad_request(error.to_string()))?;
+    Ok(Json(state.node.trust(&name, &owner).await?))
 }
 
 async fn versions(

@@ -65,6 +65,9 @@ pub enum Error {
     /// The package exists but not that version.
     #[error("version {version} of `{name}` not found")]
     VersionNotFound { name: PackageName, version: Version },
+    /// No claim to the name by that key is known here.
+    #[error("no claim to `{name}` by key {owner} is known here; known owners: {known}")]
+    NoSuchClaim { name: PackageName, owner: String, known: String },
     /// The artifact for a version is not held here.
     #[error("the artifact of {name}@{version} is not available")]
     ArtifactUnavailable { name: PackageName, version: Version },
@@ -134,9 +137,10 @@ impl Error {
     /// What kind of failure this is.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::PackageNotFound(_) | Error::VersionNotFound { .. } | Error::ArtifactUnavailable { .. } => {
-                ErrorKind::NotFound
-            }
+            Error::PackageNotFound(_)
+            | Error::VersionNotFound { .. }
+            | Error::NoSuchClaim { .. }
+            | Error::ArtifactUnavailable { .. } => ErrorKind::NotFound,
             Error::VersionExists { .. } | Error::StaleSequence { .. } => ErrorKind::Conflict,
             Error::Unavailable { .. } => ErrorKind::Unavailable,
             Error::Timeout { .. } => ErrorKind::Timeout,

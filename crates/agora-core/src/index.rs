@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::encoding::{Decoder, Encoder};
-use crate::manifest::split_signature;
+use crate::manifest::{Manifest, split_signature};
 use crate::{Digest, Error, PackageName, PublicKey, Result, SecretKey, Signature, Version, VersionReq};
 
 const INDEX_DOMAIN: &str = "agora/index/v1";
@@ -147,6 +147,43 @@ impl PackageIndex {
             .map(|new| new.version.clone())
             .collect();
         Ok(change)
+    }
+
+    /// Checks that this index vouches for `manifest`: the same name, signed by
+    /// the index's owner, for a version the index lists with the same artifact
+    /// digest and size. [`Error::NotOwner`] for another signer (a claim of its
+    /// own, not a lie), [`Error::VersionNotFound`] for an unlisted version (a
+    /// newer index may list it), [`Error::IllegalUpdate`] otherwise.
+    pub fn check_vouches_for(&self, manifest: &Manifest) -> Result<()> {
+        let (name, version) = (manifest.name(), manifest.version());
+        if name != &self.name {
+            return Err(Error::IllegalUpdate {
+                name: self.name.clone(),
+                reason: format!("a manifest of `{name}` came with the index of `{}`", self.name),
+            });
+        }
+        if manifest.publisher != self.owner {
+            return Err(Error::NotOwner {
+                name: name.clone(),
+                owner: self.owner.to_hex(),
+                signer: manifest.publisher.to_hex(),
+            });
+        }
+        let Some(entry) = self.entry(version) else {
+            return Err(Error::VersionNotFound { name: name.clone(), version: version.clone() });
+        };
+        let artifact = &manifest.artifact;
+        if entry.digest != artifact.digest || entry.size != artifact.size {
+            return Err(Error::IllegalUpdate {
+                name: name.clone(),
+                reason: format!(
+                    "the manifest of {version} promises an artifact of {} bytes with digest {}, \
+                     but the index lists {} bytes with digest {}",
+                    artifact.size, artifact.digest, entry.size, entry.digest
+                ),
+            });
+        }
+        Ok(())
     }
 
     /// The canonical encoding the signature covers.

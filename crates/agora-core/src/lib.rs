@@ -36,6 +36,7 @@
 //! ```
 
 mod artifact;
+mod claims;
 mod crypto;
 mod encoding;
 mod error;
@@ -48,6 +49,7 @@ mod reader;
 mod registry;
 
 pub use artifact::{ArtifactData, ArtifactHasher, ArtifactInfo};
+pub use claims::{Claim, Equivocation, MAX_COMPETING_CLAIMS, NameClaims};
 pub use crypto::{DecodeError, Digest, PublicKey, SecretKey, Signature};
 pub use error::{Error, ErrorKind, ErrorSource, Result, Unavailable};
 pub use index::{IndexChange, PackageIndex, SignedPackageIndex, VersionEntry};

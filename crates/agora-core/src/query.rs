@@ -181,6 +181,13 @@ pub struct SearchHit {
     pub published_at: u64,
     /// Relevance; higher is better. Only comparable within one result.
     pub score: f64,
+    /// Another key also claims the name (see [`crate::NameClaims`]); this hit is
+    /// the claim the answering node trusts.
+    #[serde(default)]
+    pub contested: bool,
+    /// The publisher has been proven to equivocate (see [`crate::Equivocation`]).
+    #[serde(default)]
+    pub equivocated: bool,
 }
 
 impl SearchHit {
@@ -195,6 +202,8 @@ impl SearchHit {
             publisher: manifest.publisher,
             published_at: manifest.published_at,
             score,
+            contested: false,
+            equivocated: false,
         }
     }
 }

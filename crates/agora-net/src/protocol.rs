@@ -152,6 +152,11 @@ pub enum Announcement {
         /// `SignedPackageIndex` bytes.
         index: Vec<u8>,
     },
+    /// Proof that an owner signed two different indexes with one sequence.
+    Equivocation {
+        /// `agora_core::Equivocation` bytes.
+        proof: Vec<u8>,
+    },
 }
 
 impl Wire for ChunkRequest {
@@ -338,6 +343,10 @@ impl Wire for Announcement {
                 out.push(1);
                 write_bytes(&mut out, index);
             }
+            Self::Equivocation { proof } => {
+                out.push(2);
+                write_bytes(&mut out, proof);
+            }
         }
         out
     }
@@ -347,6 +356,7 @@ impl Wire for Announcement {
         let announcement = match reader.array::<1>()?[0] {
             0 => Self::Publish { manifest: reader.bytes()?.to_vec(), index: reader.bytes()?.to_vec() },
             1 => Self::Index { index: reader.bytes()?.to_vec() },
+            2 => Self::Equivocation { proof: reader.bytes()?.to_vec() },
             tag => return Err(format!("unknown announcement tag {tag}")),
         };
         reader.finish()?;

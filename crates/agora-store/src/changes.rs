@@ -37,6 +37,14 @@ pub enum ChangeCause {
     /// A record from a peer (the `ingest_*` methods of [`crate::Packages`]) that
     /// was stored (inserted or updated).
     Ingested,
+    /// A competing claim to the name was stored (as evidence; the package as this
+    /// node serves it did not change). `owner` is the claim's.
+    Contested,
+    /// A proof that `owner` equivocated was stored.
+    Equivocated,
+    /// The user chose `owner` for the name ([`crate::Packages::trust`]): the
+    /// package this node serves now is that owner's.
+    Trusted,
 }
 
 /// Hears of committed catalog changes; see [`crate::Store::subscribe`].
@@ -47,8 +55,8 @@ pub enum ChangeCause {
 /// update an in-memory map) and must not call back into the store, which would
 /// deadlock: no reads, no writes, and no dropping of an artifact reader or lease.
 pub trait CatalogObserver: Send + Sync + std::fmt::Debug {
-    /// The packages one committed write transaction changed, each once, in the
-    /// order they were first written; never empty.
+    /// The packages one committed write transaction changed, each once per
+    /// cause, in the order they were first written; never empty.
     fn changed(&self, changes: &[CatalogChange]);
 }
 
@@ -100,10 +108,16 @@ impl Changes {
 
     /// Records that the rows of `name` (owned by `owner`) were written.
     pub(crate) fn record(&mut self, name: &PackageName, owner: &PublicKey) {
-        if self.written.last().is_some_and(|last| last.name == *name) {
+        self.record_as(name, owner, self.cause);
+    }
+
+    /// Records a change of another cause than the transaction's (evidence found
+    /// while ingesting, say).
+    pub(crate) fn record_as(&mut self, name: &PackageName, owner: &PublicKey, cause: ChangeCause) {
+        if self.written.last().is_some_and(|last| last.name == *name && last.cause == cause) {
             return;
         }
-        self.written.push(CatalogChange { name: name.clone(), owner: *owner, cause: self.cause });
+        self.written.push(CatalogChange { name: name.clone(), owner: *owner, cause });
     }
 
     /// A point to roll back to, taken with a savepoint.
@@ -116,9 +130,9 @@ impl Changes {
         self.written.truncate(mark);
     }
 
-    /// Each changed package once, in the order it was first written.
+    /// Each changed package once per cause, in the order it was first written.
     pub(crate) fn finish(self) -> Vec<CatalogChange> {
         let mut seen = HashSet::with_capacity(self.written.len());
-        self.written.into_iter().filter(|change| seen.insert(change.name.clone())).collect()
+        self.written.into_iter().filter(|change| seen.insert((change.name.clone(), change.cause))).collect()
     }
 }

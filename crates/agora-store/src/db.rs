@@ -19,6 +19,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0002_peers.sql"),
     include_str!("../migrations/0003_reputation.sql"),
     include_str!("../migrations/0004_search_indexes.sql"),
+    include_str!("../migrations/0005_claims.sql"),
 ];
 
 /// The schema version this build writes (`PRAGMA user_version`).

@@ -15,15 +15,18 @@
 use std::sync::Arc;
 
 use agora_core::{
-    Digest, IndexChange, PackageName, Publication, Query, SearchResults, SignedManifest, SignedPackageIndex, Version,
+    Digest, Equivocation, IndexChange, NameClaims, PackageName, PublicKey, Publication, Query, SearchResults,
+    SignedManifest, SignedPackageIndex, Version,
 };
 use rusqlite::{OptionalExtension, Transaction, params};
 
 use crate::changes::{CatalogObserver, ChangeCause, Changes, Observers};
+use crate::claims;
 use crate::db::Database;
+use crate::ingested::{CatalogEntry, Ingested};
 use crate::rows::{decode_index, decode_manifest, load_index, record_artifact, store_index, store_manifest};
 use crate::search;
-use crate::sync::{self, CatalogEntry, Ingested};
+use crate::sync;
 use crate::{Error, Result};
 
 /// Counts over the catalog.
@@ -260,6 +263,39 @@ impl Packages {
         })
     }
 
+    /// Who claims `name` here: the owner this node serves first, then competing
+    /// claims, and which of their owners are proven to have equivocated. `None`
+    /// when the name is unknown.
+    pub fn claims(&self, name: &PackageName) -> Result<Option<NameClaims>> {
+        self.database.read(|connection| claims::claims(connection, name))
+    }
+
+    /// Makes `owner`'s claim the package this node serves for `name` (the user's
+    /// choice, kept across restarts and never changed by what peers send); the
+    /// previous default becomes a competing claim. [`NoSuchClaim`] when no claim
+    /// by `owner` is known. Reported as [`ChangeCause::Trusted`].
+    ///
+    /// [`NoSuchClaim`]: agora_core::Error::NoSuchClaim
+    pub fn trust(&self, name: &PackageName, owner: &PublicKey) -> Result<NameClaims> {
+        self.write(ChangeCause::Trusted, |tx, changes| {
+            claims::trust(tx, name, owner, changes)?;
+            claims::claims(tx, name)?.ok_or_else(|| agora_core::Error::PackageNotFound(name.clone()).into())
+        })
+    }
+
+    /// Keeps a proof that its owner equivocated (checked: holding an
+    /// [`Equivocation`] means it holds). [`Ingested::Equivocated`] when it is new
+    /// here, reported as [`ChangeCause::Equivocated`]; [`Ingested::Unchanged`] when
+    /// this owner's proof for the name is already kept (or the bound is reached).
+    pub fn ingest_equivocation(&self, proof: &Equivocation) -> Result<Ingested> {
+        self.write(ChangeCause::Equivocated, |tx, changes| claims::record_equivocation(tx, proof.clone(), changes))
+    }
+
+    /// The kept proof that `owner` equivocated about `name`.
+    pub fn equivocation(&self, name: &PackageName, owner: &PublicKey) -> Result<Option<Equivocation>> {
+        self.database.read(|connection| claims::equivocation(connection, name, owner))
+    }
+
     /// Counts over the catalog.
     pub fn stats(&self) -> Result<CatalogStats> {
         self.database.read(|connection| {
@@ -300,6 +336,9 @@ fn ingest_package(
     manifests: &[SignedManifest],
     changes: &mut Changes,
 ) -> Result<Ingested> {
+    if let Some(contested) = sync::contest(tx, index, manifests, changes)? {
+        return Ok(contested);
+    }
     let (outcome, package_id, stored) = sync::ingest_index(tx, index, changes)?;
     let mut inserted = false;
     for manifest in manifests {

@@ -153,7 +153,9 @@ pub(crate) fn run(connection: &Connection, query: &Query) -> Result<SearchResult
     args.push(Value::Integer(i64::from(query.limit)));
     args.push(Value::Integer(i64::from(query.offset)));
     let sql = format!(
-        "SELECT p.name, d.version, d.description, d.keywords, d.categories, d.publisher, d.published_at, r.score
+        "SELECT p.name, d.version, d.description, d.keywords, d.categories, d.publisher, d.published_at, r.score,
+             EXISTS (SELECT 1 FROM claims c WHERE c.name = p.name),
+             EXISTS (SELECT 1 FROM equivocations e WHERE e.owner = p.owner)
          FROM ({ranked}) r CROSS JOIN search_docs d ON d.package_id = r.id CROSS JOIN packages p ON p.id = r.id
          ORDER BY {order}"
     );
@@ -168,6 +170,8 @@ pub(crate) fn run(connection: &Connection, query: &Query) -> Result<SearchResult
             publisher: row.get(5)?,
             published_at: row.get(6)?,
             score: row.get(7)?,
+            contested: row.get(8)?,
+            equivocated: row.get(9)?,
         })
     })?;
     let hits = rows.map(|row| row?.into_hit()).collect::<Result<Vec<_>>>()?;
@@ -195,6 +199,8 @@ struct RawHit {
     publisher: Vec<u8>,
     published_at: i64,
     score: f64,
+    contested: bool,
+    equivocated: bool,
 }
 
 impl RawHit {
@@ -209,6 +215,8 @@ impl RawHit {
             publisher: PublicKey::from_bytes(&publisher).map_err(|_| corrupt("publisher"))?,
             published_at: self.published_at as u64,
             score: self.score,
+            contested: self.contested,
+            equivocated: self.equivocated,
             description: self.description,
         })
     }

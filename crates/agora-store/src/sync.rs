@@ -11,42 +11,13 @@
 //! These are the rules and the queries; the transactions, the search-document
 //! refresh and the public methods are [`crate::Packages`]'s.
 
-use agora_core::{Digest, IndexChange, PackageIndex, PackageName, SignedManifest, SignedPackageIndex};
+use agora_core::{Digest, PackageIndex, PackageName, SignedManifest, SignedPackageIndex};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use crate::changes::Changes;
-use crate::rows::{decode_manifest, load_package, store_index, store_manifest};
+use crate::ingested::{CatalogEntry, Ingested};
+use crate::rows::{decode_index, decode_manifest, load_package, store_index, store_manifest};
 use crate::{Error, Result};
-
-/// What ingesting a record from a peer did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Ingested {
-    /// The record was new here and is now stored.
-    Inserted,
-    /// The index replaced an older one of the same owner; this is what changed.
-    Updated(IndexChange),
-    /// The same record was already stored.
-    Unchanged,
-    /// An older copy of the stored index (a lower sequence); ignored.
-    Stale,
-}
-
-/// One package as sync sends it: the signed wire bytes exactly as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CatalogEntry {
-    /// The package index, in [`SignedPackageIndex::to_bytes`] form.
-    pub index: Vec<u8>,
-    /// Every stored manifest of the package, each in [`SignedManifest::to_bytes`]
-    /// form, in no particular order.
-    pub manifests: Vec<Vec<u8>>,
-}
-
-impl CatalogEntry {
-    /// Bytes of the index plus all manifests: what a page's `max_bytes` counts.
-    pub fn byte_len(&self) -> usize {
-        self.index.len() + self.manifests.iter().map(Vec::len).sum::<usize>()
-    }
-}
 
 /// Trust on first use, then only legal successors: see [`crate::Packages::ingest_index`].
 /// Returns the outcome, the package id and the index now stored. The caller
@@ -73,11 +44,14 @@ pub(crate) fn ingest_index(
     match new.sequence.cmp(&current.sequence) {
         std::cmp::Ordering::Less => Ok((Ingested::Stale, package_id, current)),
         std::cmp::Ordering::Equal if *new == current => Ok((Ingested::Unchanged, package_id, current)),
-        std::cmp::Ordering::Equal => Err(agora_core::Error::IllegalUpdate {
-            name: current.name.clone(),
-            reason: format!("the owner signed two different indexes with sequence {}", current.sequence),
+        std::cmp::Ordering::Equal => {
+            let stored: Vec<u8> = tx
+                .prepare_cached("SELECT record FROM packages WHERE id = ?1")?
+                .query_row([package_id], |row| row.get(0))?;
+            let proof = agora_core::Equivocation::new(decode_index(&stored)?, signed.clone())?;
+            let outcome = crate::claims::record_equivocation(tx, proof, changes)?;
+            Ok((outcome, package_id, current))
         }
-        .into()),
         std::cmp::Ordering::Greater => {
             let change = current.check_successor(new)?;
             let package_id = store_index(tx, signed, changes)?;
@@ -101,29 +75,7 @@ pub(crate) fn ingest_manifest(
     let Some((package_id, index)) = load_package(tx, name)? else {
         return Err(agora_core::Error::PackageNotFound(name.clone()).into());
     };
-    if manifest.publisher != index.owner {
-        return Err(agora_core::Error::NotOwner {
-            name: name.clone(),
-            owner: index.owner.to_hex(),
-            signer: manifest.publisher.to_hex(),
-        }
-        .into());
-    }
-    let Some(entry) = index.entry(version) else {
-        return Err(agora_core::Error::VersionNotFound { name: name.clone(), version: version.clone() }.into());
-    };
-    let artifact = &manifest.artifact;
-    if entry.digest != artifact.digest || entry.size != artifact.size {
-        return Err(agora_core::Error::IllegalUpdate {
-            name: name.clone(),
-            reason: format!(
-                "the manifest of {version} promises an artifact of {} bytes with digest {}, \
-                 but the index lists {} bytes with digest {}",
-                artifact.size, artifact.digest, entry.size, entry.digest
-            ),
-        }
-        .into());
-    }
+    index.check_vouches_for(signed.manifest())?;
     let exists = tx
         .prepare_cached("SELECT 1 FROM manifests WHERE package_id = ?1 AND version = ?2")?
         .query_row(params![package_id, version.to_string()], |_| Ok(()))
@@ -135,6 +87,27 @@ pub(crate) fn ingest_manifest(
     store_manifest(tx, package_id, signed, changes)?;
     tracing::debug!(package = %name, %version, "ingested a manifest");
     Ok((Ingested::Inserted, package_id, index))
+}
+
+/// The claim of another key to a name this node knows, kept as evidence (see
+/// [`crate::claims`]); `None` when the name is unknown or `signed` is by the
+/// owner this node serves.
+pub(crate) fn contest(
+    tx: &Transaction<'_>,
+    signed: &SignedPackageIndex,
+    manifests: &[SignedManifest],
+    changes: &mut Changes,
+) -> Result<Option<Ingested>> {
+    let owner: Option<Vec<u8>> = tx
+        .prepare_cached("SELECT owner FROM packages WHERE name = ?1")?
+        .query_row([signed.index().name.as_str()], |row| row.get(0))
+        .optional()?;
+    match owner {
+        Some(owner) if owner != signed.index().owner.as_bytes() => {
+            crate::claims::record_claim(tx, signed, manifests, changes).map(Some)
+        }
+        _ => Ok(None),
+    }
 }
 
 /// One page of the catalog in name order: see [`crate::Packages::page`].
@@ -159,23 +132,28 @@ pub(crate) fn page(
         let mut rows = packages.query(params![after.map_or("", PackageName::as_str), lookahead])?;
         let mut bytes = 0usize;
         while let Some(row) = rows.next()? {
-            if entries.len() == limit {
+            if entries.len() >= limit {
                 more = true;
                 break;
             }
             let package_id: i64 = row.get(0)?;
+            let name: String = row.get(1)?;
             let entry = CatalogEntry {
                 index: row.get(2)?,
                 manifests: manifests.query_map([package_id], |row| row.get(0))?.collect::<Result<_, _>>()?,
             };
-            let size = entry.byte_len();
-            if !entries.is_empty() && bytes.saturating_add(size) > max_bytes {
+            // Competing claims travel with the default, so every node hears of a conflict.
+            let claims = crate::claims::claim_entries(&snapshot, &name)?;
+            let size = entry.byte_len() + claims.iter().map(CatalogEntry::byte_len).sum::<usize>();
+            let fits = entries.len() + 1 + claims.len() <= limit && bytes.saturating_add(size) <= max_bytes;
+            if !entries.is_empty() && !fits {
                 more = true;
                 break;
             }
             bytes = bytes.saturating_add(size);
-            last_name = Some(row.get::<_, String>(1)?);
             entries.push(entry);
+            entries.extend(claims);
+            last_name = Some(name);
         }
     }
     snapshot.commit()?;

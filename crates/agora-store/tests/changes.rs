@@ -233,7 +233,7 @@ fn observers_see_changes_in_commit_order_under_concurrent_writers() {
                     match store.packages().ingest_index(index).unwrap() {
                         Ingested::Inserted | Ingested::Updated(_) => stored.push(index.index().sequence),
                         Ingested::Stale => {}
-                        Ingested::Unchanged => panic!("every index is ingested once"),
+                        other => panic!("every index is ingested once, by its owner: {other:?}"),
                     }
                 }
                 stored

@@ -129,7 +129,7 @@ fn a_new_index_is_trusted_on_first_use_and_searchable_once_a_manifest_arrives() 
 }
 
 #[test]
-fn lying_indexes_are_refused_and_change_nothing() {
+fn lying_and_competing_indexes_never_change_the_package_served() {
     let f = fixture();
     let (owner, owner_key) = keyed_publisher();
     let (thief, thief_key) = keyed_publisher();
@@ -140,19 +140,20 @@ fn lying_indexes_are_refused_and_change_nothing() {
     let before = package_state(&f.target, "demo");
     let stored = current.index.index().clone();
 
-    // Equivocation: the owner signs another index with the same sequence.
+    // Equivocation: the owner signs another index with the same sequence. The
+    // proof is kept; the index served stays.
     let mut other = stored.clone();
     other.updated_at += 1;
-    let error = core_error(f.target.ingest_index(&other.sign(&owner_key).unwrap()).unwrap_err());
-    assert!(matches!(error, CoreError::IllegalUpdate { .. }), "{error}");
+    assert_eq!(f.target.ingest_index(&other.sign(&owner_key).unwrap()).unwrap(), Ingested::Equivocated);
+    assert!(f.target.equivocation(&name("demo"), &owner.public_key()).unwrap().is_some());
 
-    // Another key's index for the name, whatever its sequence.
+    // Another key's index for the name is a competing claim, kept as evidence.
     let fresh = sign(&thief, metadata("demo", "9.0.0", "mine now"), b"evil", None);
-    let error = core_error(f.target.ingest_index(&fresh.index).unwrap_err());
-    assert!(matches!(error, CoreError::NotOwner { .. }), "{error}");
+    assert_eq!(f.target.ingest_index(&fresh.index).unwrap(), Ingested::Contested);
+    // A claim follows the succession rules too: this one would drop 9.0.0.
     let takeover = PackageIndex { owner: thief_key.public_key(), sequence: 99, ..stored.clone() };
     let error = core_error(f.target.ingest_index(&takeover.sign(&thief_key).unwrap()).unwrap_err());
-    assert!(matches!(error, CoreError::NotOwner { .. }), "{error}");
+    assert!(matches!(error, CoreError::IllegalUpdate { .. }), "{error}");
 
     // The owner's own successor may not rewrite or drop a published version.
     let mut rewritten = PackageIndex { sequence: stored.sequence + 1, ..stored.clone() };
@@ -459,7 +460,8 @@ fn a_version_1_database_is_upgraded_keeping_its_data() {
     assert_eq!(user_version(&raw), agora_store::SCHEMA_VERSION);
     raw.execute_batch(
         "DROP TABLE peers; DROP INDEX artifacts_lru; DROP INDEX search_tags_package;
-         DROP INDEX search_categories_package; PRAGMA user_version = 1;",
+         DROP INDEX search_categories_package; DROP TABLE claims; DROP TABLE claim_manifests;
+         DROP TABLE equivocations; ALTER TABLE packages DROP COLUMN chosen; PRAGMA user_version = 1;",
     )
     .unwrap();
     let table_exists = |connection: &rusqlite::Connection| -> bool {

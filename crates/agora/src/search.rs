@@ -555,6 +555,8 @@ mod tests {
             publisher,
             published_at: 0,
             score: 1.0,
+            contested: false,
+            equivocated: false,
         };
         let mut streamed = Streamed::new(3);
         assert!(streamed.admit(&hit("a", "1.0.0")));

@@ -21,7 +21,7 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use agora_cache::CachedRegistry;
-use agora_core::{PackageName, Result as CoreResult};
+use agora_core::{PackageName, PublicKey, Result as CoreResult};
 use agora_store::{CatalogChange, CatalogObserver, ChangeCause, Store};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
@@ -37,6 +37,9 @@ use crate::writer::IngestHandle;
 
 /// Names an arrivals receiver may fall behind by.
 const ARRIVALS: usize = 1024;
+/// Equivocation proofs the gossip task may fall behind by (it reads each proof
+/// back from the store; one that falls off is still served by sync and search).
+const EVIDENCE: usize = 64;
 /// How long [`Services::shutdown`] waits for its tasks before it gives up on
 /// them (they are cancelled; one that ignores cancellation is a bug, logged).
 const DRAIN_LIMIT: Duration = Duration::from_secs(30);
@@ -54,6 +57,8 @@ pub(crate) struct Services {
     pub(crate) ingest: IngestHandle,
     /// Names of packages the network brought into the catalog, once searchable.
     pub(crate) arrivals: broadcast::Sender<PackageName>,
+    /// Equivocation proofs newly stored (name, owner), for the network to gossip.
+    pub(crate) evidence: broadcast::Sender<(PackageName, PublicKey)>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) metrics: NodeMetrics,
     pub(crate) tasks: TaskTracker,
@@ -87,10 +92,12 @@ impl Services {
         ));
         let validator = Arc::new(OwnerValidator::new(owners));
         let arrivals = broadcast::channel(ARRIVALS).0;
+        let evidence = broadcast::channel(EVIDENCE).0;
         store.subscribe(Arc::new(CatalogEvents {
             registry: Arc::downgrade(&registry),
             validator: validator.clone(),
             arrivals: arrivals.clone(),
+            evidence: evidence.clone(),
         }))?;
         let (tasks, cancel) = (TaskTracker::new(), CancellationToken::new());
         let ingest = IngestHandle::spawn(store.clone(), &tasks, cancel.clone());
@@ -103,6 +110,7 @@ impl Services {
             validator,
             ingest,
             arrivals,
+            evidence,
             started: clock.now(),
             clock,
             metrics: NodeMetrics::default(),
@@ -158,6 +166,7 @@ struct CatalogEvents {
     registry: Weak<CachedRegistry<LocalRegistry>>,
     validator: Arc<OwnerValidator>,
     arrivals: broadcast::Sender<PackageName>,
+    evidence: broadcast::Sender<(PackageName, PublicKey)>,
 }
 
 impl CatalogObserver for CatalogEvents {
@@ -165,16 +174,29 @@ impl CatalogObserver for CatalogEvents {
         if let Some(registry) = self.registry.upgrade() {
             for change in changes {
                 registry.invalidate_package_now(&change.name);
+                if change.cause == ChangeCause::Trusted {
+                    registry.invalidate_versions_now(&change.name);
+                }
             }
             if !changes.is_empty() {
                 registry.invalidate_searches();
             }
         }
+        // No receiver is not an error.
         for change in changes {
-            self.validator.learn(&change.name, &change.owner);
-            if change.cause == ChangeCause::Ingested {
-                // No receiver is not an error.
-                let _ = self.arrivals.send(change.name.clone());
+            match change.cause {
+                ChangeCause::Published | ChangeCause::Yanked => self.validator.learn(&change.name, &change.owner),
+                ChangeCause::Ingested => {
+                    self.validator.learn(&change.name, &change.owner);
+                    let _ = self.arrivals.send(change.name.clone());
+                }
+                // The user's choice replaces the owner the DHT accepts records from.
+                ChangeCause::Trusted => self.validator.replace(&change.name, &change.owner),
+                // Evidence: the owner served does not change.
+                ChangeCause::Contested => {}
+                ChangeCause::Equivocated => {
+                    let _ = self.evidence.send((change.name.clone(), change.owner));
+                }
             }
         }
     }

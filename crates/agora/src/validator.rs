@@ -31,6 +31,11 @@ impl OwnerValidator {
             .or_insert(*owner.as_bytes());
     }
 
+    /// Replaces the owner of a name (the user trusted another claim).
+    pub(crate) fn replace(&self, name: &PackageName, owner: &PublicKey) {
+        self.owners.write().unwrap_or_else(std::sync::PoisonError::into_inner).insert(name.clone(), *owner.as_bytes());
+    }
+
     fn check_owner(&self, name: &PackageName, signer: &PublicKey) -> Result<(), String> {
         let owners = self.owners.read().unwrap_or_else(std::sync::PoisonError::into_inner);
         match owners.get(name) {

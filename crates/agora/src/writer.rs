@@ -21,6 +21,25 @@ const INGEST_QUEUE: usize = 1024;
 /// Most packages the writer commits in one transaction.
 const INGEST_BATCH: usize = 256;
 
+/// What ingesting one package kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kept {
+    /// Nothing new: already known, or an older copy.
+    Nothing,
+    /// The package as this node serves it was stored or changed.
+    Package,
+    /// Evidence was kept: a competing claim to the name, or a proof that its
+    /// owner equivocated. The package as served did not change.
+    Evidence,
+}
+
+impl Kept {
+    /// True when anything new was stored.
+    pub(crate) fn anything(self) -> bool {
+        self != Kept::Nothing
+    }
+}
+
 /// One package: its verified index and the verified manifests to store with it.
 pub(crate) type Package = (SignedPackageIndex, Vec<SignedManifest>);
 
@@ -34,7 +53,7 @@ pub(crate) struct IngestHandle {
 #[derive(Debug)]
 struct Job {
     package: Package,
-    reply: oneshot::Sender<CoreResult<bool>>,
+    reply: oneshot::Sender<CoreResult<Kept>>,
 }
 
 impl IngestHandle {
@@ -45,9 +64,9 @@ impl IngestHandle {
         Self { jobs, store }
     }
 
-    /// Ingests one package through the writer's queue. `Ok(true)` when something
-    /// was stored; a rule violation is the error.
-    pub(crate) async fn one(&self, index: SignedPackageIndex, manifests: Vec<SignedManifest>) -> CoreResult<bool> {
+    /// Ingests one package through the writer's queue: what it kept, or the rule
+    /// it broke.
+    pub(crate) async fn one(&self, index: SignedPackageIndex, manifests: Vec<SignedManifest>) -> CoreResult<Kept> {
         let (reply, outcome) = oneshot::channel();
         let stopped = || CoreError::Unavailable {
             what: "storing a record from the network".into(),
@@ -58,16 +77,16 @@ impl IngestHandle {
     }
 
     /// Ingests a batch in one transaction, each package in its own savepoint. Per
-    /// package, in order: `Ok(true)` stored, `Ok(false)` nothing new, `Err` a rule
-    /// it broke (it alone is rolled back). `Err` overall when the store failed.
-    pub(crate) async fn batch(&self, batch: Vec<Package>) -> CoreResult<Vec<CoreResult<bool>>> {
+    /// package, in order: what it kept, or the rule it broke (it alone is rolled
+    /// back). `Err` overall when the store failed.
+    pub(crate) async fn batch(&self, batch: Vec<Package>) -> CoreResult<Vec<CoreResult<Kept>>> {
         ingest(&self.store, batch).await
     }
 }
 
 /// The first rule violation (a rewritten version, a forged link…) among `outcomes`;
 /// another key's claim to a known name is not one ([`CoreError::is_misbehaviour`]).
-pub(crate) fn first_violation(outcomes: Vec<CoreResult<bool>>) -> Option<CoreError> {
+pub(crate) fn first_violation(outcomes: Vec<CoreResult<Kept>>) -> Option<CoreError> {
     outcomes.into_iter().filter_map(Result::err).find(CoreError::is_misbehaviour)
 }
 
@@ -104,14 +123,15 @@ async fn run(store: Store, mut queue: mpsc::Receiver<Job>, cancel: CancellationT
     tracing::debug!("catalog writer ended");
 }
 
-async fn ingest(store: &Store, batch: Vec<Package>) -> CoreResult<Vec<CoreResult<bool>>> {
+async fn ingest(store: &Store, batch: Vec<Package>) -> CoreResult<Vec<CoreResult<Kept>>> {
     let store = store.clone();
     let outcomes = crate::blocking::run(move || store.packages().ingest_packages(&batch)).await?;
     Ok(outcomes
         .into_iter()
         .map(|outcome| match outcome {
-            Ok(Ingested::Inserted | Ingested::Updated(_)) => Ok(true),
-            Ok(Ingested::Unchanged | Ingested::Stale) => Ok(false),
+            Ok(Ingested::Inserted | Ingested::Updated(_)) => Ok(Kept::Package),
+            Ok(Ingested::Contested | Ingested::Equivocated) => Ok(Kept::Evidence),
+            Ok(Ingested::Unchanged | Ingested::Stale) => Ok(Kept::Nothing),
             Err(error) => Err(CoreError::from(error)),
         })
         .collect())

@@ -6,12 +6,12 @@
 //! fault and strikes no one. This module stores nothing itself: the writer does.
 
 use agora_core::Registry;
-use agora_core::{PackageName, SignedManifest, SignedPackageIndex};
+use agora_core::{Equivocation, PackageName, SignedManifest, SignedPackageIndex};
 use agora_net::{Announcement, NetworkHandle, PeerId, RecordKey, SearchResponse, Verdict, Wire};
-use agora_store::Outcome;
+use agora_store::{Ingested, Outcome};
 
 use crate::services::Services;
-use crate::writer::first_violation;
+use crate::writer::{Kept, first_violation};
 
 /// What became of a peer's search answer.
 #[derive(Debug)]
@@ -41,10 +41,16 @@ pub(super) async fn judge_announcement(services: &Services, data: &[u8]) -> Resu
         Announcement::Index { index } => {
             (SignedPackageIndex::from_bytes(&index).map_err(|e| e.to_string())?, Vec::new())
         }
+        Announcement::Equivocation { proof } => {
+            let proof = Equivocation::from_bytes(&proof).map_err(|e| e.to_string())?;
+            return Ok(equivocation(services, proof).await);
+        }
     };
+    // New evidence (a competing claim, a proof) is forwarded like a new package:
+    // every node should hear of a conflict.
     match services.ingest.one(index, manifests).await {
-        Ok(true) => Ok(Verdict::Accept),
-        Ok(false) => Ok(Verdict::Ignore),
+        Ok(kept) if kept.anything() => Ok(Verdict::Accept),
+        Ok(_) => Ok(Verdict::Ignore),
         Err(error) if error.is_misbehaviour() => Err(error.to_string()),
         // Another key's claim to a name this node knows: not kept, not forwarded,
         // not held against the forwarder.
@@ -59,28 +65,43 @@ pub(super) async fn judge_announcement(services: &Services, data: &[u8]) -> Resu
     }
 }
 
+/// Keeps a gossiped equivocation proof (already checked: holding one means it
+/// holds); forwarded when it is new here.
+async fn equivocation(services: &Services, proof: Equivocation) -> Verdict {
+    let store = services.store.clone();
+    match crate::blocking::run(move || store.packages().ingest_equivocation(&proof)).await {
+        Ok(Ingested::Equivocated) => Verdict::Accept,
+        Ok(_) => Verdict::Ignore,
+        Err(error) => {
+            tracing::warn!(%error, "could not store an equivocation proof");
+            Verdict::Ignore
+        }
+    }
+}
+
 /// A record a peer put to this node's DHT store: stored in the catalog when it is
 /// valid and new, and then kept in the DHT store too.
 pub(super) async fn record(services: &Services, handle: &NetworkHandle, peer: PeerId, key: RecordKey, value: Vec<u8>) {
     let outcome = match &key {
         RecordKey::Index(_) => match SignedPackageIndex::from_bytes(&value) {
-            Ok(index) => services.ingest.one(index, Vec::new()).await.map(|_| true),
+            Ok(index) => services.ingest.one(index, Vec::new()).await,
             Err(error) => Err(error),
         },
         RecordKey::Manifest(name, _) => {
             let known = services.registry.get_package(name).await;
             match (SignedManifest::from_bytes(&value), known) {
-                (Ok(manifest), Ok(index)) => services.ingest.one(index, vec![manifest]).await.map(|_| true),
+                (Ok(manifest), Ok(index)) => services.ingest.one(index, vec![manifest]).await,
                 (Err(error), _) => Err(error),
                 // A manifest for a package we do not know: not ours to keep.
-                (Ok(_), Err(_)) => Ok(false),
+                (Ok(_), Err(_)) => return,
             }
         }
     };
     match outcome {
-        // The catalog accepted it (or already had it): serve it from the DHT store too.
-        Ok(true) => handle.store_record(key, value).await,
-        Ok(false) => {}
+        // The catalog accepted it as the package (or already had it): serve it
+        // from the DHT store too. Evidence is kept in the catalog only.
+        Ok(Kept::Package | Kept::Nothing) => handle.store_record(key, value).await,
+        Ok(Kept::Evidence) => {}
         Err(error) if error.is_misbehaviour() => {
             strike(services, peer, &format!("stored an invalid record: {error}")).await;
         }

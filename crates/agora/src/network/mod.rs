@@ -23,6 +23,7 @@ mod admission;
 mod bans;
 mod dht;
 mod events;
+mod evidence;
 mod inbound;
 mod ingest;
 mod republish;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use agora_net::{Multiaddr, NetworkConfig};
 
-use super::{Network, bans, events, republish};
+use super::{Network, bans, events, evidence, republish};
 use crate::services::Services;
 use crate::{Error, Result};
 
@@ -46,6 +46,7 @@ pub(crate) async fn start(services: &Arc<Services>, identity_seed: [u8; 32]) -> 
     tracing::info!(peer_id = %handle.peer_id(), "network started");
     bans::enforce(services, &handle).await;
     services.tasks.spawn(events::run(network.clone(), events));
+    services.tasks.spawn(evidence::gossip(services.clone(), handle.clone()));
     services.tasks.spawn(republish::warm_up(services.clone(), handle));
     Ok(network)
 }

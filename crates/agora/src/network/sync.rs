@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 use super::inbound::SYNC_PAGE;
 use super::ingest::strike;
 use crate::services::Services;
-use crate::writer::{Package, first_violation};
+use crate::writer::{Kept, Package, first_violation};
 
 /// Upper bound on pages pulled from one peer in one sync.
 const MAX_SYNC_PAGES: usize = 10_000;
@@ -21,7 +21,7 @@ const MAX_SYNC_PAGES: usize = 10_000;
 const SYNC_BUDGET: Duration = Duration::from_secs(300);
 
 /// A page being stored.
-type Storing = JoinHandle<CoreResult<Vec<CoreResult<bool>>>>;
+type Storing = JoinHandle<CoreResult<Vec<CoreResult<Kept>>>>;
 
 /// Pulls `peer`'s catalog (see the module doc). Stops at the budget, at the
 /// last page, on the first failed request, or when the node shuts down.
@@ -124,7 +124,7 @@ fn verify_page(entries: Vec<SyncEntry>) -> (Vec<Package>, Vec<String>) {
 async fn store_page(services: &Services, peer: PeerId, storing: Storing) -> Option<usize> {
     match storing.await {
         Ok(Ok(outcomes)) => {
-            let changed = outcomes.iter().filter(|outcome| matches!(outcome, Ok(true))).count();
+            let changed = outcomes.iter().filter(|outcome| matches!(outcome, Ok(kept) if kept.anything())).count();
             if let Some(error) = first_violation(outcomes) {
                 strike(services, peer, &format!("sync sent records breaking the rules: {error}")).await;
             }

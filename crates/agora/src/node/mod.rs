@@ -209,6 +209,28 @@ impl Node {
         self.inner.services.metrics.encode()
     }
 
+    /// Who claims `name` from this node's point of view: the owner it serves
+    /// (first seen, or chosen by the user), competing claims it has heard of, and
+    /// which of their owners are proven to have equivocated.
+    pub async fn claims(&self, name: &PackageName) -> CoreResult<agora_core::NameClaims> {
+        let package = name.clone();
+        self.services()
+            .blocking(move |store| store.packages().claims(&package))
+            .await?
+            .ok_or_else(|| agora_core::Error::PackageNotFound(name.clone()))
+    }
+
+    /// Serves `owner`'s claim for `name` from now on: the user's decision in a
+    /// contested name (`agora trust`). Kept across restarts; what peers send
+    /// never changes it back. The previous owner's claim is kept as a competing
+    /// claim, so the choice can be undone.
+    pub async fn trust(&self, name: &PackageName, owner: &PublicKey) -> CoreResult<agora_core::NameClaims> {
+        let (name, owner) = (name.clone(), *owner);
+        let claims = self.services().blocking(move |store| store.packages().trust(&name, &owner)).await?;
+        tracing::info!(package = %claims.name, %owner, "the user chose the owner of a name");
+        Ok(claims)
+    }
+
     /// Pins (or unpins) the artifact of a version this node holds: pinned
     /// artifacts are never evicted. Returns false when the node does not hold it.
     pub async fn set_pinned(&self, name: &PackageName, version: &Version, pinned: bool) -> Result<bool> {
