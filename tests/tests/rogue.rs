@@ -58,11 +58,10 @@ impl Author {
                 digest: manifest.manifest().artifact.digest,
                 size: manifest.manifest().artifact.size,
                 yanked: false,
+                publisher: None,
             })
             .collect();
-        PackageIndex { name: name(package), owner: self.key(), sequence, updated_at: unix_now(), versions }
-            .sign(&self.secret)
-            .unwrap()
+        PackageIndex::new(name(package), self.key(), sequence, unix_now(), versions).sign(&self.secret).unwrap()
     }
 }
 

@@ -52,7 +52,9 @@ pub use artifact::{ArtifactData, ArtifactHasher, ArtifactInfo};
 pub use claims::{Claim, Equivocation, MAX_COMPETING_CLAIMS, NameClaims};
 pub use crypto::{DecodeError, Digest, PublicKey, SecretKey, Signature};
 pub use error::{Error, ErrorKind, ErrorSource, Result, Unavailable};
-pub use index::{IndexChange, PackageIndex, SignedPackageIndex, VersionEntry};
+pub use index::{
+    IndexChange, MAX_OWNER_CHANGES, MAX_OWNERS, OwnerChange, PackageIndex, SignedPackageIndex, VersionEntry,
+};
 pub use manifest::{Manifest, PackageMetadata, SignedManifest};
 pub use name::{NameError, PackageName, VersionError};
 pub use publisher::{Publication, Publisher};

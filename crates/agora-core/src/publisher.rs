@@ -5,8 +5,8 @@
 //! the receiving side, used by every backend before it stores anything.
 
 use crate::{
-    ArtifactData, ArtifactInfo, Error, Manifest, PackageIndex, PackageMetadata, PublicKey, Result, SecretKey,
-    SignedManifest, SignedPackageIndex, Version, VersionEntry,
+    ArtifactData, ArtifactInfo, Error, Manifest, OwnerChange, PackageIndex, PackageMetadata, PublicKey, Result,
+    SecretKey, SignedManifest, SignedPackageIndex, Version, VersionEntry,
 };
 
 /// Everything a registry needs to accept a new version.
@@ -48,6 +48,12 @@ impl Publication {
                 reason: format!("the index does not list {}", manifest.version()),
             });
         };
+        if index.publisher_of(entry) != manifest.publisher {
+            return Err(Error::IllegalUpdate {
+                name: name.clone(),
+                reason: format!("the index names another publisher for {}", manifest.version()),
+            });
+        }
         if entry.digest != manifest.artifact.digest || entry.size != manifest.artifact.size || entry.yanked {
             return Err(Error::IllegalUpdate {
                 name: name.clone(),
@@ -116,6 +122,8 @@ impl Publisher {
             digest: manifest.artifact.digest,
             size: manifest.artifact.size,
             yanked: false,
+            // Named once the owners have changed (v2); implied by the sole owner before.
+            publisher: current.filter(|index| !index.owners.is_empty()).map(|_| self.public_key()),
         };
         let index = match current {
             Some(current) => {
@@ -132,13 +140,7 @@ impl Publisher {
                 next.versions.insert(at, entry);
                 next
             }
-            None => PackageIndex {
-                name: manifest.name().clone(),
-                owner: self.public_key(),
-                sequence: 1,
-                updated_at: now,
-                versions: vec![entry],
-            },
+            None => PackageIndex::new(manifest.name().clone(), self.public_key(), 1, now, vec![entry]),
         };
         let signed_manifest = manifest.sign(&self.key)?;
         let signed_index = index.sign(&self.key)?;
@@ -168,11 +170,41 @@ impl Publisher {
         next.sign(&self.key).map(Some)
     }
 
+    /// Signs the successor of `current` whose owners are `owners`: adding a
+    /// co-owner, removing one, or handing the name to a new key (rotation: the
+    /// old key signs, and need not stay an owner). The change is recorded in the
+    /// index, so a node that missed the updates in between still sees that the
+    /// new owners descend from the old ones.
+    pub fn change_owners(
+        &self,
+        current: &PackageIndex,
+        owners: Vec<PublicKey>,
+        now: u64,
+    ) -> Result<SignedPackageIndex> {
+        self.check_owner(current)?;
+        if owners == current.current_owners() {
+            return Err(Error::IllegalUpdate {
+                name: current.name.clone(),
+                reason: "the owners would not change".into(),
+            });
+        }
+        let mut next = self.successor(current, now);
+        if next.owners.is_empty() {
+            // From now on the index names each version's publisher: the sole owner so far.
+            for entry in &mut next.versions {
+                entry.publisher = Some(current.owner);
+            }
+        }
+        next.owner_changes.push(OwnerChange::sign(&current.name, next.sequence, owners.clone(), &self.key));
+        next.owners = owners;
+        next.sign(&self.key)
+    }
+
     fn check_owner(&self, current: &PackageIndex) -> Result<()> {
-        if current.owner != self.public_key() {
+        if !current.is_owner(&self.public_key()) {
             return Err(Error::NotOwner {
                 name: current.name.clone(),
-                owner: current.owner.to_hex(),
+                owner: current.current_owners().iter().map(PublicKey::to_hex).collect::<Vec<_>>().join(", "),
                 signer: self.public_key().to_hex(),
             });
         }
@@ -180,7 +212,12 @@ impl Publisher {
     }
 
     fn successor(&self, current: &PackageIndex, now: u64) -> PackageIndex {
-        PackageIndex { sequence: current.sequence + 1, updated_at: now.max(current.updated_at), ..current.clone() }
+        PackageIndex {
+            owner: self.public_key(),
+            sequence: current.sequence + 1,
+            updated_at: now.max(current.updated_at),
+            ..current.clone()
+        }
     }
 }
 

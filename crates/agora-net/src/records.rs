@@ -108,6 +108,9 @@ pub struct CheckedRecord {
     pub signer: PublicKey,
     /// Orders copies of one key (the index sequence; 0 for immutable manifests).
     pub sequence: u64,
+    /// For an index whose owners changed: the first owner, who signed the first
+    /// change (the index's chain of changes from it checked out).
+    pub founder: Option<PublicKey>,
 }
 
 /// Checks what can be checked from the record alone: size, signature, and that it
@@ -139,7 +142,8 @@ fn inspect(key: &RecordKey, value: &[u8], verify: bool) -> Result<CheckedRecord,
             if &inner.name != name {
                 return Err(format!("index of `{}` stored under the key of `{name}`", inner.name));
             }
-            Ok(CheckedRecord { signer: inner.owner, sequence: inner.sequence })
+            let founder = inner.owner_changes.first().map(|change| change.signer);
+            Ok(CheckedRecord { signer: inner.owner, sequence: inner.sequence, founder })
         }
         RecordKey::Manifest(name, version) => {
             let inner = if verify {
@@ -156,7 +160,7 @@ fn inspect(key: &RecordKey, value: &[u8], verify: bool) -> Result<CheckedRecord,
                 ));
             }
             // Manifests are immutable: every valid copy is equally good.
-            Ok(CheckedRecord { signer: inner.publisher, sequence: 0 })
+            Ok(CheckedRecord { signer: inner.publisher, sequence: 0, founder: None })
         }
     }
 }

@@ -21,8 +21,12 @@ use crate::{Error, Result};
 pub struct CatalogChange {
     /// The package.
     pub name: PackageName,
-    /// The key that owns it.
+    /// The key that owns it: the signer of the index written (or the publisher of
+    /// the manifest written; for evidence, the claim's or the equivocator's key).
     pub owner: PublicKey,
+    /// Every key that owns or owned the package as the written index records it
+    /// (just `owner` for manifest writes and evidence).
+    pub keys: Vec<PublicKey>,
     /// Which kind of write changed it.
     pub cause: ChangeCause,
 }
@@ -111,13 +115,27 @@ impl Changes {
         self.record_as(name, owner, self.cause);
     }
 
+    /// Records that `index` was written.
+    pub(crate) fn record_index(&mut self, index: &agora_core::PackageIndex) {
+        self.push(CatalogChange {
+            name: index.name.clone(),
+            owner: index.owner,
+            keys: index.known_keys(),
+            cause: self.cause,
+        });
+    }
+
     /// Records a change of another cause than the transaction's (evidence found
     /// while ingesting, say).
     pub(crate) fn record_as(&mut self, name: &PackageName, owner: &PublicKey, cause: ChangeCause) {
-        if self.written.last().is_some_and(|last| last.name == *name && last.cause == cause) {
+        self.push(CatalogChange { name: name.clone(), owner: *owner, keys: vec![*owner], cause });
+    }
+
+    fn push(&mut self, change: CatalogChange) {
+        if self.written.last().is_some_and(|last| last.name == change.name && last.cause == change.cause) {
             return;
         }
-        self.written.push(CatalogChange { name: name.clone(), owner: *owner, cause });
+        self.written.push(change);
     }
 
     /// A point to roll back to, taken with a savepoint.

@@ -39,12 +39,22 @@ pub(crate) fn record_claim(
     changes: &mut Changes,
 ) -> Result<Ingested> {
     let new = signed.index();
-    let owner = new.owner.as_bytes().as_slice();
-    let stored: Option<Vec<u8>> = tx
-        .prepare_cached("SELECT record FROM claims WHERE name = ?1 AND owner = ?2")?
-        .query_row(params![new.name.as_str(), owner], |row| row.get(0))
-        .optional()?;
-    let (outcome, claim) = match stored {
+    // The claim this index continues, if any (its row is keyed by the claim's first signer).
+    let mut existing = None;
+    {
+        let mut statement = tx.prepare_cached("SELECT owner, record FROM claims WHERE name = ?1")?;
+        let rows = statement
+            .query_map([new.name.as_str()], |row| Ok((row.get::<_, Vec<u8>>(0)?, row.get::<_, Vec<u8>>(1)?)))?;
+        for row in rows {
+            let (key, record) = row?;
+            let claim = decode_index(&record)?;
+            if claim.index().same_claim(new) {
+                existing = Some((key, claim));
+                break;
+            }
+        }
+    }
+    let (outcome, claim, key) = match existing {
         None => {
             let count: i64 = tx
                 .prepare_cached("SELECT count(*) FROM claims WHERE name = ?1")?
@@ -53,31 +63,32 @@ pub(crate) fn record_claim(
                 tracing::debug!(package = %new.name, "not keeping another competing claim: {MAX_COMPETING_CLAIMS} kept");
                 return Ok(Ingested::Unchanged);
             }
+            let key = new.owner.as_bytes().to_vec();
             tx.prepare_cached(
                 "INSERT INTO claims (name, owner, sequence, seen, record)
                  VALUES (?1, ?2, ?3, (SELECT coalesce(max(seen), 0) + 1 FROM claims), ?4)",
             )?
-            .execute(params![new.name.as_str(), owner, new.sequence as i64, signed.to_bytes()])?;
+            .execute(params![new.name.as_str(), key, new.sequence as i64, signed.to_bytes()])?;
             tracing::info!(package = %new.name, claimant = %new.owner, "another key claims a known name; kept as a competing claim");
-            (Ingested::Contested, new.clone())
+            (Ingested::Contested, new.clone(), key)
         }
-        Some(bytes) => {
-            let current = decode_index(&bytes)?;
-            match new.sequence.cmp(&current.index().sequence) {
-                std::cmp::Ordering::Less => (Ingested::Stale, current.into_index()),
-                std::cmp::Ordering::Equal if new == current.index() => (Ingested::Unchanged, current.into_index()),
-                std::cmp::Ordering::Equal => {
-                    return record_equivocation(tx, Equivocation::new(current, signed.clone())?, changes);
-                }
-                std::cmp::Ordering::Greater => {
-                    current.index().check_successor(new)?;
-                    tx.prepare_cached("UPDATE claims SET sequence = ?3, record = ?4 WHERE name = ?1 AND owner = ?2")?
-                        .execute(params![new.name.as_str(), owner, new.sequence as i64, signed.to_bytes()])?;
-                    (Ingested::Contested, new.clone())
-                }
+        Some((key, current)) => match new.sequence.cmp(&current.index().sequence) {
+            std::cmp::Ordering::Less => (Ingested::Stale, current.into_index(), key),
+            std::cmp::Ordering::Equal if new == current.index() => (Ingested::Unchanged, current.into_index(), key),
+            std::cmp::Ordering::Equal if new.owner == current.index().owner => {
+                return record_equivocation(tx, Equivocation::new(current, signed.clone())?, changes);
             }
-        }
+            // Two co-owners signed one sequence each: keep the first seen.
+            std::cmp::Ordering::Equal => (Ingested::Stale, current.into_index(), key),
+            std::cmp::Ordering::Greater => {
+                current.index().check_successor(new)?;
+                tx.prepare_cached("UPDATE claims SET sequence = ?3, record = ?4 WHERE name = ?1 AND owner = ?2")?
+                    .execute(params![new.name.as_str(), key, new.sequence as i64, signed.to_bytes()])?;
+                (Ingested::Contested, new.clone(), key)
+            }
+        },
     };
+    let owner = key.as_slice();
     let mut stored_any = outcome == Ingested::Contested;
     for manifest in manifests {
         claim.check_vouches_for(manifest.manifest())?;
@@ -94,7 +105,7 @@ pub(crate) fn record_claim(
         stored_any |= inserted > 0;
     }
     if stored_any {
-        changes.record_as(&new.name, &new.owner, ChangeCause::Contested);
+        changes.record_as(&new.name, &claim.owner, ChangeCause::Contested);
         return Ok(Ingested::Contested);
     }
     Ok(outcome)

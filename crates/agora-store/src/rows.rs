@@ -50,7 +50,7 @@ pub(crate) fn store_index(tx: &Transaction<'_>, index: &SignedPackageIndex, chan
             params![name.as_str(), owner.as_bytes().as_slice(), *sequence as i64, *updated_at as i64, index.to_bytes()],
             |row| row.get(0),
         )?;
-    changes.record(name, owner);
+    changes.record_index(index.index());
     Ok(id)
 }
 

@@ -33,7 +33,7 @@ pub(crate) fn ingest_index(
         tracing::debug!(package = %new.name, sequence = new.sequence, "ingested a new package index");
         return Ok((Ingested::Inserted, package_id, new.clone()));
     };
-    if new.owner != current.owner {
+    if !current.same_claim(new) {
         return Err(agora_core::Error::NotOwner {
             name: current.name.clone(),
             owner: current.owner.to_hex(),
@@ -44,6 +44,8 @@ pub(crate) fn ingest_index(
     match new.sequence.cmp(&current.sequence) {
         std::cmp::Ordering::Less => Ok((Ingested::Stale, package_id, current)),
         std::cmp::Ordering::Equal if *new == current => Ok((Ingested::Unchanged, package_id, current)),
+        // Two co-owners each signed this sequence: keep the first seen.
+        std::cmp::Ordering::Equal if new.owner != current.owner => Ok((Ingested::Stale, package_id, current)),
         std::cmp::Ordering::Equal => {
             let stored: Vec<u8> = tx
                 .prepare_cached("SELECT record FROM packages WHERE id = ?1")?
@@ -98,12 +100,8 @@ pub(crate) fn contest(
     manifests: &[SignedManifest],
     changes: &mut Changes,
 ) -> Result<Option<Ingested>> {
-    let owner: Option<Vec<u8>> = tx
-        .prepare_cached("SELECT owner FROM packages WHERE name = ?1")?
-        .query_row([signed.index().name.as_str()], |row| row.get(0))
-        .optional()?;
-    match owner {
-        Some(owner) if owner != signed.index().owner.as_bytes() => {
+    match load_package(tx, &signed.index().name)? {
+        Some((_, current)) if !current.same_claim(signed.index()) => {
             crate::claims::record_claim(tx, signed, manifests, changes).map(Some)
         }
         _ => Ok(None),

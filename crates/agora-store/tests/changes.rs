@@ -85,6 +85,7 @@ fn each_cause_is_reported_once_with_the_package_and_its_owner() {
         [vec![CatalogChange {
             name: "demo".parse().unwrap(),
             owner: owner.public_key(),
+            keys: vec![owner.public_key()],
             cause: ChangeCause::Published
         }]]
     );

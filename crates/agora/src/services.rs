@@ -185,13 +185,13 @@ impl CatalogObserver for CatalogEvents {
         // No receiver is not an error.
         for change in changes {
             match change.cause {
-                ChangeCause::Published | ChangeCause::Yanked => self.validator.learn(&change.name, &change.owner),
+                ChangeCause::Published | ChangeCause::Yanked => self.validator.learn(&change.name, &change.keys),
                 ChangeCause::Ingested => {
-                    self.validator.learn(&change.name, &change.owner);
+                    self.validator.learn(&change.name, &change.keys);
                     let _ = self.arrivals.send(change.name.clone());
                 }
                 // The user's choice replaces the owner the DHT accepts records from.
-                ChangeCause::Trusted => self.validator.replace(&change.name, &change.owner),
+                ChangeCause::Trusted => self.validator.replace(&change.name, &change.keys),
                 // Evidence: the owner served does not change.
                 ChangeCause::Contested => {}
                 ChangeCause::Equivocated => {

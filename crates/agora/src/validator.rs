@@ -6,44 +6,55 @@ use std::collections::HashMap;
 use std::sync::RwLock;
 
 use agora_core::{PackageName, PublicKey};
-use agora_net::{RecordKey, RecordValidator, Rejection, check_record};
+use agora_net::{CheckedRecord, RecordKey, RecordValidator, Rejection, check_record};
 
-/// Validates records against signatures and known owners. The owner map mirrors
-/// the catalog's `packages.owner` column (one entry per known name, so it is
-/// bounded by the catalog itself). It keeps raw key bytes: comparing needs no
-/// curve point, and loading 100k owners at start stays cheap.
+/// Validates records against signatures and known owners. The map holds, per
+/// name the catalog knows, the keys that own or owned it as far as this node
+/// has seen (at start: the signer of each stored index, from the catalog's
+/// `packages.owner` column; then every key of each index stored). One entry per
+/// known name, at most [`MAX_KEYS`] keys each, so it is bounded by the catalog
+/// itself. It keeps raw key bytes: comparing needs no curve point, and loading
+/// 100k owners at start stays cheap.
 #[derive(Debug, Default)]
 pub(crate) struct OwnerValidator {
-    owners: RwLock<HashMap<PackageName, [u8; 32]>>,
+    owners: RwLock<HashMap<PackageName, Vec<[u8; 32]>>>,
 }
+
+/// Most keys the validator remembers per name.
+const MAX_KEYS: usize = 64;
 
 impl OwnerValidator {
     pub(crate) fn new(owners: impl IntoIterator<Item = (PackageName, [u8; 32])>) -> Self {
-        Self { owners: RwLock::new(owners.into_iter().collect()) }
+        Self { owners: RwLock::new(owners.into_iter().map(|(name, owner)| (name, vec![owner])).collect()) }
     }
 
-    /// Records the owner of a name the catalog accepted.
-    pub(crate) fn learn(&self, name: &PackageName, owner: &PublicKey) {
-        self.owners
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .entry(name.clone())
-            .or_insert(*owner.as_bytes());
-    }
-
-    /// Replaces the owner of a name (the user trusted another claim).
-    pub(crate) fn replace(&self, name: &PackageName, owner: &PublicKey) {
-        self.owners.write().unwrap_or_else(std::sync::PoisonError::into_inner).insert(name.clone(), *owner.as_bytes());
-    }
-
-    fn check_owner(&self, name: &PackageName, signer: &PublicKey) -> Result<(), String> {
-        let owners = self.owners.read().unwrap_or_else(std::sync::PoisonError::into_inner);
-        match owners.get(name) {
-            Some(owner) if owner != signer.as_bytes() => {
-                Err(format!("`{name}` is owned by {}, the record is signed by {signer}", hex::encode(owner)))
+    /// Records keys of a name whose package the catalog stored (its owners
+    /// ever, as the stored index records them).
+    pub(crate) fn learn(&self, name: &PackageName, keys: &[PublicKey]) {
+        let mut owners = self.owners.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let known = owners.entry(name.clone()).or_default();
+        for key in keys {
+            if known.len() < MAX_KEYS && !known.contains(key.as_bytes()) {
+                known.push(*key.as_bytes());
             }
-            _ => Ok(()),
         }
+    }
+
+    /// Replaces the keys of a name (the user trusted another claim).
+    pub(crate) fn replace(&self, name: &PackageName, keys: &[PublicKey]) {
+        let keys = keys.iter().take(MAX_KEYS).map(|key| *key.as_bytes()).collect();
+        self.owners.write().unwrap_or_else(std::sync::PoisonError::into_inner).insert(name.clone(), keys);
+    }
+
+    fn check_owner(&self, name: &PackageName, record: &CheckedRecord) -> Result<(), String> {
+        let owners = self.owners.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(known) = owners.get(name) else { return Ok(()) };
+        let vouched = |key: &PublicKey| known.contains(key.as_bytes());
+        if vouched(&record.signer) || record.founder.as_ref().is_some_and(vouched) {
+            return Ok(());
+        }
+        let known: Vec<String> = known.iter().map(hex::encode).collect();
+        Err(format!("`{name}` is owned by {}, the record is signed by {}", known.join(", "), record.signer))
     }
 }
 
@@ -56,7 +67,7 @@ impl RecordValidator for OwnerValidator {
         let name = match key {
             RecordKey::Index(name) | RecordKey::Manifest(name, _) => name,
         };
-        self.check_owner(name, &record.signer).map_err(Rejection::Contested)?;
+        self.check_owner(name, &record).map_err(Rejection::Contested)?;
         Ok(record.sequence)
     }
 }
@@ -78,7 +89,7 @@ mod tests {
         let validator = OwnerValidator::default();
         let key = RecordKey::Index(name.clone());
         assert_eq!(validator.validate(&key, &stolen.to_bytes()), Ok(1), "unknown names are trusted on first use");
-        validator.learn(&name, &owner.public_key());
+        validator.learn(&name, &[owner.public_key()]);
         let contested = validator.validate(&key, &stolen.to_bytes()).unwrap_err();
         assert!(matches!(&contested, Rejection::Contested(reason) if reason.contains("is owned by")), "{contested}");
         let other_key = RecordKey::Index("other".parse().unwrap());
