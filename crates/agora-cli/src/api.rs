@@ -78,6 +78,24 @@ pub(crate) struct TrustBody {
     pub(crate) owner: String,
 }
 
+/// `POST /v1/packages/{name}/owners`: keys (hex) to add and to remove.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct OwnersBody {
+    #[serde(default)]
+    pub(crate) add: Vec<String>,
+    #[serde(default)]
+    pub(crate) remove: Vec<String>,
+}
+
+/// The owners of a package (`GET` and `POST /v1/packages/{name}/owners`).
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct OwnersList {
+    pub(crate) name: agora::PackageName,
+    /// Hex public keys, in the index's order.
+    pub(crate) owners: Vec<String>,
+}
+
 /// `POST /v1/packages/{name}/{version}/pin`.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

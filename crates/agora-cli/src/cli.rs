@@ -113,6 +113,35 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: KeyCommand,
     },
+    /// List or change the owners of a package (any current owner may).
+    Owner {
+        #[command(subcommand)]
+        command: OwnerCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum OwnerCommand {
+    /// Print the owners of a package.
+    List {
+        /// Package name.
+        name: String,
+    },
+    /// Add a co-owner: it can publish, yank and change owners as this key can.
+    Add {
+        /// Package name.
+        name: String,
+        /// The new owner's public key (hex; `agora key show` on its node).
+        key: String,
+    },
+    /// Remove an owner (at least one must remain; removing this node's own key
+    /// leaves the package to the others).
+    Remove {
+        /// Package name.
+        name: String,
+        /// The owner's public key (hex).
+        key: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -223,4 +252,7 @@ pub(crate) enum KeyCommand {
         #[arg(long)]
         force: bool,
     },
+    /// Replace the publisher key with a new one and hand every package the old
+    /// key owns to it (signed by the old key, which stays in the keyring).
+    Rotate,
 }

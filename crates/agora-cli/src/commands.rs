@@ -17,8 +17,10 @@ use reqwest::Method;
 use reqwest::header::CONTENT_LENGTH;
 use serde_json::json;
 
-use crate::api::{FetchLine, ImportBody, KeyBody, PackageBody, PinBody, StatusBody, TrustBody, YankBody};
-use crate::cli::{Cli, Command, Global, KeyCommand, SearchArgs};
+use crate::api::{
+    FetchLine, ImportBody, KeyBody, OwnersBody, OwnersList, PackageBody, PinBody, StatusBody, TrustBody, YankBody,
+};
+use crate::cli::{Cli, Command, Global, KeyCommand, OwnerCommand, SearchArgs};
 use crate::client::Client;
 use crate::output::{date, progress, size, table};
 
@@ -48,6 +50,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Peers => peers(&global).await,
         Command::Demo { nodes } => crate::demo::run(nodes, global.json).await,
         Command::Key { command } => key(&global, command).await,
+        Command::Owner { command } => owner(&global, command).await,
     }
 }
 
@@ -269,12 +272,8 @@ async fn resolve(client: &Client, spec: &str, yanked_default: bool) -> anyhow::R
             })?,
     };
     let manifest: SignedManifest = client.get(&format!("/v1/packages/{name}/{version}")).await?;
-    if manifest.manifest().publisher != index.owner {
-        bail!(
-            "the manifest of {name}@{version} is signed by {}, not by the owner {}",
-            manifest.manifest().publisher,
-            index.owner
-        );
+    if let Err(error) = index.check_vouches_for(manifest.manifest()) {
+        bail!("the node sent a manifest of {name}@{version} its index does not vouch for: {error}");
     }
     Ok((package, manifest))
 }
@@ -310,6 +309,9 @@ async fn info(global: &Global, spec: &str) -> anyhow::Result<()> {
     );
     field("published", date(manifest.published_at));
     field("publisher", manifest.publisher.to_string());
+    if index.current_owners() != [manifest.publisher] {
+        field("owners", index.current_owners().iter().map(ToString::to_string).collect::<Vec<_>>().join(", "));
+    }
     field(
         "artifact",
         format!(
@@ -758,6 +760,52 @@ async fn key(global: &Global, command: KeyCommand) -> anyhow::Result<()> {
             }
             println!("Imported publisher key {}", key.public_key);
         }
+        KeyCommand::Rotate => {
+            let rotation: agora::KeyRotation = client.post("/v1/key/rotate", &json!({})).await?;
+            if global.json {
+                return print_json(&rotation);
+            }
+            println!("New publisher key {} (the old key {} stays in the keyring)", rotation.new, rotation.old);
+            let names: Vec<String> = rotation.packages.iter().map(ToString::to_string).collect();
+            match names.len() {
+                0 => println!("the old key owned no packages"),
+                count => println!(
+                    "handed {count} package{} to the new key: {}",
+                    if count == 1 { "" } else { "s" },
+                    names.join(", ")
+                ),
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn owner(global: &Global, command: OwnerCommand) -> anyhow::Result<()> {
+    let client = Client::new(global)?;
+    let (name, list): (String, OwnersList) = match command {
+        OwnerCommand::List { name } => {
+            let list = client.get(&format!("/v1/packages/{}/owners", name.parse::<agora::PackageName>()?)).await?;
+            (name, list)
+        }
+        OwnerCommand::Add { name, key } => {
+            let body = OwnersBody { add: vec![key], ..OwnersBody::default() };
+            let list =
+                client.post(&format!("/v1/packages/{}/owners", name.parse::<agora::PackageName>()?), &body).await?;
+            (name, list)
+        }
+        OwnerCommand::Remove { name, key } => {
+            let body = OwnersBody { remove: vec![key], ..OwnersBody::default() };
+            let list =
+                client.post(&format!("/v1/packages/{}/owners", name.parse::<agora::PackageName>()?), &body).await?;
+            (name, list)
+        }
+    };
+    if global.json {
+        return print_json(&list);
+    }
+    println!("owners of {name}:");
+    for owner in &list.owners {
+        println!("  {owner}");
     }
     Ok(())
 }

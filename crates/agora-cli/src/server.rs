@@ -36,8 +36,8 @@ use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
 
 use crate::api::{
-    ErrorBody, ErrorDetail, FetchLine, IDENTITY_HEADER, IdentityBody, ImportBody, KeyBody, PackageBody, PinBody,
-    StatusBody, TrustBody, YankBody,
+    ErrorBody, ErrorDetail, FetchLine, IDENTITY_HEADER, IdentityBody, ImportBody, KeyBody, OwnersBody, OwnersList,
+    PackageBody, PinBody, StatusBody, TrustBody, YankBody,
 };
 
 /// Shared state of the API handlers.
@@ -61,6 +61,7 @@ pub(crate) fn router(state: Arc<ApiState>) -> Router {
         .route("/v1/packages/{name}/versions", get(versions))
         .route("/v1/packages/{name}/claims", get(claims))
         .route("/v1/packages/{name}/trust", post(trust))
+        .route("/v1/packages/{name}/owners", get(owners).post(change_owners))
         .route("/v1/packages/{name}/{version}", get(manifest))
         .route("/v1/packages/{name}/{version}/artifact", get(artifact))
         .route("/v1/packages/{name}/{version}/yank", post(yank))
@@ -70,6 +71,7 @@ pub(crate) fn router(state: Arc<ApiState>) -> Router {
         .route("/v1/key", get(key))
         .route("/v1/key/export", post(export_key))
         .route("/v1/key/import", post(import_key))
+        .route("/v1/key/rotate", post(rotate_key))
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such API route; see `agora --help`")
         })
@@ -437,6 +439,56 @@ async fn claims(
 ) -> ApiResult<Json<agora::core::NameClaims>> {
     let name = parse_name(&name)?;
     Ok(Json(state.node.claims(&name).await?))
+}
+
+fn owners_list(index: &agora::PackageIndex) -> OwnersList {
+    OwnersList {
+        name: index.name.clone(),
+        owners: index.current_owners().iter().map(agora::PublicKey::to_hex).collect(),
+    }
+}
+
+async fn owners(State(state): State<Arc<ApiState>>, Path(name): Path<String>) -> ApiResult<Json<OwnersList>> {
+    let name = parse_name(&name)?;
+    Ok(Json(owners_list(state.node.get_package(&name).await?.index())))
+}
+
+async fn change_owners(
+    State(state): State<Arc<ApiState>>,
+    Path(name): Path<String>,
+    body: Result<Json<OwnersBody>, JsonRejection>,
+) -> ApiResult<Json<OwnersList>> {
+    let Json(body) = body.map_err(|rejection| ApiError::bad_request(rejection.body_text()))?;
+    let name = parse_name(&name)?;
+    let parse = |keys: &[String]| -> ApiResult<Vec<agora::PublicKey>> {
+        keys.iter()
+            .map(|key| {
+                key.trim()
+                    .parse()
+                    .map_err(|error: agora::core::DecodeError| ApiError::bad_request(format!("`{key}`: {error}")))
+            })
+            .collect()
+    };
+    let (add, remove) = (parse(&body.add)?, parse(&body.remove)?);
+    let current = state.node.get_package(&name).await?;
+    let mut owners = current.index().current_owners().to_vec();
+    if let Some(missing) = remove.iter().find(|key| !owners.contains(key)) {
+        return Err(ApiError::bad_request(format!("{missing} is not an owner of `{name}`")));
+    }
+    owners.retain(|owner| !remove.contains(owner));
+    for key in add {
+        if !owners.contains(&key) {
+            owners.push(key);
+        }
+    }
+    if owners.is_empty() {
+        return Err(ApiError::bad_request(format!("`{name}` needs at least one owner")));
+    }
+    Ok(Json(owners_list(&state.node.set_owners(&name, owners).await?)))
+}
+
+async fn rotate_key(State(state): State<Arc<ApiState>>) -> ApiResult<Json<agora::KeyRotation>> {
+    Ok(Json(state.node.rotate_publisher_key().await?))
 }
 
 async fn trust(

@@ -145,6 +145,9 @@ impl IndexChange {
 }
 
 impl PackageIndex {
+    /// The bytes every v2-encoded index (one whose owners changed) starts with.
+    pub const V2_PREFIX: &'static [u8] = b"\x00\x00\x00\x0eagora/index/v2";
+
     /// An index with a sole owner that never changed.
     pub fn new(
         name: PackageName,
@@ -490,7 +493,7 @@ impl PackageIndex {
     }
 
     fn decode(bytes: &[u8]) -> Result<Self> {
-        let v2 = bytes.starts_with(&Encoder::new(INDEX_DOMAIN_V2).finish());
+        let v2 = bytes.starts_with(Self::V2_PREFIX);
         let mut decoder = Decoder::new("package index", if v2 { INDEX_DOMAIN_V2 } else { INDEX_DOMAIN }, bytes)?;
         let name = PackageName::parse(decoder.str()?)?;
         let owner = decoder.public_key()?;
@@ -727,6 +730,11 @@ mod tests {
         assert!(matches!(alone.check_successor(&stray), Err(Error::NotOwner { .. })));
         // But an older index the founder signed is just an older copy of this claim.
         assert!(alone.same_claim(&v1));
+    }
+
+    #[test]
+    fn the_v2_prefix_is_the_encoded_domain_tag() {
+        assert_eq!(PackageIndex::V2_PREFIX, Encoder::new(INDEX_DOMAIN_V2).finish());
     }
 
     #[test]

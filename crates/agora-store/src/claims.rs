@@ -196,20 +196,31 @@ pub(crate) fn trust(tx: &Transaction<'_>, name: &PackageName, owner: &PublicKey,
     let Some((package_id, current)) = load_package(tx, name)? else {
         return Err(agora_core::Error::PackageNotFound(name.clone()).into());
     };
-    if current.owner != *owner {
-        let key = owner.as_bytes().as_slice();
-        let record: Option<Vec<u8>> = tx
-            .prepare_cached("SELECT record FROM claims WHERE name = ?1 AND owner = ?2")?
-            .query_row(params![name.as_str(), key], |row| row.get(0))
-            .optional()?;
-        let Some(record) = record else {
+    if current.owner != *owner && !current.is_owner(owner) {
+        let mut found = None;
+        {
+            let mut statement = tx.prepare_cached("SELECT owner, record FROM claims WHERE name = ?1")?;
+            let rows = statement
+                .query_map([name.as_str()], |row| Ok((row.get::<_, Vec<u8>>(0)?, row.get::<_, Vec<u8>>(1)?)))?;
+            for row in rows {
+                let (key, record) = row?;
+                let claim = PackageIndex::from_trusted_bytes(&record)
+                    .map_err(|error| Error::Corrupt(format!("stored claim: {error}")))?;
+                if claim.owner == *owner || claim.is_owner(owner) {
+                    found = Some((key, record));
+                    break;
+                }
+            }
+        }
+        let Some((claim_key, record)) = found else {
             let known = claims(tx, name)?
                 .map(|claims| claims.claims.iter().map(|claim| claim.owner.to_hex()).collect::<Vec<_>>().join(", "))
                 .unwrap_or_default();
             return Err(agora_core::Error::NoSuchClaim { name: name.clone(), owner: owner.to_hex(), known }.into());
         };
+        let key = claim_key.as_slice();
         let chosen = decode_index(&record)?;
-        let claim_manifests = manifests_of_claim(tx, name, owner)?;
+        let claim_manifests = manifests_of_claim(tx, name, key)?;
         // The default becomes a claim, with its manifests.
         let previous: Vec<u8> = tx
             .prepare_cached("SELECT record FROM packages WHERE id = ?1")?
@@ -241,11 +252,10 @@ pub(crate) fn trust(tx: &Transaction<'_>, name: &PackageName, owner: &PublicKey,
     Ok(())
 }
 
-fn manifests_of_claim(connection: &Connection, name: &PackageName, owner: &PublicKey) -> Result<Vec<SignedManifest>> {
+fn manifests_of_claim(connection: &Connection, name: &PackageName, key: &[u8]) -> Result<Vec<SignedManifest>> {
     let mut statement =
         connection.prepare_cached("SELECT record FROM claim_manifests WHERE name = ?1 AND owner = ?2")?;
-    let records =
-        statement.query_map(params![name.as_str(), owner.as_bytes().as_slice()], |row| row.get::<_, Vec<u8>>(0))?;
+    let records = statement.query_map(params![name.as_str(), key], |row| row.get::<_, Vec<u8>>(0))?;
     records.map(|record| decode_manifest(&record?)).collect()
 }
 

@@ -15,8 +15,8 @@
 use std::sync::Arc;
 
 use agora_core::{
-    Digest, Equivocation, IndexChange, NameClaims, PackageName, PublicKey, Publication, Query, SearchResults,
-    SignedManifest, SignedPackageIndex, Version,
+    Digest, Equivocation, IndexChange, NameClaims, PackageIndex, PackageName, PublicKey, Publication, Query,
+    SearchResults, SignedManifest, SignedPackageIndex, Version,
 };
 use rusqlite::{OptionalExtension, Transaction, params};
 
@@ -82,8 +82,9 @@ impl Packages {
         })
     }
 
-    /// Applies an owner-signed update that only yanks or unyanks versions.
-    /// Reported as [`ChangeCause::Yanked`] when the returned change is not empty.
+    /// Applies an owner-signed update that adds no version: it yanks or unyanks
+    /// versions, or changes the owners. Reported as [`ChangeCause::Yanked`] when a
+    /// version or the owners changed.
     pub fn apply_yank(&self, index: &SignedPackageIndex) -> Result<IndexChange> {
         self.write(ChangeCause::Yanked, |tx, changes| {
             let name = &index.index().name;
@@ -101,8 +102,9 @@ impl Packages {
             let mark = changes.mark();
             let package_id = store_index(tx, index, changes)?;
             search::refresh_document(tx, package_id, index.index())?;
-            if change.is_empty() {
-                // Only re-signed: no version changed, so nothing to report.
+            let owners_changed = index.index().owner_changes != current.owner_changes;
+            if change.is_empty() && !owners_changed {
+                // Only re-signed: nothing changed, so nothing to report.
                 changes.roll_back_to(mark);
             }
             Ok(change)
@@ -294,6 +296,26 @@ impl Packages {
     /// The kept proof that `owner` equivocated about `name`.
     pub fn equivocation(&self, name: &PackageName, owner: &PublicKey) -> Result<Option<Equivocation>> {
         self.database.read(|connection| claims::equivocation(connection, name, owner))
+    }
+
+    /// The stored indexes `key` is a current owner of.
+    pub fn owned_by(&self, key: &PublicKey) -> Result<Vec<SignedPackageIndex>> {
+        self.database.read(|connection| {
+            // Sole owners are in the `owner` column; co-owners only inside v2 records.
+            let mut statement = connection
+                .prepare_cached("SELECT record FROM packages WHERE owner = ?1 OR substr(record, 1, length(?2)) = ?2")?;
+            let rows = statement.query_map(params![key.as_bytes().as_slice(), PackageIndex::V2_PREFIX], |row| {
+                row.get::<_, Vec<u8>>(0)
+            })?;
+            let mut owned = Vec::new();
+            for record in rows {
+                let index = decode_index(&record?)?;
+                if index.index().is_owner(key) {
+                    owned.push(index);
+                }
+            }
+            Ok(owned)
+        })
     }
 
     /// Counts over the catalog.

@@ -86,8 +86,8 @@ pub use local::LocalRegistry;
 pub use metrics::{METRICS_CONTENT_TYPE, QueryMetricsStatus, QueryStats};
 pub use network::NetworkSummary;
 pub use node::{
-    CacheCounters, Fetch, Node, NodeBuilder, NodeStatus, PeerInfo, Published, StorageStatus, api_token_path,
-    identity_proof_message,
+    CacheCounters, Fetch, KeyRotation, Node, NodeBuilder, NodeStatus, PeerInfo, Published, StorageStatus,
+    api_token_path, identity_proof_message,
 };
 pub use reputation::{PeerStanding, score, standing};
 pub use search::{QueryConfig, QueryHandle};

@@ -129,16 +129,21 @@ async fn republish_all(services: &Services, handle: &NetworkHandle) {
         // re-verified (two checks per package would keep a core busy for seconds
         // after every start of a large catalog).
         let mut puts = Vec::new();
+        let mut previous: Option<PackageName> = None;
         for entry in entries {
             let Ok(index) = PackageIndex::from_trusted_bytes(&entry.index) else { continue };
             let name = index.name.clone();
+            // Competing claims follow their name's default in a page: evidence, never served.
+            if previous.replace(name.clone()).as_ref() == Some(&name) {
+                continue;
+            }
             let mut records = vec![(RecordKey::Index(name.clone()), entry.index)];
             for bytes in entry.manifests {
                 if let Ok(manifest) = Manifest::from_trusted_bytes(&bytes) {
                     records.push((RecordKey::Manifest(name.clone(), manifest.version().clone()), bytes));
                 }
             }
-            if index.owner != owner {
+            if !index.is_owner(&owner) {
                 for (key, value) in records {
                     handle.store_record(key, value).await;
                 }

@@ -22,7 +22,7 @@ use agora_store::Store;
 
 pub use self::builder::NodeBuilder;
 pub use self::fetch::Fetch;
-pub use self::registry::Published;
+pub use self::registry::{KeyRotation, Published};
 pub use self::status::{CacheCounters, NodeStatus, PeerInfo, StorageStatus};
 use crate::local::LocalRegistry;
 use crate::lock::DataDirLock;
@@ -142,6 +142,12 @@ impl Node {
                 });
             }
         }
+        self.switch_publisher_key(&current, key).await
+    }
+
+    /// Makes `key` the publisher key, keeping both it and `current` in the
+    /// keyring. The caller holds the publish lock.
+    async fn switch_publisher_key(&self, current: &SecretKey, key: SecretKey) -> Result<()> {
         let data_dir = self.data_dir().to_owned();
         let (old, new) = (current.clone(), key.clone());
         tokio::task::spawn_blocking(move || -> Result<()> {

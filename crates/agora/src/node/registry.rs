@@ -5,7 +5,7 @@
 
 use agora_core::{
     ArtifactData, ArtifactHasher, ArtifactReader, Error as CoreError, IndexChange, PackageIndex, PackageName,
-    Publication, Query, Registry, RegistryMetadata, Result as CoreResult, SearchResults, SignedManifest,
+    PublicKey, Publication, Query, Registry, RegistryMetadata, Result as CoreResult, SearchResults, SignedManifest,
     SignedPackageIndex, Version, VersionEntry,
 };
 use async_trait::async_trait;
@@ -22,6 +22,17 @@ pub struct Published {
     /// False when this exact version and content was already published, in which
     /// case nothing changed.
     pub created: bool,
+}
+
+/// What [`Node::rotate_publisher_key`] did.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KeyRotation {
+    /// The key replaced (kept in the keyring).
+    pub old: PublicKey,
+    /// The publisher key from now on.
+    pub new: PublicKey,
+    /// The packages handed from the old key to the new one.
+    pub packages: Vec<PackageName>,
 }
 
 impl Node {
@@ -69,6 +80,54 @@ impl Node {
             Some(next) => Ok(self.yank(next).await?),
             None => Ok(IndexChange::default()),
         }
+    }
+
+    /// Makes `owners` the owners of `name` (at most [`agora_core::MAX_OWNERS`]),
+    /// signed with the publisher key, which must be a current owner and need not
+    /// stay one. The change is recorded in the index, stored, and sent to the
+    /// network like a yank. Returns the new index.
+    pub async fn set_owners(&self, name: &PackageName, owners: Vec<PublicKey>) -> Result<PackageIndex> {
+        let _guard = self.inner.publish_lock.lock().await;
+        let Some(current) = self.current_index(name).await? else {
+            return Err(CoreError::PackageNotFound(name.clone()).into());
+        };
+        let next = self.publisher().change_owners(&current, owners, self.services().unix_now())?;
+        self.yank(next.clone()).await?;
+        tracing::info!(package = %name, owners = next.index().current_owners().len(), "owners changed");
+        Ok(next.into_index())
+    }
+
+    /// Replaces the publisher key with a new random one and hands every package
+    /// the old key owns to the new key, each with an owner change the old key
+    /// signs (so every node, even one that missed updates, sees the new key
+    /// descend from the old). The old key stays in the keyring. Returns the new
+    /// public key and the names handed over.
+    pub async fn rotate_publisher_key(&self) -> Result<KeyRotation> {
+        let _guard = self.inner.publish_lock.lock().await;
+        let old = self.export_publisher_key();
+        let new = agora_core::SecretKey::generate();
+        let key = old.public_key();
+        let owned = self.services().blocking(move |store| store.packages().owned_by(&key)).await?;
+        let (publisher, now) = (agora_core::Publisher::new(old.clone()), self.services().unix_now());
+        let mut updates = Vec::with_capacity(owned.len());
+        for index in owned {
+            let index = index.into_index();
+            let owners = index
+                .current_owners()
+                .iter()
+                .map(|owner| if *owner == old.public_key() { new.public_key() } else { *owner })
+                .collect();
+            updates.push(publisher.change_owners(&index, owners, now)?);
+        }
+        let public = new.public_key();
+        self.switch_publisher_key(&old, new).await?;
+        let mut packages = Vec::with_capacity(updates.len());
+        for update in updates {
+            packages.push(update.index().name.clone());
+            self.yank(update).await?;
+        }
+        tracing::info!(old = %old.public_key(), new = %public, packages = packages.len(), "publisher key rotated");
+        Ok(KeyRotation { old: old.public_key(), new: public, packages })
     }
 
     async fn current_index(&self, name: &PackageName) -> Result<Option<PackageIndex>> {
