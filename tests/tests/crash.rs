@@ -91,7 +91,8 @@ fn a_crash_before_storing_a_gossiped_record_loses_nothing_the_peer_still_has() {
     let (source, mut node) = connected_pair("ingest.verified");
     publish_noise(&source, "rumour", 5);
     assert_crashed(&mut node, None, "ingest.verified");
-    audit(&node, Staging::None);
+    let catalog = audit(&node, Staging::None);
+    assert!(catalog.packages.is_empty(), "stored before the writer had it: {:?}", catalog.names());
 
     node.launch(&["--bootstrap", &source.listen_address()]);
     wait_to_know(&node, "rumour");
@@ -152,24 +153,27 @@ fn crash_during_sync(count: usize, point: &str, check: impl FnOnce(&Catalog, &[S
 
 #[test]
 fn a_crash_with_chunks_staged_resumes_from_them() {
-    let (resumed, artifact) = crash_during_fetch("fetch.chunk_staged#4", Staging::Resumable);
+    let (resumed, artifact) = crash_during_fetch("fetch.chunk_staged#4", Staging::Resumable, 0);
     assert!(resumed > 0 && resumed < artifact.size, "resumed {resumed} of {} bytes", artifact.size);
 }
 
 #[test]
 fn a_crash_with_every_chunk_staged_resumes_without_downloading() {
-    let (resumed, artifact) = crash_during_fetch("fetch.staged", Staging::Resumable);
+    let (resumed, artifact) = crash_during_fetch("fetch.staged", Staging::Resumable, 0);
     assert_eq!(resumed, artifact.size, "the whole staged file should have been reused");
 }
 
 #[test]
 fn a_crash_after_moving_the_download_into_the_store_fetches_it_again() {
-    crash_during_fetch("fetch.adopted", Staging::Any);
+    // The file in the store without its row is not taken for a held artifact.
+    let (resumed, _) = crash_during_fetch("fetch.adopted", Staging::Any, 0);
+    assert_eq!(resumed, 0, "nothing staged is left to resume");
 }
 
 #[test]
 fn a_crash_after_recording_the_download_keeps_it() {
-    crash_during_fetch("fetch.recorded", Staging::Any);
+    let (resumed, _) = crash_during_fetch("fetch.recorded", Staging::Any, 1);
+    assert_eq!(resumed, 0, "a held artifact is not transferred again");
 }
 
 #[test]
@@ -200,9 +204,10 @@ fn a_crash_during_eviction_leaves_no_orphan_file() {
 // --- helpers -------------------------------------------------------------------
 
 /// A source node with one 40 KiB package in 4 KiB chunks; a second node armed at
-/// `point` fetches it and dies; restarted, it fetches it again. Returns the bytes
-/// the second fetch resumed from staging, and the artifact.
-fn crash_during_fetch(point: &str, staging_after_crash: Staging) -> (u64, ArtifactInfo) {
+/// `point` fetches it and dies; restarted, it must hold `held_after_restart`
+/// artifacts, then fetches it again. Returns the bytes the second fetch resumed
+/// from staging, and the artifact.
+fn crash_during_fetch(point: &str, staging_after_crash: Staging, held_after_restart: u64) -> (u64, ArtifactInfo) {
     let source = started_with_config(SMALL_CHUNKS);
     let artifact = publish_noise(&source, "wanted", 9);
     let mut node = TestNode::unstarted();
@@ -217,6 +222,7 @@ fn crash_during_fetch(point: &str, staging_after_crash: Staging) -> (u64, Artifa
     }
 
     node.launch(&["--bootstrap", &source.listen_address()]);
+    assert_eq!(node.json(&["status"])["registry"]["artifacts"], held_after_restart, "held after the restart");
     let line = fetch(&node, "wanted", "1.0.0");
     assert_eq!(line.error, None, "the fetch after the crash failed:\n{}", node.log());
     assert_eq!(read_artifact(&node, "wanted", "1.0.0"), artifact);
@@ -265,6 +271,9 @@ fn assert_crashed(node: &mut TestNode, early: Option<ExitStatus>, point: &str) {
     let name = point.split('#').next().unwrap();
     let fired = format!("crash point `{name}` reached");
     assert!(node.log().contains(&fired), "another point or signal killed it:\n{}", node.log());
+    let error = node.fails(&["status"]);
+    // Its record is stale (or, dead during start, not written yet).
+    assert!(error.contains("no node is listening") || error.contains("no node is running"), "after a crash: {error}");
 }
 
 /// A source node (4 KiB chunks, no crash point) and a second node armed at

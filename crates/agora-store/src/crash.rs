@@ -12,12 +12,12 @@
 //! - several points are separated by commas; whichever is reached first kills.
 //!
 //! The variable is read once, on the first call; unset, a point costs one
-//! `OnceLock` read. The kill is a real SIGKILL (on Unix; elsewhere an abort): no
+//! `OnceLock` read (and, in debug builds, a look-up of its name in [`POINTS`]). The kill is a real SIGKILL (on Unix; elsewhere an abort): no
 //! destructor, no flush, no `Drop` of a transaction runs. Before it, one line
 //! naming the point goes to stderr, so a test can tell which point fired.
 //!
 //! Every point is listed in [`POINTS`] with the state a crash there leaves; debug
-//! builds refuse a name that is not listed. Points live in this crate because it
+//! builds panic at a point whose name is not listed, armed or not. Points live in this crate because it
 //! is the lowest one that does I/O: the facade calls them too. This module is not
 //! fault injection for errors (a point never returns an error) and not a way to
 //! stop a node: it exists for tests only.
@@ -48,12 +48,9 @@ pub const POINTS: &[(&str, &str)] = &[
 /// it names (see the module doc); otherwise returns at once.
 pub fn point(name: &str) {
     static PLAN: OnceLock<Plan> = OnceLock::new();
-    let plan = PLAN.get_or_init(|| Plan::parse(std::env::var(ENV).as_deref().unwrap_or("")));
-    if plan.is_empty() {
-        return;
-    }
     debug_assert!(POINTS.iter().any(|(known, _)| *known == name), "unknown crash point `{name}`");
-    if plan.hit(name) {
+    let plan = PLAN.get_or_init(|| Plan::parse(std::env::var(ENV).as_deref().unwrap_or("")));
+    if !plan.is_empty() && plan.hit(name) {
         kill(name);
     }
 }
