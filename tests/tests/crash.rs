@@ -66,8 +66,21 @@ fn a_crash_after_the_artifact_file_keeps_the_acknowledged_publish_and_leaves_no_
 }
 
 #[test]
+fn a_crash_while_the_artifact_is_a_temp_file_stores_nothing() {
+    let mut node = crash_publishing("partial", "publish.temp_written");
+    let temp = node.data_dir().join("store").join("artifacts").join("tmp");
+    assert_eq!(files_under(&temp).len(), 1, "the artifact's temp file should still be there");
+    node.launch(&["--offline"]);
+    assert_eq!(node.run(&["info", "partial"]).code, Some(1));
+    assert!(node.stop());
+    let catalog = audit(&node, Staging::None);
+    assert!(catalog.packages.is_empty() && catalog.held.is_empty(), "{catalog:?}");
+}
+
+#[test]
 fn a_crash_inside_the_publish_transaction_stores_nothing() {
     let mut node = crash_publishing("torn", "publish.in_transaction");
+    node.launch(&["--offline"]);
     assert_eq!(node.run(&["info", "torn"]).code, Some(1));
     assert_eq!(node.run(&["search", "torn", "--json"]).stdout.matches("\"torn\"").count(), 0);
     assert!(node.stop());
@@ -78,6 +91,7 @@ fn a_crash_inside_the_publish_transaction_stores_nothing() {
 #[test]
 fn a_crash_after_the_publish_commit_keeps_the_whole_package() {
     let mut node = crash_publishing("landed", "publish.committed");
+    node.launch(&["--offline"]);
     let landed = read_artifact(&node, "landed", "1.0.0");
     assert!(node.run(&["search", "landed", "--json"]).stdout.contains("\"landed\""), "not searchable");
     assert!(node.stop());
@@ -295,7 +309,7 @@ fn connected_pair(point: &str) -> (TestNode, TestNode) {
 }
 
 /// An offline node armed at `point` publishes `name` and dies before answering;
-/// returns it restarted (offline, unarmed).
+/// returns it dead.
 fn crash_publishing(name: &str, point: &str) -> TestNode {
     let mut node = offline_armed(point);
     write_noise_package(&node, name, 4);
@@ -304,7 +318,6 @@ fn crash_publishing(name: &str, point: &str) -> TestNode {
     assert_crashed(&mut node, None, point);
     let uploads = node.data_dir().join("tmp").join("uploads");
     assert!(!files_under(&uploads).is_empty(), "a crashed upload leaves its file (for the restart to remove)");
-    node.launch(&["--offline"]);
     node
 }
 

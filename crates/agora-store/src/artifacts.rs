@@ -162,6 +162,7 @@ impl Artifacts {
                 }
             }
         }
+        crate::crash::point("publish.temp_written");
         expected.check_matches(&hasher.finish()?)?;
         temp.as_file().sync_all().map_err(|e| Error::io(temp.path(), e))?;
         let path = self.path_of(&expected.digest);

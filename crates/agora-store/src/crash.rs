@@ -30,6 +30,7 @@ pub const ENV: &str = "AGORA_CRASH_AT";
 
 /// Every crash point, with where it is and what a crash there leaves.
 pub const POINTS: &[(&str, &str)] = &[
+    ("publish.temp_written", "Artifacts::put: the bytes are in a temp file under artifacts/tmp, not verified or moved"),
     ("publish.file_written", "Store::publish: the artifact file is in place, its rows are not written"),
     ("publish.in_transaction", "Packages::publish: index and manifest written in the uncommitted transaction"),
     ("publish.committed", "Store::publish: the catalog rows are committed, the API has not answered"),
