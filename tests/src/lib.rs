@@ -14,7 +14,7 @@ pub mod rogue;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// How long a node may take to start.
@@ -82,6 +82,15 @@ impl TestNode {
 
     /// (Re)starts the node process on the same data dir.
     pub fn launch(&mut self, extra: &[&str]) {
+        if let Some(status) = self.try_launch(extra, &[]) {
+            panic!("agora node exited during start with {status}:\n{}", self.log());
+        }
+    }
+
+    /// [`TestNode::launch`] with extra environment variables (such as a crash
+    /// point), tolerating an exit during start: `Some(status)` when the process
+    /// ended before it served its API, `None` once it serves.
+    pub fn try_launch(&mut self, extra: &[&str], env: &[(&str, &str)]) -> Option<ExitStatus> {
         assert!(self.child.is_none(), "node already running");
         let record = self.data_dir().join("api.json");
         let _ = std::fs::remove_file(&record);
@@ -94,6 +103,7 @@ impl TestNode {
             .args(extra)
             .env("RUST_LOG", "info")
             .env_remove("AGORA_API")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -109,12 +119,29 @@ impl TestNode {
             record.exists()
         });
         if let Some(status) = exited {
-            panic!("agora node exited during start with {status}:\n{}", self.log());
+            self.child = None;
+            return Some(status);
         }
         assert!(ready, "agora node did not start within {START_DEADLINE:?}:\n{}", self.log());
         let text = wait_for_json(&record);
         let value: serde_json::Value = serde_json::from_str(&text).unwrap();
         self.api = value["api"].as_str().unwrap().parse().unwrap();
+        None
+    }
+
+    /// Waits for the node process to end by itself (it is not signalled) and
+    /// returns its exit status; `None` if it still runs after `deadline`.
+    pub fn wait_for_exit(&mut self, deadline: Duration) -> Option<ExitStatus> {
+        let child = self.child.as_mut()?;
+        let mut status = None;
+        wait_until(deadline, || {
+            status = child.try_wait().unwrap();
+            status.is_some()
+        });
+        if status.is_some() {
+            self.child = None;
+        }
+        status
     }
 
     /// Stops the node with SIGINT (as Ctrl-C would) and waits for it to exit.

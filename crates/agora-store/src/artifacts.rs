@@ -55,7 +55,8 @@ pub struct StoredArtifact {
 }
 
 impl Artifacts {
-    /// Opens (creating) the artifact directory and clears temp files left by a crash.
+    /// Opens (creating) the artifact directory and clears what a crash left: temp
+    /// files, and artifact files without a row ([`Artifacts::remove_orphans`]).
     pub(crate) fn new(root: &Path, database: Arc<Database>, temp: Option<Arc<tempfile::TempDir>>) -> Result<Self> {
         let store = Self { root: root.into(), database, leases: Arc::default(), _temp: temp };
         let tmp = store.tmp_dir();
@@ -65,7 +66,39 @@ impl Artifacts {
         for dir in [store.root.join("sha256"), tmp] {
             fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         }
+        store.remove_orphans()?;
         Ok(store)
+    }
+
+    /// Deletes the artifact files that have no row, and returns how many. A crash
+    /// leaves one between writing a file and committing its row (a publish, a
+    /// download moved into place) and between deleting a row and its file
+    /// (eviction); nothing else would ever delete it, and a file without a row
+    /// must not pass for a held artifact. Run at open, before anything else uses
+    /// the store (the node's data-dir lock says no other process does). Files
+    /// that are not named like artifacts are left alone.
+    fn remove_orphans(&self) -> Result<usize> {
+        let sha256 = self.root.join("sha256");
+        let mut removed = 0;
+        for prefix in fs::read_dir(&sha256).map_err(|e| Error::io(&sha256, e))?.flatten() {
+            let Ok(files) = fs::read_dir(prefix.path()) else { continue };
+            for file in files.flatten() {
+                let Some(digest) = file.file_name().to_str().and_then(|name| name.parse::<Digest>().ok()) else {
+                    continue;
+                };
+                if file.path() != self.path_of(&digest) || self.has(&digest)? {
+                    continue;
+                }
+                match self.remove(&digest) {
+                    Ok(()) => removed += 1,
+                    Err(error) => tracing::warn!(%digest, %error, "could not delete an orphan artifact file"),
+                }
+            }
+        }
+        if removed > 0 {
+            tracing::info!(removed, "removed artifact files without a row, left by a crash");
+        }
+        Ok(removed)
     }
 
     /// Records that this node holds the artifact with `digest` (its file is
@@ -129,6 +162,7 @@ impl Artifacts {
                 }
             }
         }
+        crate::crash::point("publish.temp_written");
         expected.check_matches(&hasher.finish()?)?;
         temp.as_file().sync_all().map_err(|e| Error::io(temp.path(), e))?;
         let path = self.path_of(&expected.digest);
@@ -358,6 +392,25 @@ mod tests {
         assert!(store.put(&lying_chunks, &bytes_of("promised")).is_err());
         assert!(!store.verify(&info).unwrap());
         assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0, "temp files left behind");
+    }
+
+    #[test]
+    fn opening_removes_files_without_a_row_and_keeps_recorded_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let database = Arc::new(Database::memory().unwrap());
+        let store = Artifacts::new(dir.path(), database.clone(), None).unwrap();
+        let (kept, orphan) =
+            (ArtifactInfo::compute(b"kept", 4096).unwrap(), ArtifactInfo::compute(b"orphan", 4096).unwrap());
+        store.put(&kept, &bytes_of("kept")).unwrap();
+        store.record(&kept.digest, kept.size, false, 1).unwrap();
+        let orphan_path = store.put(&orphan, &bytes_of("orphan")).unwrap().path;
+        let stray = orphan_path.with_file_name("not-an-artifact");
+        fs::write(&stray, b"x").unwrap();
+
+        let reopened = Artifacts::new(dir.path(), database, None).unwrap();
+        assert!(!orphan_path.exists(), "a file without a row survived");
+        assert!(reopened.verify(&kept).unwrap());
+        assert!(stray.exists(), "only artifact files are removed");
     }
 
     #[test]

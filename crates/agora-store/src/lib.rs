@@ -29,6 +29,11 @@
 //! [`Storage::evict`] skips leased artifacts, so a file is never deleted while it
 //! is read. Serve through readers, not through [`Artifacts::path_of`].
 //!
+//! **Crashes.** A crash (even `kill -9`) leaves no partial state visible: rows
+//! change in one transaction, files are renamed into place complete, and opening
+//! the store removes temp files and artifact files without a row. [`crash`] is
+//! the test hook that kills the process at named points to check it.
+//!
 //! All SQL lives in this crate, behind typed methods. The API is synchronous and
 //! blocks on SQLite and the file system: async callers run it on a blocking thread
 //! (`tokio::task::spawn_blocking`). This crate knows nothing of the network.
@@ -83,6 +88,7 @@ mod address_book;
 mod artifacts;
 mod changes;
 mod claims;
+pub mod crash;
 mod db;
 mod error;
 mod ingested;

@@ -75,6 +75,7 @@ impl Packages {
             Publication::check(manifest, index, current.as_ref())?;
             let package_id = store_index(tx, index, changes)?;
             store_manifest(tx, package_id, manifest, changes)?;
+            crate::crash::point("publish.in_transaction");
             let artifact = &manifest.manifest().artifact;
             record_artifact(tx, &artifact.digest, artifact.size, true, now)?;
             search::refresh_document(tx, package_id, index.index())?;
@@ -218,6 +219,7 @@ impl Packages {
                     changes.roll_back_to(mark);
                 }
                 results.push(outcome);
+                crate::crash::point("ingest.in_transaction");
             }
             Ok(results)
         })

@@ -85,8 +85,8 @@ impl Storage {
     /// artifacts are never evicted.
     ///
     /// Each artifact's row goes first, then its file: a crash in between leaves an
-    /// orphan file (harmless, content-addressed) rather than a row pointing at
-    /// nothing. An artifact pinned since the candidates were chosen, or recorded
+    /// orphan file (removed the next time the store is opened) rather than a row
+    /// pointing at nothing. An artifact pinned since the candidates were chosen, or recorded
     /// again right after its row was forgotten, is skipped and kept. A
     /// file that cannot be deleted is logged and left as an orphan; its artifact
     /// still counts as evicted.
@@ -111,6 +111,7 @@ impl Storage {
                     // Recorded again since it was forgotten (a concurrent download): keep it.
                     return Ok(false);
                 }
+                crate::crash::point("evict.row_forgotten");
                 if let Err(error) = self.artifacts.remove(&digest) {
                     tracing::warn!(%digest, %error, "could not delete an evicted artifact file; left as an orphan");
                 }

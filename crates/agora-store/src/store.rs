@@ -106,12 +106,14 @@ impl Store {
         // Held off eviction from writing the file until the row says it is pinned.
         let _lease = self.artifacts.lease(&info.digest);
         let stored = self.artifacts.put(info, artifact)?;
+        crate::crash::point("publish.file_written");
         if let Err(error) = self.packages.publish(manifest, index, now) {
             if stored.created && !self.artifacts.has(&info.digest).unwrap_or(true) {
                 let _ = self.artifacts.remove(&info.digest);
             }
             return Err(error);
         }
+        crate::crash::point("publish.committed");
         tracing::info!(package = %name, version = %manifest.manifest().version(), digest = %info.digest, "published");
         Ok(())
     }

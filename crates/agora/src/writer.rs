@@ -68,6 +68,7 @@ impl IngestHandle {
     /// it broke.
     pub(crate) async fn one(&self, index: SignedPackageIndex, manifests: Vec<SignedManifest>) -> CoreResult<Kept> {
         let (reply, outcome) = oneshot::channel();
+        agora_store::crash::point("ingest.verified");
         let stopped = || CoreError::Unavailable {
             what: "storing a record from the network".into(),
             reason: agora_core::Unavailable::Stopped,
@@ -109,6 +110,7 @@ async fn run(store: Store, mut queue: mpsc::Receiver<Job>, cancel: CancellationT
         let (packages, replies): (Vec<Package>, Vec<_>) = jobs.into_iter().map(|job| (job.package, job.reply)).unzip();
         match ingest(&store, packages).await {
             Ok(outcomes) => {
+                agora_store::crash::point("ingest.committed");
                 for (reply, outcome) in replies.into_iter().zip(outcomes) {
                     let _ = reply.send(outcome);
                 }

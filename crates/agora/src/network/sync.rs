@@ -124,6 +124,7 @@ fn verify_page(entries: Vec<SyncEntry>) -> (Vec<Package>, Vec<String>) {
 async fn store_page(services: &Services, peer: PeerId, storing: Storing) -> Option<usize> {
     match storing.await {
         Ok(Ok(outcomes)) => {
+            agora_store::crash::point("sync.page_stored");
             let changed = outcomes.iter().filter(|outcome| matches!(outcome, Ok(kept) if kept.anything())).count();
             if let Some(error) = first_violation(outcomes) {
                 strike(services, peer, &format!("sync sent records breaking the rules: {error}")).await;

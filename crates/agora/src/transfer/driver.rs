@@ -103,7 +103,7 @@ pub(super) async fn run(
                         let len = bytes.len() as u64;
                         let written = tokio::task::spawn_blocking(move || files.write(index, offset, &bytes)).await;
                         match written {
-                            Ok(Ok(())) => {}
+                            Ok(Ok(())) => agora_store::crash::point("fetch.chunk_staged"),
                             Ok(Err(error)) => return Err(CoreError::io(error)),
                             Err(error) => return Err(crate::blocking::join_error(error)),
                         }

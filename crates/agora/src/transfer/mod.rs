@@ -11,7 +11,8 @@
 //! renamed into the artifact store, and the node provides it. A transfer that
 //! ends without all chunks keeps its staging files only if some chunks verified,
 //! and the next fetch of the same artifact resumes from the chunks that still
-//! verify. Staging files older than a day are removed when the node starts.
+//! verify. Staging files older than a day, and bitmaps whose part file is gone,
+//! are removed when the node starts.
 //!
 //! This module does not serve artifacts to peers (`crate::network` answers chunk
 //! requests) and does not read artifacts out (the store's readers do).
@@ -201,8 +202,11 @@ async fn transfer(
         .blocking(move |store| {
             // Leased from the rename until its row exists, so no eviction runs in between.
             let _lease = store.artifacts().lease(&expected.digest);
+            agora_store::crash::point("fetch.staged");
             store.artifacts().adopt_chunk_verified(&expected, &part)?;
+            agora_store::crash::point("fetch.adopted");
             store.artifacts().record(&expected.digest, expected.size, false, now)?;
+            agora_store::crash::point("fetch.recorded");
             store.storage().evict(max_cached)
         })
         .await;

@@ -98,16 +98,20 @@ impl StagingFiles {
     }
 }
 
-/// Removes staging files untouched for a day under `dir` (blocking).
+/// Removes staging files untouched for a day under `dir`, and bitmaps whose part
+/// file is gone (moved into the store by a transfer that crashed before it
+/// removed the bitmap: nothing to resume) (blocking).
 pub(super) fn remove_stale(dir: &Path) {
     let Ok(entries) = std::fs::read_dir(dir) else { return };
     for entry in entries.flatten() {
+        let path = entry.path();
         let stale = entry
             .metadata()
             .and_then(|metadata| metadata.modified())
             .is_ok_and(|modified| modified.elapsed().is_ok_and(|age| age > STALE_STAGING));
-        if stale {
-            let _ = std::fs::remove_file(entry.path());
+        let without_part = path.extension().is_some_and(|ext| ext == "have") && !path.with_extension("part").exists();
+        if stale || without_part {
+            let _ = std::fs::remove_file(path);
         }
     }
 }
