@@ -61,3 +61,24 @@ async fn an_archive_that_unpacks_to_far_more_than_it_weighs_is_refused() {
     assert_eq!(published_count(&node).await, 0);
     node.shutdown().await;
 }
+
+/// The manifest records what the archive unpacks to, so `info` shows it before
+/// anyone downloads the package; and the size is signed like the rest.
+#[tokio::test]
+async fn the_unpacked_size_is_recorded_and_signed() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = offline_node(dir.path()).await;
+    let package = dir.path().join("sized");
+    write_package(&package, "sized", "1.0.0", b"hello");
+    std::fs::write(package.join("data.bin"), vec![7u8; 300_000]).unwrap();
+    let (_, bytes) = archive::pack(&package, 1 << 30).expect("pack");
+    let (_, contents) = archive::inspect(&bytes[..], 1 << 30).expect("inspect");
+    let published = node.publish_archive(ArtifactData::Bytes(bytes.into())).await.expect("publish");
+    let manifest = published.manifest.manifest();
+    assert_eq!(manifest.unpacked_size, Some(contents.bytes));
+    let on_disk: u64 = agora_tests::files_under(&package).iter().map(|path| path.metadata().unwrap().len()).sum();
+    assert_eq!(contents.bytes, on_disk, "every byte of every file, nothing else");
+    let wire = published.manifest.to_bytes();
+    assert_eq!(agora::SignedManifest::from_bytes(&wire).unwrap(), published.manifest);
+    node.shutdown().await;
+}

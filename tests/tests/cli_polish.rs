@@ -133,3 +133,16 @@ fn a_lone_node_publishes_without_warnings() {
     let line = text.lines().find(|line| line.contains("published to the network")).unwrap_or_default();
     assert!(line.contains("announced=no peers yet") && !line.contains("Some("), "{line}");
 }
+
+#[test]
+fn info_shows_what_a_package_unpacks_to() {
+    let node = TestNode::start();
+    write_package(&node.scratch().join("pkg"), &manifest("roomy", "1.0.0", "x"), &[("data.bin", &[1u8; 5000])]);
+    node.ok(&["publish", "pkg"]);
+    let info = node.ok(&["info", "roomy"]).stdout;
+    let line = info.lines().find(|line| line.trim_start().starts_with("unpacked:")).unwrap_or_default();
+    assert!(line.contains("KiB") || line.contains("bytes") || line.contains('B'), "{info}");
+    let json = node.json(&["info", "roomy"]);
+    let unpacked = json["manifest"]["manifest"]["unpacked_size"].as_u64().expect("unpacked_size in the JSON");
+    assert!(unpacked >= 5000, "{json}");
+}

@@ -321,6 +321,9 @@ async fn info(global: &Global, spec: &str) -> anyhow::Result<()> {
             manifest.artifact.digest
         ),
     );
+    if let Some(unpacked) = manifest.unpacked_size {
+        field("unpacked", size(unpacked));
+    }
     let versions: Vec<String> = index
         .versions
         .iter()

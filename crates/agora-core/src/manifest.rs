@@ -3,6 +3,11 @@
 //! A [`SignedManifest`] can only be obtained by signing a valid [`Manifest`] or by
 //! decoding bytes (or JSON) whose signature verifies, so holding one means it was
 //! checked.
+//!
+//! Two encodings: `agora/manifest/v1` (every manifest before the unpacked size
+//! was recorded; such records keep verifying) and `agora/manifest/v2`, v1's
+//! fields followed by the unpacked size. A manifest is encoded in v1 exactly
+//! when it has no unpacked size, so each has one canonical encoding.
 
 use std::collections::BTreeMap;
 
@@ -12,6 +17,7 @@ use crate::encoding::{Decoder, Encoder};
 use crate::{ArtifactInfo, Error, PackageName, PublicKey, Result, SecretKey, Signature, Version, VersionReq};
 
 const MANIFEST_DOMAIN: &str = "agora/manifest/v1";
+const MANIFEST_DOMAIN_V2: &str = "agora/manifest/v2";
 const MAX_DESCRIPTION: usize = 1000;
 const MAX_KEYWORDS: usize = 10;
 const MAX_KEYWORD_LEN: usize = 32;
@@ -136,6 +142,10 @@ pub struct Manifest {
     pub published_at: u64,
     /// The key that signed this manifest.
     pub publisher: PublicKey,
+    /// Bytes of file content the artifact unpacks to, when the publisher's node
+    /// recorded it (v2 manifests).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unpacked_size: Option<u64>,
 }
 
 impl Manifest {
@@ -158,7 +168,8 @@ impl Manifest {
     /// The canonical encoding the signature covers.
     pub fn canonical_bytes(&self) -> Vec<u8> {
         let metadata = &self.metadata;
-        let mut encoder = Encoder::new(MANIFEST_DOMAIN);
+        let domain = if self.unpacked_size.is_some() { MANIFEST_DOMAIN_V2 } else { MANIFEST_DOMAIN };
+        let mut encoder = Encoder::new(domain);
         encoder.str(metadata.name.as_str());
         encoder.str(&metadata.version.to_string());
         encoder.str(&metadata.description);
@@ -182,6 +193,9 @@ impl Manifest {
         }
         encoder.u64(self.published_at);
         encoder.public_key(&self.publisher);
+        if let Some(unpacked) = self.unpacked_size {
+            encoder.u64(unpacked);
+        }
         encoder.finish()
     }
 
@@ -210,7 +224,8 @@ impl Manifest {
     }
 
     fn decode(bytes: &[u8]) -> Result<Self> {
-        let mut decoder = Decoder::new("manifest", MANIFEST_DOMAIN, bytes)?;
+        let v2 = bytes.starts_with(&Encoder::new(MANIFEST_DOMAIN_V2).finish());
+        let mut decoder = Decoder::new("manifest", if v2 { MANIFEST_DOMAIN_V2 } else { MANIFEST_DOMAIN }, bytes)?;
         let name = PackageName::parse(decoder.str()?)?;
         let version = crate::parse_version(decoder.str()?)?;
         let description = decoder.string()?;
@@ -236,6 +251,7 @@ impl Manifest {
         let chunks = (0..chunk_count).map(|_| decoder.digest()).collect::<Result<Vec<_>>>()?;
         let published_at = decoder.u64()?;
         let publisher = decoder.public_key()?;
+        let unpacked_size = if v2 { Some(decoder.u64()?) } else { None };
         decoder.finish()?;
         let manifest = Manifest {
             metadata: PackageMetadata {
@@ -253,6 +269,7 @@ impl Manifest {
             artifact: ArtifactInfo { digest, size, chunk_size, chunks },
             published_at,
             publisher,
+            unpacked_size,
         };
         manifest.validate()?;
         Ok(manifest)
@@ -384,7 +401,28 @@ pub(crate) mod tests {
             artifact: ArtifactInfo::compute(format!("{name}-{version}").as_bytes(), 4096).unwrap(),
             published_at: 1_700_000_000,
             publisher: key.public_key(),
+            unpacked_size: None,
         }
+    }
+
+    #[test]
+    fn the_unpacked_size_is_a_v2_manifest_and_v1_keeps_verifying() {
+        let owner = SecretKey::generate();
+        let v1 = sample_manifest(&owner, "demo", "1.0.0").sign(&owner).unwrap();
+        assert!(v1.to_bytes().starts_with(&Encoder::new(MANIFEST_DOMAIN).finish()));
+        let sized = Manifest { unpacked_size: Some(12_345), ..sample_manifest(&owner, "demo", "1.0.0") };
+        let v2 = sized.sign(&owner).unwrap();
+        let bytes = v2.to_bytes();
+        assert!(bytes.starts_with(&Encoder::new(MANIFEST_DOMAIN_V2).finish()));
+        assert_eq!(SignedManifest::from_bytes(&bytes).unwrap().manifest().unpacked_size, Some(12_345));
+        assert_eq!(SignedManifest::from_bytes(&v1.to_bytes()).unwrap(), v1);
+        // The size is signed: a v1 signature does not cover a v2 body, nor the reverse.
+        let mut relabelled = Encoder::new(MANIFEST_DOMAIN).finish();
+        let body = &bytes[Encoder::new(MANIFEST_DOMAIN_V2).finish().len()..];
+        relabelled.extend_from_slice(body);
+        assert!(SignedManifest::from_bytes(&relabelled).is_err());
+        let json = serde_json::to_string(&v1).unwrap();
+        assert!(!json.contains("unpacked_size"), "v1 JSON is unchanged: {json}");
     }
 
     #[test]
@@ -473,6 +511,7 @@ pub(crate) mod tests {
                 artifact: ArtifactInfo::compute(&content, 4096).unwrap(),
                 published_at: 42,
                 publisher: owner.public_key(),
+                unpacked_size: (major % 2 == 0).then_some(major * 1000),
             };
             let signed = manifest.sign(&owner).unwrap();
             let bytes = signed.to_bytes();

@@ -115,7 +115,20 @@ impl Publisher {
         current: Option<&PackageIndex>,
         now: u64,
     ) -> Result<(SignedManifest, SignedPackageIndex)> {
-        let manifest = Manifest { metadata, artifact, published_at: now, publisher: self.public_key() };
+        self.publish_unpacked(metadata, artifact, None, current, now)
+    }
+
+    /// [`Publisher::publish`], recording in the manifest how many bytes of file
+    /// content the artifact unpacks to (shown before anyone downloads it).
+    pub fn publish_unpacked(
+        &self,
+        metadata: PackageMetadata,
+        artifact: ArtifactInfo,
+        unpacked_size: Option<u64>,
+        current: Option<&PackageIndex>,
+        now: u64,
+    ) -> Result<(SignedManifest, SignedPackageIndex)> {
+        let manifest = Manifest { metadata, artifact, published_at: now, publisher: self.public_key(), unpacked_size };
         manifest.validate()?;
         let entry = VersionEntry {
             version: manifest.version().clone(),

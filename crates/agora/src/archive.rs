@@ -973,7 +973,25 @@ fn check_entry<R: Read>(entry: &tar::Entry<'_, R>) -> Result<(String, CheckedEnt
 /// of [`parse_manifest`]; [`ArchiveError::ReadArchive`] if `reader` fails;
 /// [`ArchiveError::TooLarge`] and [`ArchiveError::TooManyEntries`] past the bounds.
 pub fn manifest_from_archive(reader: impl Read, limit: u64) -> Result<PackageMetadata, ArchiveError> {
-    scan_archive(reader, limit, |_, _, _| Ok(()))
+    inspect(reader, limit).map(|(metadata, _)| metadata)
+}
+
+/// [`manifest_from_archive`], also counting what the archive unpacks to: regular
+/// files and their bytes of content (what a publisher's manifest records).
+///
+/// # Errors
+///
+/// Those of [`manifest_from_archive`].
+pub fn inspect(reader: impl Read, limit: u64) -> Result<(PackageMetadata, UnpackSummary), ArchiveError> {
+    let mut contents = UnpackSummary { files: 0, bytes: 0 };
+    let metadata = scan_archive(reader, limit, |entry, _, _| {
+        if matches!(entry.kind, Kind::File { .. }) {
+            contents.files += 1;
+            contents.bytes += entry.size;
+        }
+        Ok(())
+    })?;
+    Ok((metadata, contents))
 }
 
 /// Unpacks a package archive into `dest`, without its `<name>-<version>/` top

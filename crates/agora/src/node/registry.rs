@@ -43,7 +43,7 @@ impl Node {
     pub async fn publish_archive(&self, archive_data: ArtifactData) -> Result<Published> {
         let limit = self.config().max_artifact_size;
         let chunk_size = self.config().chunk_size;
-        let (metadata, info) = {
+        let (metadata, info, unpacked) = {
             let data = archive_data.clone();
             tokio::task::spawn_blocking(move || inspect_archive(&data, limit, chunk_size))
                 .await
@@ -63,8 +63,13 @@ impl Node {
             }
             .into());
         }
-        let (manifest, index) =
-            self.publisher().publish(metadata, info, current.as_ref(), self.services().unix_now())?;
+        let (manifest, index) = self.publisher().publish_unpacked(
+            metadata,
+            info,
+            Some(unpacked),
+            current.as_ref(),
+            self.services().unix_now(),
+        )?;
         self.publish(Publication { manifest: manifest.clone(), index, artifact: archive_data }).await?;
         Ok(Published { manifest, created: true })
     }
@@ -145,16 +150,16 @@ fn inspect_archive(
     data: &ArtifactData,
     limit: u64,
     chunk_size: u32,
-) -> Result<(agora_core::PackageMetadata, agora_core::ArtifactInfo)> {
+) -> Result<(agora_core::PackageMetadata, agora_core::ArtifactInfo, u64)> {
     use std::io::Read;
     let mut hasher = ArtifactHasher::new(chunk_size)?;
-    let metadata = match data {
+    let (metadata, contents) = match data {
         ArtifactData::Bytes(bytes) => {
             if bytes.len() as u64 > limit {
                 return Err(CoreError::ArtifactTooLarge { size: bytes.len() as u64, limit }.into());
             }
             hasher.update(bytes);
-            archive::manifest_from_archive(&bytes[..], archive::unpacked_limit(bytes.len() as u64, limit))?
+            archive::inspect(&bytes[..], archive::unpacked_limit(bytes.len() as u64, limit))?
         }
         ArtifactData::File(path) => {
             let size = std::fs::metadata(path).map_err(|error| Error::io(path, error))?.len();
@@ -171,10 +176,10 @@ fn inspect_archive(
                 hasher.update(&buffer[..read]);
             }
             let file = std::fs::File::open(path).map_err(|error| Error::io(path, error))?;
-            archive::manifest_from_archive(std::io::BufReader::new(file), archive::unpacked_limit(size, limit))?
+            archive::inspect(std::io::BufReader::new(file), archive::unpacked_limit(size, limit))?
         }
     };
-    Ok((metadata, hasher.finish()?))
+    Ok((metadata, hasher.finish()?, contents.bytes))
 }
 
 #[async_trait]
