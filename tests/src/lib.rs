@@ -401,3 +401,36 @@ fn wait_for_json(path: &Path) -> String {
     });
     text
 }
+
+/// A small tmpfs mounted at a directory for one test (a disk that fills up),
+/// unmounted when dropped. Needs root, as CI has: without it the test fails
+/// loudly rather than passing without having run.
+#[derive(Debug)]
+pub struct SmallDisk {
+    dir: PathBuf,
+}
+
+impl SmallDisk {
+    /// Mounts a tmpfs of `size` (as `mount -o size=` takes it, e.g. `20m`) at `dir`.
+    pub fn mount(dir: &Path, size: &str) -> Self {
+        std::fs::create_dir_all(dir).expect("mount point");
+        let output = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"])
+            .arg(dir)
+            .output()
+            .expect("running mount");
+        assert!(
+            output.status.success(),
+            "this test needs to mount a tmpfs (run as root, as CI does): {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        Self { dir: dir.to_owned() }
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        // Lazy: a node still closing its files does not keep the mount.
+        let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
+    }
+}

@@ -579,3 +579,24 @@ async fn the_cache_evicts_least_recently_used_never_published_or_pinned() {
     let (count, _, pinned) = cached(publisher).await;
     assert_eq!((count, pinned), (1, 4));
 }
+
+/// A node whose disk cannot hold an artifact refuses to download it before the
+/// first byte, says how much space it needs, and stages nothing (issue 13: a
+/// full disk used to fill up with the partial kept for resume).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_download_the_disk_cannot_hold_is_refused_before_it_starts() {
+    let mut net = TestNet::new(1).await;
+    net.publish(0, "roomy", "1.0.0", &noise(24 << 20, 7)).await;
+    let disk = agora_tests::SmallDisk::mount(&net.dir(1), "20m");
+    let small = net.add_node().await;
+    net.wait_searchable_everywhere("roomy").await;
+    let error = match net.node(small).fetch(&name("roomy"), &v1()).await {
+        Ok(fetch) => fetch.finish().await.map(|_| ()).expect_err("a 24 MiB download on a 20 MiB disk"),
+        Err(error) => error,
+    };
+    assert!(matches!(error, agora::core::Error::NoSpace { needed, .. } if needed > 24 << 20), "{error}");
+    assert!(error.to_string().contains("free space"), "{error}");
+    assert!(files_under(&downloads_dir(net.node(small))).is_empty(), "something was staged");
+    net.stop(small).await;
+    drop(disk);
+}

@@ -84,6 +84,9 @@ pub enum Error {
     /// retrying later; not the caller's fault and not a bug here.
     #[error("{what}: {reason}")]
     Unavailable { what: String, reason: Unavailable },
+    /// The disk this side writes to has too little free space.
+    #[error("{what}: needs {needed} bytes of free space, {available} bytes are free")]
+    NoSpace { what: String, needed: u64, available: u64 },
     /// No answer arrived in time.
     #[error("{what}: no answer within {} ms", after.as_millis())]
     Timeout { what: String, after: Duration },
@@ -142,7 +145,8 @@ impl Error {
             | Error::NoSuchClaim { .. }
             | Error::ArtifactUnavailable { .. } => ErrorKind::NotFound,
             Error::VersionExists { .. } | Error::StaleSequence { .. } => ErrorKind::Conflict,
-            Error::Unavailable { .. } => ErrorKind::Unavailable,
+            // Worth retrying once space is freed; not the caller's input.
+            Error::Unavailable { .. } | Error::NoSpace { .. } => ErrorKind::Unavailable,
             Error::Timeout { .. } => ErrorKind::Timeout,
             Error::Storage(_) | Error::Io(_) | Error::Internal(_) => ErrorKind::Internal,
             // Bytes that do not hash to what was promised are the sender's fault

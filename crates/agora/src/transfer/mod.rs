@@ -126,8 +126,13 @@ async fn transfer(
         return Err(no_provider());
     }
     let (files, verified) = {
-        let (staging, info) = (staging.clone(), info.clone());
-        tokio::task::spawn_blocking(move || staging.open(&info)).await.map_err(crate::blocking::join_error)??
+        let (staging, info, what) = (staging.clone(), info.clone(), what());
+        tokio::task::spawn_blocking(move || {
+            staging.check_free_space(&info, &what)?;
+            staging.open(&info)
+        })
+        .await
+        .map_err(crate::blocking::join_error)??
     };
     let settings = &services.config.transfer;
     let chunk_timeout = std::time::Duration::from_millis(settings.chunk_timeout_ms.max(1));
@@ -154,14 +159,23 @@ async fn transfer(
         Ok(ended) => ended,
         Err(error) => {
             // A local failure or shutdown: keep the staging files only if they hold
-            // something to resume from.
+            // something to resume from, and never when the disk is full (the
+            // partial is what fills it).
+            let full = staging::is_disk_full(&error);
             let staging = staging.clone();
             let _ = tokio::task::spawn_blocking(move || {
-                if !staging.any_verified() {
+                if full || !staging.any_verified() {
                     staging.discard();
                 }
             })
             .await;
+            if full {
+                return Err(CoreError::NoSpace {
+                    what: format!("{}: the disk filled up; the partial download was removed", what()),
+                    needed: info.size,
+                    available: 0,
+                });
+            }
             return Err(error);
         }
     };

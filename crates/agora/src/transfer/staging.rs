@@ -10,12 +10,38 @@ use agora_core::{ArtifactInfo, Digest, Error as CoreError, Result as CoreResult}
 
 /// Staging files untouched for this long are not worth resuming.
 const STALE_STAGING: Duration = Duration::from_secs(86_400);
+/// Free space a download leaves beside itself (the catalog's journal, logs).
+pub(super) const FREE_SPACE_RESERVE: u64 = 16 * 1024 * 1024;
+
+/// True when `error` is a write that failed because the disk is full.
+pub(super) fn is_disk_full(error: &CoreError) -> bool {
+    match error {
+        CoreError::Io(source) => source
+            .get()
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|error| error.kind() == std::io::ErrorKind::StorageFull),
+        _ => false,
+    }
+}
 
 /// The staging files of one artifact's transfer.
 #[derive(Debug)]
 pub(super) struct Staging {
     pub(super) part: PathBuf,
     have: PathBuf,
+}
+
+/// Bytes of disk `path` occupies (a part file is sparse until its chunks arrive).
+fn allocated(path: &Path) -> u64 {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(path).map_or(0, |metadata| metadata.blocks().saturating_mul(512))
+    }
+    #[cfg(not(unix))]
+    {
+        std::fs::metadata(path).map_or(0, |metadata| metadata.len())
+    }
 }
 
 /// The staging files, open: chunks are written through it.
@@ -31,6 +57,20 @@ impl Staging {
             part: dir.join(format!("{}.part", digest.to_hex())),
             have: dir.join(format!("{}.have", digest.to_hex())),
         }
+    }
+
+    /// Refuses to start (or resume) a download the disk cannot hold: what the
+    /// part file does not occupy yet, plus [`FREE_SPACE_RESERVE`] (blocking).
+    /// Passes when the file system cannot tell.
+    pub(super) fn check_free_space(&self, info: &ArtifactInfo, what: &str) -> CoreResult<()> {
+        let dir = self.part.parent().unwrap_or(Path::new("."));
+        let Ok(stats) = rustix::fs::statvfs(dir) else { return Ok(()) };
+        let available = stats.f_bavail.saturating_mul(stats.f_frsize);
+        let needed = info.size.saturating_sub(allocated(&self.part)).saturating_add(FREE_SPACE_RESERVE);
+        if available < needed {
+            return Err(CoreError::NoSpace { what: what.to_owned(), needed, available });
+        }
+        Ok(())
     }
 
     /// Removes both files.
@@ -130,4 +170,28 @@ fn write_at(file: &std::fs::File, bytes: &[u8], offset: u64) -> std::io::Result<
         written += file.seek_write(&bytes[written..], offset + written as u64)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_full_disk_counts_as_full() {
+        let full = CoreError::io(std::io::Error::from(std::io::ErrorKind::StorageFull));
+        assert!(is_disk_full(&full));
+        assert!(!is_disk_full(&CoreError::io(std::io::Error::from(std::io::ErrorKind::PermissionDenied))));
+        assert!(!is_disk_full(&CoreError::Internal("no".into())));
+    }
+
+    #[test]
+    fn a_download_needs_what_the_part_file_does_not_hold_yet_plus_the_reserve() {
+        let dir = tempfile::tempdir().unwrap();
+        let info = ArtifactInfo::compute(&[1u8; 10_000], 4096).unwrap();
+        let staging = Staging::new(dir.path(), &info.digest);
+        staging.check_free_space(&info, "fetching").unwrap();
+        let huge = ArtifactInfo { size: u64::MAX / 2, ..info };
+        let error = staging.check_free_space(&huge, "fetching huge").unwrap_err();
+        assert!(matches!(error, CoreError::NoSpace { needed, .. } if needed > u64::MAX / 4), "{error}");
+    }
 }
