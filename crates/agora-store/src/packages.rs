@@ -147,18 +147,19 @@ impl Packages {
     /// verified; this enforces ownership and succession against the stored index).
     ///
     /// Trust on first use: an unknown name is stored as is ([`Ingested::Inserted`]).
-    /// For a known name, an index signed by another key is [`NotOwner`]; a lower
-    /// sequence is an older copy ([`Ingested::Stale`], not an error); the same
-    /// sequence is [`Ingested::Unchanged`] if the signed content is identical and
-    /// [`IllegalUpdate`] (the owner equivocated) otherwise; a higher sequence must
-    /// pass [`PackageIndex::check_successor`](agora_core::PackageIndex::check_successor) and replaces the stored index
+    /// For a known name, an index that does not descend from the stored owners
+    /// ([`PackageIndex::same_claim`](agora_core::PackageIndex::same_claim)) is a
+    /// competing claim, kept as evidence ([`Ingested::Contested`], reported as
+    /// [`ChangeCause::Contested`]); a lower sequence is an older copy
+    /// ([`Ingested::Stale`], not an error); the same sequence is
+    /// [`Ingested::Unchanged`] if the signed content is identical, and otherwise a
+    /// proof that the signer equivocated ([`Ingested::Equivocated`]; the stored
+    /// index stays); a higher sequence must pass
+    /// [`PackageIndex::check_successor`](agora_core::PackageIndex::check_successor) and replaces the stored index
     /// ([`Ingested::Updated`]). The package's search document is refreshed in the
     /// same transaction. A rejected index changes nothing. A stored index is
     /// reported as [`ChangeCause::Ingested`], as are the other `ingest_*` methods'
     /// inserts and updates.
-    ///
-    /// [`NotOwner`]: agora_core::Error::NotOwner
-    /// [`IllegalUpdate`]: agora_core::Error::IllegalUpdate
     pub fn ingest_index(&self, index: &SignedPackageIndex) -> Result<Ingested> {
         self.write(ChangeCause::Ingested, |tx, changes| ingest_package(tx, index, &[], changes))
     }
@@ -360,10 +361,10 @@ fn ingest_package(
     manifests: &[SignedManifest],
     changes: &mut Changes,
 ) -> Result<Ingested> {
-    if let Some(contested) = sync::contest(tx, index, manifests, changes)? {
-        return Ok(contested);
-    }
-    let (outcome, package_id, stored) = sync::ingest_index(tx, index, changes)?;
+    let (outcome, package_id, stored) = match sync::ingest_index(tx, index, manifests, changes)? {
+        sync::IndexIngest::Package(outcome, package_id, stored) => (outcome, package_id, stored),
+        sync::IndexIngest::Claim(outcome) => return Ok(outcome),
+    };
     let mut inserted = false;
     for manifest in manifests {
         if sync::ingest_manifest(tx, manifest, changes)?.0 == Ingested::Inserted {

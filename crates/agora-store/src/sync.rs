@@ -20,27 +20,49 @@ use crate::rows::{decode_index, decode_manifest, load_package, store_index, stor
 use crate::{Error, Result};
 
 /// Trust on first use, then only legal successors: see [`crate::Packages::ingest_index`].
-/// Returns the outcome, the package id and the index now stored. The caller
-/// refreshes the search document when something changed.
+/// An index that does not descend from the stored owners is another claim and is
+/// kept as one with `manifests` ([`crate::claims`]). The caller refreshes the
+/// search document when the package changed.
 pub(crate) fn ingest_index(
     tx: &Transaction<'_>,
     signed: &SignedPackageIndex,
+    manifests: &[SignedManifest],
     changes: &mut Changes,
-) -> Result<(Ingested, i64, PackageIndex)> {
+) -> Result<IndexIngest> {
     let new = signed.index();
     let Some((package_id, current)) = load_package(tx, &new.name)? else {
         let package_id = store_index(tx, signed, changes)?;
         tracing::debug!(package = %new.name, sequence = new.sequence, "ingested a new package index");
-        return Ok((Ingested::Inserted, package_id, new.clone()));
+        return Ok(IndexIngest::Package(Ingested::Inserted, package_id, new.clone()));
     };
     if !current.same_claim(new) {
-        return Err(agora_core::Error::NotOwner {
-            name: current.name.clone(),
-            owner: current.owner.to_hex(),
-            signer: new.owner.to_hex(),
-        }
-        .into());
+        // Another claim to the name: evidence, kept with its manifests.
+        return crate::claims::record_claim(tx, signed, manifests, changes).map(IndexIngest::Claim);
     }
+    ingest_successor(tx, signed, package_id, current, changes)
+        .map(|(outcome, id, index)| IndexIngest::Package(outcome, id, index))
+}
+
+/// What [`ingest_index`] did with an index. Short-lived (one per ingest, on
+/// the stack), so the size difference between the variants does not matter.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum IndexIngest {
+    /// It is (an update of) the package this node serves: the outcome, the
+    /// package id and the index now stored.
+    Package(Ingested, i64, PackageIndex),
+    /// It is another claim to the name, handled whole (manifests included).
+    Claim(Ingested),
+}
+
+/// The rules for an index of the claim this node serves, against `current`.
+fn ingest_successor(
+    tx: &Transaction<'_>,
+    signed: &SignedPackageIndex,
+    package_id: i64,
+    current: PackageIndex,
+    changes: &mut Changes,
+) -> Result<(Ingested, i64, PackageIndex)> {
+    let new = signed.index();
     match new.sequence.cmp(&current.sequence) {
         std::cmp::Ordering::Less => Ok((Ingested::Stale, package_id, current)),
         std::cmp::Ordering::Equal if *new == current => Ok((Ingested::Unchanged, package_id, current)),
@@ -89,23 +111,6 @@ pub(crate) fn ingest_manifest(
     store_manifest(tx, package_id, signed, changes)?;
     tracing::debug!(package = %name, %version, "ingested a manifest");
     Ok((Ingested::Inserted, package_id, index))
-}
-
-/// The claim of another key to a name this node knows, kept as evidence (see
-/// [`crate::claims`]); `None` when the name is unknown or `signed` is by the
-/// owner this node serves.
-pub(crate) fn contest(
-    tx: &Transaction<'_>,
-    signed: &SignedPackageIndex,
-    manifests: &[SignedManifest],
-    changes: &mut Changes,
-) -> Result<Option<Ingested>> {
-    match load_package(tx, &signed.index().name)? {
-        Some((_, current)) if !current.same_claim(signed.index()) => {
-            crate::claims::record_claim(tx, signed, manifests, changes).map(Some)
-        }
-        _ => Ok(None),
-    }
 }
 
 /// One page of the catalog in name order: see [`crate::Packages::page`].
