@@ -121,14 +121,13 @@ impl Node {
             return Ok(());
         }
         if !force {
-            let owner = *current.public_key().as_bytes();
+            let owner = current.public_key();
             let owned: Vec<String> = self
                 .services()
-                .blocking(move |store| store.packages().owners())
+                .blocking(move |store| store.packages().owned_by(&owner))
                 .await?
                 .into_iter()
-                .filter(|(_, key)| *key == owner)
-                .map(|(name, _)| name.to_string())
+                .map(|index| index.index().name.to_string())
                 .collect();
             if !owned.is_empty() {
                 let mut names: Vec<&str> = owned.iter().map(String::as_str).take(5).collect();
