@@ -50,6 +50,10 @@ pub(crate) enum Command {
         /// Validate and pack, but do not upload.
         #[arg(long)]
         dry_run: bool,
+        /// Print the files that would be packed, one per line, and exit (no node
+        /// needed). `.gitignore` and `.agoraignore` decide what is left out.
+        #[arg(long, conflicts_with = "dry_run")]
+        list: bool,
     },
     /// Search the catalog (and with --network, ask peers too).
     Search(SearchArgs),

@@ -1,5 +1,6 @@
 //! The client commands. Each talks to a running node over its HTTP API, except
-//! `new` (local files only) and `node` (which is the node).
+//! `new`, `publish --list` and `publish --dry-run` (local files only) and `node`
+//! (which is the node).
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -37,7 +38,13 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
     match command {
         Command::Node(_) => unreachable!("handled above"),
         Command::New { dir, name } => new(&global, &dir, name),
-        Command::Publish { path, dry_run } => publish(&global, &path, dry_run).await,
+        Command::Publish { path, dry_run, list } => {
+            if list {
+                publish_list(&global, &path).await
+            } else {
+                publish(&global, &path, dry_run).await
+            }
+        }
         Command::Search(args) => search(&global, &args).await,
         Command::Info { spec } => info(&global, &spec).await,
         Command::Versions { name } => versions(&global, &name).await,
@@ -85,17 +92,17 @@ fn new(global: &Global, dir: &Path, name: Option<String>) -> anyhow::Result<()> 
 }
 
 async fn publish(global: &Global, path: &Path, dry_run: bool) -> anyhow::Result<()> {
-    let (label, bytes) = if path.is_file() {
+    let (metadata, bytes) = if path.is_file() {
         let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
         // The node checks again, against its own limit.
         let limit = archive::unpacked_limit(bytes.len() as u64, agora::Config::default().max_artifact_size);
-        let metadata = archive::manifest_from_archive(&bytes[..], limit)?;
-        (format!("{}@{}", metadata.name, metadata.version), bytes)
+        (archive::manifest_from_archive(&bytes[..], limit)?, bytes)
     } else {
         let dir = path.to_owned();
-        let (metadata, bytes) = tokio::task::spawn_blocking(move || archive::pack(&dir, PACK_LIMIT)).await??;
-        (format!("{}@{}", metadata.name, metadata.version), bytes)
+        tokio::task::spawn_blocking(move || archive::pack(&dir, PACK_LIMIT)).await??
     };
+    warn_about_manifest(&metadata);
+    let label = format!("{}@{}", metadata.name, metadata.version);
     if dry_run {
         let digest = agora::Digest::of(&bytes);
         if global.json {
@@ -150,6 +157,36 @@ async fn publish(global: &Global, path: &Path, dry_run: bool) -> anyhow::Result<
         );
     }
     Ok(())
+}
+
+/// `agora publish --list`: what `publish` would pack, without packing (no node).
+async fn publish_list(global: &Global, dir: &Path) -> anyhow::Result<()> {
+    if dir.is_file() {
+        bail!("--list takes a package directory; {} is a file", dir.display());
+    }
+    let metadata = archive::read_manifest(dir)?;
+    warn_about_manifest(&metadata);
+    let owned = dir.to_owned();
+    let files = tokio::task::spawn_blocking(move || archive::list(&owned)).await??;
+    if global.json {
+        return print_json(&files);
+    }
+    let mut stdout = std::io::stdout().lock();
+    for file in &files {
+        writeln!(stdout, "{file}")?;
+    }
+    Ok(())
+}
+
+/// Warnings about a manifest that is valid but probably not what the author meant
+/// to publish (stderr, so `--json` output stays clean).
+fn warn_about_manifest(metadata: &agora::PackageMetadata) {
+    if archive::is_template_description(metadata) {
+        eprintln!(
+            "warning: the description in {} is still the template's; say what the package does",
+            archive::MANIFEST_FILE
+        );
+    }
 }
 
 async fn search(global: &Global, args: &SearchArgs) -> anyhow::Result<()> {

@@ -6,6 +6,8 @@
 //!
 //! - parses and validates that file ([`parse_manifest`], [`read_manifest`]),
 //! - writes a fresh package skeleton ([`write_skeleton`]),
+//! - lists what a package directory packs: everything but `.git`, `target` at the
+//!   top and what its `.gitignore` and `.agoraignore` files ignore ([`list`]),
 //! - packs a package directory into a deterministic `.tar.gz` whose entries all live
 //!   under `<name>-<version>/` ([`pack`]): the same content always gives the same
 //!   bytes, whatever the file times, owners, non-exec permissions or directory order,
@@ -71,6 +73,15 @@ pub fn unpacked_limit(compressed: u64, max_artifact_size: u64) -> u64 {
 /// The most entries (files and directories, the top directory included) a package
 /// may have. It bounds the memory used to check an archive.
 pub const MAX_ENTRIES: usize = 200_000;
+
+/// The package's own ignore file: gitignore syntax, read in every directory of the
+/// package like `.gitignore`, and taking precedence over it (so `!pattern` in it
+/// packs what `.gitignore` leaves out).
+pub const IGNORE_FILE: &str = ".agoraignore";
+
+/// The description [`write_skeleton`] writes: a placeholder to be replaced.
+/// `agora publish` warns when a manifest still has it ([`is_template_description`]).
+pub const TEMPLATE_DESCRIPTION: &str = "TODO: one paragraph saying what this package is for";
 
 /// Directories left out of a package wherever they appear.
 const SKIPPED_EVERYWHERE: &[&str] = &[".git"];
@@ -144,6 +155,10 @@ pub enum ArchiveError {
         /// The limit.
         limit: usize,
     },
+    /// A `.gitignore` or [`IGNORE_FILE`] in the package has a line that is not a
+    /// valid gitignore pattern.
+    #[error("could not use the package's ignore files: {0}")]
+    IgnoreFile(String),
     /// An entry is not a plain file or directory at a plain relative path.
     #[error(
         "unsafe path in package: {0}; packages hold only plain files and directories at \
@@ -321,7 +336,7 @@ pub fn write_skeleton(dir: &Path, name: &PackageName) -> Result<(), ArchiveError
         "[package]\n\
          name = \"{name}\"\n\
          version = \"0.1.0\"\n\
-         description = \"TODO: one paragraph saying what {name} is for\"\n\
+         description = \"{TEMPLATE_DESCRIPTION}\"\n\
          keywords = []\n\
          license = \"MIT OR Apache-2.0\"\n\
          # authors = [\"Your Name <you@example.org>\"]\n\
@@ -477,16 +492,15 @@ impl<R: Read> Read for ExactReader<R> {
 /// the same content gives the same bytes whatever the mtimes, owners, non-exec
 /// permissions or directory iteration order.
 ///
-/// `.git` (anywhere) and `target` (at the top) are left out; everything else, hidden
-/// files included, goes in.
+/// What goes in is what [`list`] lists: `.git` (anywhere), `target` (at the top) and
+/// whatever the package's `.gitignore` and [`IGNORE_FILE`] files ignore are left
+/// out; everything else, hidden files included, goes in, and `agora.toml` always.
 ///
 /// # Errors
 ///
-/// The errors of [`read_manifest`]; [`ArchiveError::UnsafePath`] for a symbolic link,
-/// a special file or a file name that is not portable UTF-8;
-/// [`ArchiveError::TooLarge`] as soon as the compressed output would exceed `limit`
-/// bytes; [`ArchiveError::TooManyEntries`] past [`MAX_ENTRIES`];
-/// [`ArchiveError::Io`] if reading fails.
+/// The errors of [`read_manifest`] and [`list`]; [`ArchiveError::TooLarge`] as soon
+/// as the compressed output would exceed `limit` bytes; [`ArchiveError::Io`] if
+/// reading fails.
 pub fn pack(dir: &Path, limit: u64) -> Result<(PackageMetadata, Vec<u8>), ArchiveError> {
     let metadata = read_manifest(dir)?;
     let top = format!("{}-{}", metadata.name, metadata.version);
@@ -547,6 +561,39 @@ pub fn pack(dir: &Path, limit: u64) -> Result<(PackageMetadata, Vec<u8>), Archiv
     Ok((metadata, sink.bytes))
 }
 
+/// The files [`pack`] would put in the archive of the package in `dir`, as
+/// `/`-separated paths relative to `dir`, sorted (directories are not listed).
+///
+/// The walk stays inside `dir` and does not follow links. It leaves out `.git`
+/// wherever it appears, `target` at the top, and what the `.gitignore` and
+/// [`IGNORE_FILE`] files in `dir` and its subdirectories ignore (gitignore syntax;
+/// a file's patterns apply to its own directory and below, a deeper file's win over
+/// a shallower one's, and an [`IGNORE_FILE`] match wins over any `.gitignore` match,
+/// so `!pattern` there re-includes; as in git, nothing inside an ignored directory
+/// can be re-included). Ignore files outside `dir`, `.git/info/exclude` and the
+/// user's global excludes are not read, so the same directory packs the same
+/// wherever it is. [`MANIFEST_FILE`] at the top is always included, even when a
+/// pattern matches it.
+///
+/// # Errors
+///
+/// [`ArchiveError::MissingManifest`] without an `agora.toml` (its content is not
+/// checked here: [`read_manifest`] does that); [`ArchiveError::UnsafePath`] for a
+/// symbolic link, a special file or a file name that is not portable UTF-8 (unless
+/// ignored); [`ArchiveError::IgnoreFile`] for an ignore file with an invalid
+/// pattern; [`ArchiveError::TooManyEntries`] past [`MAX_ENTRIES`];
+/// [`ArchiveError::Io`] if reading fails.
+pub fn list(dir: &Path) -> Result<Vec<String>, ArchiveError> {
+    let items = collect_items(dir)?;
+    Ok(items.iter().filter(|item| matches!(item.kind, Kind::File { .. })).map(|item| item.rel.to_string()).collect())
+}
+
+/// True if `metadata`'s description is still the placeholder [`write_skeleton`]
+/// wrote ([`TEMPLATE_DESCRIPTION`]), surrounding whitespace aside.
+pub fn is_template_description(metadata: &PackageMetadata) -> bool {
+    metadata.description.trim() == TEMPLATE_DESCRIPTION
+}
+
 /// A normalised header for one entry; the path is set by `append_data`.
 fn entry_header(kind: Kind, size: u64) -> Header {
     let mut header = Header::new_gnu();
@@ -565,59 +612,122 @@ fn entry_header(kind: Kind, size: u64) -> Header {
 }
 
 /// Walks `dir` without following links and returns what to pack, sorted by path.
+///
+/// The walk is ripgrep's (`ignore::WalkBuilder`) limited to the package directory:
+/// `.gitignore` and [`IGNORE_FILE`] files in `dir` and below apply, [`IGNORE_FILE`]
+/// first, and nothing else does (no parent directories, no `.git/info/exclude`, no
+/// global excludes, no `.ignore`), so the result depends on the directory alone.
+/// An ignored entry is left out before it is looked at, so an ignored symbolic link
+/// or special file is no error. [`MANIFEST_FILE`] at the top is packed even if ignored.
 fn collect_items(dir: &Path) -> Result<Vec<Item>, ArchiveError> {
+    let mut walk = ignore::WalkBuilder::new(dir);
+    walk.standard_filters(false)
+        .git_ignore(true)
+        .require_git(false)
+        .add_custom_ignore_filename(IGNORE_FILE)
+        .follow_links(false)
+        .sort_by_file_name(|a, b| a.cmp(b))
+        .filter_entry(|entry| {
+            let name = entry.file_name();
+            let skipped = SKIPPED_EVERYWHERE.iter().any(|skipped| name == *skipped)
+                || (entry.depth() == 1 && SKIPPED_AT_ROOT.iter().any(|skipped| name == *skipped));
+            !skipped
+        });
     let mut items = Vec::new();
-    let mut pending = vec![(dir.to_owned(), RelPath(Vec::new()))];
-    while let Some((source_dir, rel_dir)) = pending.pop() {
-        let entries =
-            fs::read_dir(&source_dir).map_err(|source| ArchiveError::Io { path: source_dir.clone(), source })?;
-        for entry in entries {
-            let entry = entry.map_err(|source| ArchiveError::Io { path: source_dir.clone(), source })?;
-            let source = entry.path();
-            let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
-                return Err(ArchiveError::UnsafePath(format!("`{}` has a name that is not UTF-8", source.display())));
-            };
-            if SKIPPED_EVERYWHERE.contains(&name.as_str())
-                || (rel_dir.0.is_empty() && SKIPPED_AT_ROOT.contains(&name.as_str()))
-            {
-                continue;
-            }
-            if !is_plain_component(&name) {
-                return Err(ArchiveError::UnsafePath(format!(
-                    "`{}` has a name that cannot be unpacked on every platform",
-                    source.display()
-                )));
-            }
-            // This entry plus the ones so far plus the top directory.
-            if items.len() + 2 > MAX_ENTRIES {
-                return Err(ArchiveError::TooManyEntries { limit: MAX_ENTRIES });
-            }
-            let mut rel = rel_dir.clone();
-            rel.0.push(name);
-            let metadata = fs::symlink_metadata(&source)
-                .map_err(|error| ArchiveError::Io { path: source.clone(), source: error })?;
-            let file_type = metadata.file_type();
-            if file_type.is_symlink() {
-                return Err(ArchiveError::UnsafePath(format!(
-                    "`{}` is a symbolic link; replace it with the file it points to",
-                    source.display()
-                )));
-            } else if file_type.is_dir() {
-                pending.push((source.clone(), rel.clone()));
-                items.push(Item { rel, source, kind: Kind::Dir });
-            } else if file_type.is_file() {
-                let executable = is_executable(&metadata);
-                items.push(Item { rel, source, kind: Kind::File { executable } });
-            } else {
-                return Err(ArchiveError::UnsafePath(format!(
-                    "`{}` is neither a regular file nor a directory",
-                    source.display()
-                )));
-            }
+    for entry in walk.build() {
+        let entry = entry.map_err(|error| walk_error(dir, error))?;
+        if let Some(error) = entry.error() {
+            return Err(ArchiveError::IgnoreFile(error.to_string()));
         }
+        if entry.depth() == 0 {
+            continue;
+        }
+        let rel = rel_path(dir, entry.path())?;
+        // This entry plus the ones so far plus the top directory.
+        if items.len() + 2 > MAX_ENTRIES {
+            return Err(ArchiveError::TooManyEntries { limit: MAX_ENTRIES });
+        }
+        items.push(item(rel, entry.into_path())?);
+    }
+    let manifest = RelPath(vec![MANIFEST_FILE.to_owned()]);
+    if !items.iter().any(|item| item.rel == manifest) {
+        let source = dir.join(MANIFEST_FILE);
+        if let Err(error) = fs::symlink_metadata(&source)
+            && error.kind() == io::ErrorKind::NotFound
+        {
+            return Err(ArchiveError::MissingManifest { dir: dir.to_owned() });
+        }
+        items.push(item(manifest, source)?);
     }
     items.sort_by(|a, b| a.rel.cmp(&b.rel));
     Ok(items)
+}
+
+/// The package-relative path of `path`, a walked entry below `dir`, checked to be
+/// portable.
+fn rel_path(dir: &Path, path: &Path) -> Result<RelPath, ArchiveError> {
+    let relative = path
+        .strip_prefix(dir)
+        .map_err(|_| ArchiveError::UnsafePath(format!("`{}` is not inside `{}`", path.display(), dir.display())))?;
+    let mut rel = RelPath(Vec::new());
+    for component in relative.components() {
+        let Component::Normal(name) = component else {
+            return Err(ArchiveError::UnsafePath(format!("`{}` is not a plain path", path.display())));
+        };
+        let Some(name) = name.to_str() else {
+            return Err(ArchiveError::UnsafePath(format!("`{}` has a name that is not UTF-8", path.display())));
+        };
+        if !is_plain_component(name) {
+            return Err(ArchiveError::UnsafePath(format!(
+                "`{}` has a name that cannot be unpacked on every platform",
+                path.display()
+            )));
+        }
+        rel.0.push(name.to_owned());
+    }
+    Ok(rel)
+}
+
+/// What to pack for `source`: a directory or a regular file, never a link or a
+/// special file.
+fn item(rel: RelPath, source: PathBuf) -> Result<Item, ArchiveError> {
+    let metadata =
+        fs::symlink_metadata(&source).map_err(|error| ArchiveError::Io { path: source.clone(), source: error })?;
+    let file_type = metadata.file_type();
+    let kind = if file_type.is_symlink() {
+        return Err(ArchiveError::UnsafePath(format!(
+            "`{}` is a symbolic link; replace it with the file it points to, or ignore it in {IGNORE_FILE}",
+            source.display()
+        )));
+    } else if file_type.is_dir() {
+        Kind::Dir
+    } else if file_type.is_file() {
+        Kind::File { executable: is_executable(&metadata) }
+    } else {
+        return Err(ArchiveError::UnsafePath(format!(
+            "`{}` is neither a regular file nor a directory",
+            source.display()
+        )));
+    };
+    Ok(Item { rel, source, kind })
+}
+
+/// An error of the walk: an I/O error on the path it names, else an ignore file
+/// that could not be used.
+fn walk_error(dir: &Path, error: ignore::Error) -> ArchiveError {
+    fn named_path(error: &ignore::Error) -> Option<&Path> {
+        match error {
+            ignore::Error::WithPath { path, .. } => Some(path),
+            ignore::Error::WithDepth { err, .. } | ignore::Error::WithLineNumber { err, .. } => named_path(err),
+            _ => None,
+        }
+    }
+    let path = named_path(&error).unwrap_or(dir).to_owned();
+    let message = error.to_string();
+    match error.into_io_error() {
+        Some(source) => ArchiveError::Io { path, source },
+        None => ArchiveError::IgnoreFile(message),
+    }
 }
 
 #[cfg(unix)]
@@ -1594,6 +1704,158 @@ other = "^1.2"
         let error = pack(tmp.path(), LIMIT).unwrap_err();
         assert!(matches!(error, ArchiveError::UnsafePath(_)), "{error}");
         assert!(error.to_string().contains("src/passwd"), "{error}");
+    }
+
+    /// Writes [`MANIFEST`] and `files` (path, content) into `dir`.
+    fn package(dir: &Path, files: &[(&str, &[u8])]) {
+        write(&dir.join(MANIFEST_FILE), MANIFEST.as_bytes());
+        for (path, content) in files {
+            write(&dir.join(path), content);
+        }
+    }
+
+    /// The files in the archive [`pack`] makes of `dir`, as [`list`] spells them.
+    fn packed_files(dir: &Path) -> Vec<String> {
+        let (_, bytes) = pack(dir, LIMIT).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dest = tmp.path().join("out");
+        unpack(bytes.as_slice(), &dest, LIMIT).unwrap();
+        tree(&dest).into_iter().filter(|(_, content)| content.is_some()).map(|(path, _)| path).collect()
+    }
+
+    #[test]
+    fn ignore_files_leave_files_out_and_list_shows_what_is_packed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        package(
+            dir,
+            &[
+                (".gitignore", b"*.log\n/build/\nsecret.txt\n"),
+                (IGNORE_FILE, b"# publish the changelog git does not track\n!CHANGES.log\nnotes/\n"),
+                ("src/main.rs", b"fn main() {}\n"),
+                ("src/.gitignore", b"generated.rs\n!keep.log\n"),
+                ("src/generated.rs", b"// generated\n"),
+                ("src/keep.log", b"a deeper .gitignore wins\n"),
+                ("src/debug.log", b"ignored from the top\n"),
+                ("src/build/kept.rs", b"// `/build/` is anchored at the top\n"),
+                ("build/out.o", b"object"),
+                ("secret.txt", b"hunter2"),
+                ("docs/secret.txt", b"an unanchored name matches at any depth"),
+                ("run.log", b"log"),
+                ("CHANGES.log", b"re-included by .agoraignore\n"),
+                ("notes/todo.md", b"private\n"),
+                ("docs/guide.md", b"# guide\n"),
+            ],
+        );
+
+        let listed = list(dir).unwrap();
+        assert_eq!(
+            listed,
+            [
+                ".agoraignore",
+                ".gitignore",
+                "CHANGES.log",
+                "agora.toml",
+                "docs/guide.md",
+                "src/.gitignore",
+                "src/build/kept.rs",
+                "src/keep.log",
+                "src/main.rs",
+            ]
+        );
+        assert_eq!(packed_files(dir), listed, "pack packs exactly what list lists");
+    }
+
+    #[test]
+    fn nothing_inside_an_ignored_directory_comes_back() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        package(dir, &[(".gitignore", b"cache/\n"), (IGNORE_FILE, b"!cache/keep.txt\n"), ("cache/keep.txt", b"x")]);
+        assert_eq!(list(dir).unwrap(), [".agoraignore", ".gitignore", "agora.toml"]);
+        // Re-including the directory itself brings it back.
+        write(&dir.join(IGNORE_FILE), b"!cache/\n");
+        assert_eq!(list(dir).unwrap(), [".agoraignore", ".gitignore", "agora.toml", "cache/keep.txt"]);
+    }
+
+    #[test]
+    fn the_manifest_is_packed_even_when_ignored() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        package(dir, &[(".gitignore", b"*.toml\n"), ("src/lib.rs", b""), ("src/nested.toml", b"")]);
+        assert_eq!(list(dir).unwrap(), [".gitignore", "agora.toml", "src/lib.rs"]);
+        // An allow-list: ignore everything, then bring back directories and sources.
+        write(&dir.join(IGNORE_FILE), b"*\n!*/\n!*.rs\n");
+        assert_eq!(list(dir).unwrap(), ["agora.toml", "src/lib.rs"]);
+        assert_eq!(packed_files(dir), ["agora.toml", "src/lib.rs"]);
+        let (metadata, _) = pack(dir, LIMIT).unwrap();
+        assert_eq!(metadata, parse_manifest(MANIFEST).unwrap());
+
+        let empty = tmp.path().join("empty");
+        fs::create_dir(&empty).unwrap();
+        assert!(matches!(list(&empty).unwrap_err(), ArchiveError::MissingManifest { .. }));
+    }
+
+    #[test]
+    fn only_the_package_directory_decides() {
+        let tmp = tempfile::tempdir().unwrap();
+        // A repository around the package, with rules of its own.
+        write(&tmp.path().join(".gitignore"), b"*.txt\n");
+        write(&tmp.path().join(".git/info/exclude"), b"*.md\n");
+        write(&tmp.path().join(IGNORE_FILE), b"*.rs\n");
+        let dir = tmp.path().join("pkg");
+        package(
+            &dir,
+            &[
+                ("a.txt", b""),
+                ("b.md", b""),
+                ("c.rs", b""),
+                // ripgrep's own `.ignore` files are not Agora's.
+                (".ignore", b"d.txt\n"),
+                ("d.txt", b""),
+                // The package is a repository too: its `.git/info/exclude` is local state.
+                (".git/info/exclude", b"e.txt\n"),
+                ("e.txt", b""),
+            ],
+        );
+        assert_eq!(list(&dir).unwrap(), [".ignore", "a.txt", "agora.toml", "b.md", "c.rs", "d.txt", "e.txt"]);
+    }
+
+    #[test]
+    fn a_bad_ignore_pattern_is_an_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        package(dir, &[("src/.gitignore", b"*.tmp\nbad{a,b\n")]);
+        let error = list(dir).unwrap_err();
+        assert!(matches!(error, ArchiveError::IgnoreFile(_)), "{error}");
+        let shown = error.to_string();
+        assert!(shown.contains(".gitignore") && shown.contains("line 2") && shown.contains("bad{a,b"), "{shown}");
+        assert!(matches!(pack(dir, LIMIT).unwrap_err(), ArchiveError::IgnoreFile(_)));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn ignored_symlinks_and_special_files_are_no_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        package(dir, &[]);
+        std::os::unix::fs::symlink("/etc", dir.join("result")).unwrap();
+        let socket = std::os::unix::net::UnixListener::bind(dir.join("daemon.sock")).unwrap();
+        let error = list(dir).unwrap_err();
+        assert!(matches!(error, ArchiveError::UnsafePath(_)), "{error}");
+        write(&dir.join(".gitignore"), b"/result\n*.sock\n");
+        assert_eq!(list(dir).unwrap(), [".gitignore", "agora.toml"]);
+        drop(socket);
+    }
+
+    #[test]
+    fn the_skeleton_description_is_the_template() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("fresh");
+        write_skeleton(&dir, &"fresh".parse().unwrap()).unwrap();
+        let metadata = read_manifest(&dir).unwrap();
+        assert_eq!(metadata.description, TEMPLATE_DESCRIPTION);
+        assert!(is_template_description(&metadata));
+        assert!(!is_template_description(&parse_manifest(MANIFEST).unwrap()));
     }
 
     /// A gzip stream of `bytes`, one member.
