@@ -1,0 +1,33 @@
+//! Gossip announcements (`Announcement::decode`, topic `agora/v1/announce`).
+//!
+//! Asserts: an announcement that decodes re-encodes to exactly its bytes and fits
+//! in `MAX_ANNOUNCEMENT` when its input did; the records it carries go through
+//! the verifying decoders as the node's ingest does, and a publish whose manifest
+//! and index both verify can be judged by `Publication::check` (an error or not,
+//! never a panic).
+
+#![no_main]
+
+use agora_core::{Publication, SignedManifest, SignedPackageIndex};
+use agora_net::{Announcement, MAX_ANNOUNCEMENT, Wire};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|bytes: &[u8]| {
+    let Ok(announcement) = Announcement::decode(bytes) else { return };
+    let encoded = announcement.encode();
+    assert_eq!(encoded, bytes, "{announcement:?} re-encodes to other bytes");
+    assert!(bytes.len() > MAX_ANNOUNCEMENT || encoded.len() <= MAX_ANNOUNCEMENT);
+    match &announcement {
+        Announcement::Publish { manifest, index } => {
+            if let (Ok(manifest), Ok(index)) =
+                (SignedManifest::from_bytes(manifest), SignedPackageIndex::from_bytes(index))
+            {
+                let _ = Publication::check(&manifest, &index, None);
+                let _ = Publication::check(&manifest, &index, Some(index.index()));
+            }
+        }
+        Announcement::Index { index } => {
+            let _ = SignedPackageIndex::from_bytes(index);
+        }
+    }
+});
