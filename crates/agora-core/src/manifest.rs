@@ -242,6 +242,17 @@ impl Manifest {
             let text = decoder.str()?;
             let requirement = VersionReq::parse(text)
                 .map_err(|error| Error::InvalidVersion { input: text.to_owned(), reason: error.to_string() })?;
+            // Only the canonical form decodes (names strictly ascending, each
+            // requirement spelled as it prints), so re-encoding gives these bytes.
+            if dependencies.last_key_value().is_some_and(|(last, _)| *last >= dependency) {
+                return Err(decoder.error(format!("dependency `{dependency}` is out of order or repeated")));
+            }
+            if requirement.to_string() != text {
+                return Err(decoder.error(format!(
+                    "dependency requirement `{}` is not in its canonical form `{requirement}`",
+                    text.escape_debug()
+                )));
+            }
             dependencies.insert(dependency, requirement);
         }
         let digest = decoder.digest()?;

@@ -141,9 +141,12 @@ impl Query {
     }
 
     /// The words of the text, lowercased, split on anything that is not a letter
-    /// or digit (the same rule the catalog's tokenizer uses).
+    /// or digit (the same rule the catalog's tokenizer uses). Lowercased first, as
+    /// [`Query::normalized`] does, so a query and its normalized form have the
+    /// same terms (lowercasing can add a non-letter: `İ` becomes `i` + U+0307).
     pub fn terms(&self) -> Vec<String> {
-        self.text.split(|c: char| !c.is_alphanumeric()).filter(|word| !word.is_empty()).map(str::to_lowercase).collect()
+        let text = self.text.to_lowercase();
+        text.split(|c: char| !c.is_alphanumeric()).filter(|word| !word.is_empty()).map(str::to_owned).collect()
     }
 }
 
@@ -242,5 +245,17 @@ mod tests {
         assert_eq!(a.normalized(), b.normalized());
         assert_eq!(a.terms(), vec!["json", "parser"]);
         assert_eq!(Query::new("web-server_kit").terms(), vec!["web", "server", "kit"]);
+    }
+
+    /// Found by the `query` fuzz target: `İ` lowercases to `i` + U+0307, which is
+    /// not alphanumeric, so the query and its normalized form (the read cache's
+    /// key) split into different terms and one cache entry served two searches.
+    #[test]
+    fn a_query_and_its_normalized_form_have_the_same_terms() {
+        for text in ["\u{130}x", "A\u{3a3}.B", "\u{3a3}\u{3a3}", "  JSON   Parser "] {
+            let query = Query::new(text);
+            assert_eq!(query.normalized().terms(), query.terms(), "{text:?}");
+        }
+        assert_eq!(Query::new("\u{130}x").terms(), vec!["i", "x"]);
     }
 }

@@ -85,6 +85,8 @@ pub use export::{Exported, export};
 pub use local::LocalRegistry;
 pub use metrics::{METRICS_CONTENT_TYPE, QueryMetricsStatus, QueryStats};
 pub use network::NetworkSummary;
+#[doc(hidden)]
+pub use node::inspect_archive;
 pub use node::{
     CacheCounters, Fetch, KeyRotation, Node, NodeBuilder, NodeStatus, PeerInfo, Published, StorageStatus,
     api_token_path, identity_proof_message,

@@ -22,7 +22,7 @@ use agora_store::Store;
 
 pub use self::builder::NodeBuilder;
 pub use self::fetch::Fetch;
-pub use self::registry::{KeyRotation, Published};
+pub use self::registry::{KeyRotation, Published, inspect_archive};
 pub use self::status::{CacheCounters, NodeStatus, PeerInfo, StorageStatus};
 use crate::local::LocalRegistry;
 use crate::lock::DataDirLock;

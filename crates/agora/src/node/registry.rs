@@ -145,8 +145,11 @@ impl Node {
 }
 
 /// Reads the manifest out of an archive of at most `limit` bytes and hashes it;
-/// the archive may unpack to [`archive::unpacked_limit`] bytes.
-fn inspect_archive(
+/// the archive may unpack to [`archive::unpacked_limit`] bytes. All the checks
+/// `publish_archive` makes on the uploaded bytes before it signs anything; public
+/// (hidden) only for the `archive` fuzz target.
+#[doc(hidden)]
+pub fn inspect_archive(
     data: &ArtifactData,
     limit: u64,
     chunk_size: u32,
