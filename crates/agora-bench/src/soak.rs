@@ -12,6 +12,8 @@
 //!   (SIGKILL), stop (SIGTERM, must exit 0 within 20 s), join (a new data dir, up
 //!   to K + 3 data dirs), retire (a stopped node's data dir is deleted; only for
 //!   nodes that never published, so a publisher's packages survive its crashes).
+//!   The first K nodes publish; nodes that joined later only search, get info
+//!   and fetch, so they can be retired and joins keep happening.
 //!   Crashed nodes come back on their old data dir after 3–15 s, stopped ones
 //!   after 10–45 s. At least max(2, K/2) nodes stay up.
 //! - **Clients**: 2 threads, each running one CLI command at a time against a
@@ -163,6 +165,9 @@ struct Shared {
     oracle: Oracle,
     counters: Counters,
     started: Instant,
+    /// Slots below this publish (the first `--nodes`); nodes that joined later
+    /// only read, so they can be retired for good.
+    publishers: usize,
 }
 
 impl Shared {
@@ -368,7 +373,7 @@ impl Cluster {
             choices.push(("join", 2));
         }
         if !retirable.is_empty() {
-            choices.push(("retire", 1));
+            choices.push(("retire", 3));
         }
         let total: usize = choices.iter().map(|c| c.1).sum();
         if total == 0 {
@@ -478,12 +483,15 @@ fn run(options: &Options, command: String) -> anyhow::Result<Soak> {
             std::fs::remove_dir_all(dir).with_context(|| format!("removing the last soak's {}", dir.display()))?;
         }
     }
+    // Taken before anything runs, so an edit made during a long soak does not show up.
+    let (date, commit) = (shell(&["date", "-u", "+%Y-%m-%d %H:%M UTC"]), commit());
     let started = Instant::now();
     let shared = Arc::new(Mutex::new(Shared {
         view: Vec::new(),
         oracle: Oracle::default(),
         counters: Counters::default(),
         started,
+        publishers: options.nodes,
     }));
     let mut cluster = Cluster {
         nodes: Vec::new(),
@@ -587,8 +595,8 @@ fn run(options: &Options, command: String) -> anyhow::Result<Soak> {
     let lives = report::lives(&intervals);
     Ok(Soak {
         command,
-        date: shell(&["date", "-u", "+%Y-%m-%d %H:%M UTC"]),
-        commit: commit(),
+        date,
+        commit,
         machine: crate::report::machine(),
         seed: options.seed,
         minutes: churn_secs / 60.0,
@@ -764,10 +772,13 @@ impl Client {
         }
     }
 
-    /// A random running node: (slot, incarnation, data dir).
-    fn node(&mut self) -> Option<(usize, u32, PathBuf)> {
+    /// A random running node that may run `kind`: (slot, incarnation, data dir).
+    fn node(&mut self, kind: OpKind) -> Option<(usize, u32, PathBuf)> {
         let shared = lock(&self.shared);
-        let up = shared.up();
+        let mut up = shared.up();
+        if kind == OpKind::Publish {
+            up.retain(|slot| *slot < shared.publishers);
+        }
         if up.is_empty() {
             return None;
         }
@@ -777,7 +788,7 @@ impl Client {
     }
 
     fn op(&mut self, kind: OpKind) {
-        let Some((slot, incarnation, data_dir)) = self.node() else { return };
+        let Some((slot, incarnation, data_dir)) = self.node(kind) else { return };
         let outcome = match kind {
             OpKind::Publish => self.publish(slot, &data_dir),
             OpKind::Search => self.search(slot, &data_dir),

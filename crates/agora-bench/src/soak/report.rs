@@ -180,6 +180,21 @@ pub(crate) fn lives(intervals: &[Interval]) -> Vec<Life> {
         .collect()
 }
 
+/// The memory a process has from the data alone, beside the longest-lived
+/// process: the median first sample of processes started in the last
+/// `window_secs` before `end_secs` (on data dirs as full as the old process's),
+/// and that old process's last sample. `None` without such processes.
+pub(crate) fn fresh_beside_oldest(lives: &[Life], end_secs: f64, window_secs: f64) -> Option<(u64, &Life)> {
+    let oldest = lives.iter().max_by(|a, b| (a.last_secs - a.first_secs).total_cmp(&(b.last_secs - b.first_secs)))?;
+    let mut fresh: Vec<u64> = lives
+        .iter()
+        .filter(|life| life.first_secs >= end_secs - window_secs && life.first_secs < end_secs)
+        .map(|life| life.first_kib)
+        .collect();
+    fresh.sort_unstable();
+    fresh.get(fresh.len() / 2).map(|median| (*median, oldest))
+}
+
 /// Whether memory grew steadily: at least 8 samples, and (leaving out the first,
 /// taken while the node warms up) the mean of each quarter is above the one
 /// before it, and the last quarter's is over 25% and 8 MiB above the first's.
@@ -381,6 +396,18 @@ impl Soak {
                 mib(max)
             );
         }
+        let end = self.minutes * 60.0;
+        if let Some((fresh, oldest)) = fresh_beside_oldest(&self.lives, end, 360.0) {
+            let _ = writeln!(
+                out,
+                "RSS beside the data: the longest-lived process (node {}, {:.0} min) ended at {:.1} MiB; processes \
+                 started in the last 6 min of churn began at a median {:.1} MiB",
+                oldest.slot,
+                (oldest.last_secs - oldest.first_secs) / 60.0,
+                mib(oldest.last_kib),
+                mib(fresh)
+            );
+        }
         for warning in &self.warnings {
             let _ = writeln!(out, "warning: {warning}");
         }
@@ -540,6 +567,9 @@ mod tests {
         assert_eq!((anchor.slot, anchor.samples, anchor.first_kib, anchor.last_kib), (0, 3, 40 * MIB, 42 * MIB));
         assert_eq!(anchor.max_kib, 45 * MIB);
         assert_eq!((lives[2].incarnation, lives[2].first_secs, lives[2].last_secs), (2, 60.0, 90.0));
+        let (fresh, oldest) = fresh_beside_oldest(&lives, 90.0, 40.0).unwrap();
+        assert_eq!((fresh, oldest.slot), (30 * MIB, 0), "node 1's second run began at 60 s");
+        assert!(fresh_beside_oldest(&lives, 90.0, 10.0).is_none());
 
         let mut counters = Counters::default();
         counters.ok(OpKind::Fetch);
