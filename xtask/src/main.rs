@@ -13,11 +13,14 @@
 //!   127.0.0.1), showing how lookups, propagation and memory grow with N.
 //! - `cargo xtask fuzz [--seconds N | --runs N] [--seeds] [TARGET...]`: builds the
 //!   `fuzz/` targets with nightly cargo-fuzz, replays their corpora, fuzzes each.
+//! - `cargo xtask soak --minutes N [--nodes K] [--seed S]`: real `agora node` processes on
+//!   127.0.0.1 under churn (crashes, stops, joins) with CLI clients and an oracle; not in CI.
 
 mod bench;
 mod ci;
 mod cycles;
 mod fuzz;
+mod soak;
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -33,9 +36,10 @@ fn main() -> anyhow::Result<()> {
         Some("bench") => bench::run(&args[1..]),
         Some("sim") => bench::sim(&args[1..]),
         Some("fuzz") => fuzz::run(&args[1..]),
+        Some("soak") => soak::run(&args[1..]),
         Some("help" | "--help" | "-h") | None => {
             println!(
-                "usage: cargo xtask <ci|cycles|test|bench|sim|fuzz> [args]\n\n  ci     module cycle check, fmt check, clippy -D warnings, tests (what CI runs)\n  cycles fail if a module imports a module that imports it back (in any crate)\n  test   cargo test --workspace [args]\n  bench  [SCENARIO...] [--quick]\n  sim    --nodes N | --sweep 10,50,100 [--tcp] [--latency MS] [--loss FRACTION] [--catalog-sync]\n  fuzz   [--seconds N | --runs N] [--seeds] [TARGET...] (nightly cargo-fuzz; default 15 s per target)"
+                "usage: cargo xtask <ci|cycles|test|bench|sim|fuzz|soak> [args]\n\n  ci     module cycle check, fmt check, clippy -D warnings, tests (what CI runs)\n  cycles fail if a module imports a module that imports it back (in any crate)\n  test   cargo test --workspace [args]\n  bench  [SCENARIO...] [--quick]\n  sim    --nodes N | --sweep 10,50,100 [--tcp] [--latency MS] [--loss FRACTION] [--catalog-sync]\n  fuzz   [--seconds N | --runs N] [--seeds] [TARGET...] (nightly cargo-fuzz; default 15 s per target)\n  soak   --minutes N [--nodes K] [--seed S]: real node processes under churn (not in CI)"
             );
             Ok(())
         }

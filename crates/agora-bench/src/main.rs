@@ -2,11 +2,14 @@
 //! which builds this in release and writes `target/bench/report.{json,md}` and
 //! `docs/BENCHMARKS.md`. Every figure is printed beside a baseline measured in the
 //! same run, with the ratio and the goal. Nothing here is a timed test assertion.
+//! `agora-bench soak` (run by `cargo xtask soak`) is the soak of real node
+//! processes under churn; see `soak.rs`.
 
 mod data;
 mod report;
 mod scenarios;
 mod sim;
+mod soak;
 mod stats;
 
 use std::path::PathBuf;
@@ -18,6 +21,10 @@ const SCENARIOS: &[&str] =
     &["search", "throughput", "propagation", "dht", "transfer", "concurrency", "sync", "gossip", "start"];
 
 fn main() -> anyhow::Result<()> {
+    let all: Vec<String> = std::env::args().skip(1).collect();
+    if all.first().map(String::as_str) == Some("soak") {
+        return soak::main(&all[1..]);
+    }
     let mut quick = false;
     let mut out = PathBuf::from("target/bench");
     let mut docs: Option<PathBuf> = None;

@@ -143,7 +143,8 @@ fn markdown(scenarios: &[Scenario], command: &str, machine: &str, seconds: f64) 
     out
 }
 
-fn machine() -> String {
+/// `2 cores (model), 24 GiB`.
+pub(crate) fn machine() -> String {
     let cpus = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
     let model = std::fs::read_to_string("/proc/cpuinfo")
         .ok()

@@ -58,20 +58,19 @@ pub(crate) fn rss_kib() -> u64 {
 }
 
 fn read_status_kib(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find(|line| line.starts_with(field))
-                .and_then(|line| line.split_whitespace().nth(1))
-                .and_then(|value| value.parse().ok())
-        })
-        .unwrap_or(0)
+    std::fs::read_to_string("/proc/self/status").ok().and_then(|status| status_kib(&status, field)).unwrap_or(0)
 }
 
-/// A small deterministic PRNG (xorshift64*), so data sets are the same every run.
-#[derive(Debug, Clone)]
+/// A `field` (such as `VmRSS:`) of a `/proc/<pid>/status` text, in KiB.
+pub(crate) fn status_kib(status: &str, field: &str) -> Option<u64> {
+    status
+        .lines()
+        .find(|line| line.starts_with(field))
+        .and_then(|line| line.split_whitespace().nth(1))
+        .and_then(|value| value.parse().ok())
+}
+
+#[derive(Debug)]
 pub(crate) struct Rng(u64);
 
 impl Rng {
