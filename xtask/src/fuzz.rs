@@ -171,17 +171,9 @@ fn write_seeds(fuzz_dir: &Path) -> anyhow::Result<()> {
 /// Runs `cargo` (through rustup, so that `+nightly` works) in the project root,
 /// without the outer cargo's `CARGO_TARGET_DIR`: the fuzz build has its own.
 fn run_cargo(args: &[&str]) -> anyhow::Result<()> {
-    eprintln!("$ cargo {}", args.join(" "));
-    let status = Command::new("cargo")
-        .args(args)
-        .env_remove("CARGO_TARGET_DIR")
-        .current_dir(project_root())
-        .status()
-        .with_context(|| format!("running cargo {}", args.join(" ")))?;
-    if !status.success() {
-        bail!("`cargo {}` failed with {status}", args.join(" "));
-    }
-    Ok(())
+    let mut command = Command::new("cargo");
+    command.env_remove("CARGO_TARGET_DIR");
+    crate::run_cargo_command(command, args)
 }
 
 fn binary(fuzz_dir: &Path, target: &str) -> PathBuf {

@@ -61,10 +61,17 @@ pub(crate) fn cargo(args: &[&str]) -> anyhow::Result<()> {
 /// Like [`cargo`], with extra environment variables for the child.
 pub(crate) fn cargo_with_env(args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let mut command = Command::new(cargo);
+    command.envs(env.iter().copied());
+    run_cargo_command(command, args)
+}
+
+/// Runs `command` (a cargo) with `args` in the project root, echoing the command
+/// line and failing on a non-zero exit.
+pub(crate) fn run_cargo_command(mut command: Command, args: &[&str]) -> anyhow::Result<()> {
     eprintln!("$ cargo {}", args.join(" "));
-    let status = Command::new(cargo)
+    let status = command
         .args(args)
-        .envs(env.iter().copied())
         .current_dir(project_root())
         .status()
         .with_context(|| format!("running cargo {}", args.join(" ")))?;

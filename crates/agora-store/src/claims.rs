@@ -23,7 +23,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use crate::changes::{ChangeCause, Changes};
 use crate::ingested::{CatalogEntry, Ingested};
-use crate::rows::{decode_index, decode_manifest, load_package, store_index, store_manifest};
+use crate::rows::{decode_index, decode_manifest, decode_trusted_index, load_package, store_index, store_manifest};
 use crate::{Error, Result, search};
 
 /// Most equivocation proofs a node keeps. One proof flags an owner everywhere;
@@ -40,20 +40,7 @@ pub(crate) fn record_claim(
 ) -> Result<Ingested> {
     let new = signed.index();
     // The claim this index continues, if any (its row is keyed by the claim's first signer).
-    let mut existing = None;
-    {
-        let mut statement = tx.prepare_cached("SELECT owner, record FROM claims WHERE name = ?1")?;
-        let rows = statement
-            .query_map([new.name.as_str()], |row| Ok((row.get::<_, Vec<u8>>(0)?, row.get::<_, Vec<u8>>(1)?)))?;
-        for row in rows {
-            let (key, record) = row?;
-            let claim = decode_index(&record)?;
-            if claim.index().same_claim(new) {
-                existing = Some((key, claim));
-                break;
-            }
-        }
-    }
+    let existing = find_claim(tx, &new.name, |claim| claim.same_claim(new))?;
     let (outcome, claim, key) = match existing {
         None => {
             let count: i64 = tx
@@ -64,24 +51,21 @@ pub(crate) fn record_claim(
                 return Ok(Ingested::Unchanged);
             }
             let key = new.owner.as_bytes().to_vec();
-            tx.prepare_cached(
-                "INSERT INTO claims (name, owner, sequence, seen, record)
-                 VALUES (?1, ?2, ?3, (SELECT coalesce(max(seen), 0) + 1 FROM claims), ?4)",
-            )?
-            .execute(params![new.name.as_str(), key, new.sequence as i64, signed.to_bytes()])?;
+            insert_claim(tx, &new.name, &key, new.sequence, &signed.to_bytes())?;
             tracing::info!(package = %new.name, claimant = %new.owner, "another key claims a known name; kept as a competing claim");
             (Ingested::Contested, new.clone(), key)
         }
-        Some((key, current)) => match new.sequence.cmp(&current.index().sequence) {
-            std::cmp::Ordering::Less => (Ingested::Stale, current.into_index(), key),
-            std::cmp::Ordering::Equal if new == current.index() => (Ingested::Unchanged, current.into_index(), key),
-            std::cmp::Ordering::Equal if new.owner == current.index().owner => {
-                return record_equivocation(tx, Equivocation::new(current, signed.clone())?, changes);
+        Some(StoredClaim { key, record, index: current }) => match new.sequence.cmp(&current.sequence) {
+            std::cmp::Ordering::Less => (Ingested::Stale, current, key),
+            std::cmp::Ordering::Equal if *new == current => (Ingested::Unchanged, current, key),
+            std::cmp::Ordering::Equal if new.owner == current.owner => {
+                // The proof needs the stored copy's signature: only here is it decoded with it.
+                return record_equivocation(tx, Equivocation::new(decode_index(&record)?, signed.clone())?, changes);
             }
             // Two co-owners signed one sequence each: keep the first seen.
-            std::cmp::Ordering::Equal => (Ingested::Stale, current.into_index(), key),
+            std::cmp::Ordering::Equal => (Ingested::Stale, current, key),
             std::cmp::Ordering::Greater => {
-                current.index().check_successor(new)?;
+                current.check_successor(new)?;
                 tx.prepare_cached("UPDATE claims SET sequence = ?3, record = ?4 WHERE name = ?1 AND owner = ?2")?
                     .execute(params![new.name.as_str(), key, new.sequence as i64, signed.to_bytes()])?;
                 (Ingested::Contested, new.clone(), key)
@@ -165,10 +149,10 @@ pub(crate) fn claims(connection: &Connection, name: &PackageName) -> Result<Opti
         .query_row([name.as_str()], |row| Ok((row.get(0)?, row.get(1)?)))
         .optional()?;
     let Some((record, chosen)) = default else { return Ok(None) };
-    let mut claims = vec![summary(&decode_index(&record)?.into_index(), true)];
+    let mut claims = vec![summary(&decode_trusted_index(&record)?, true)];
     let mut statement = connection.prepare_cached("SELECT record FROM claims WHERE name = ?1 ORDER BY seen")?;
     for record in statement.query_map([name.as_str()], |row| row.get::<_, Vec<u8>>(0))? {
-        claims.push(summary(&decode_index(&record?)?.into_index(), false));
+        claims.push(summary(&decode_trusted_index(&record?)?, false));
     }
     let mut flagged = connection.prepare_cached("SELECT 1 FROM equivocations WHERE owner = ?1 LIMIT 1")?;
     let mut equivocated = Vec::new();
@@ -197,22 +181,8 @@ pub(crate) fn trust(tx: &Transaction<'_>, name: &PackageName, owner: &PublicKey,
         return Err(agora_core::Error::PackageNotFound(name.clone()).into());
     };
     if current.owner != *owner && !current.is_owner(owner) {
-        let mut found = None;
-        {
-            let mut statement = tx.prepare_cached("SELECT owner, record FROM claims WHERE name = ?1")?;
-            let rows = statement
-                .query_map([name.as_str()], |row| Ok((row.get::<_, Vec<u8>>(0)?, row.get::<_, Vec<u8>>(1)?)))?;
-            for row in rows {
-                let (key, record) = row?;
-                let claim = PackageIndex::from_trusted_bytes(&record)
-                    .map_err(|error| Error::Corrupt(format!("stored claim: {error}")))?;
-                if claim.owner == *owner || claim.is_owner(owner) {
-                    found = Some((key, record));
-                    break;
-                }
-            }
-        }
-        let Some((claim_key, record)) = found else {
+        let found = find_claim(tx, name, |claim| claim.owner == *owner || claim.is_owner(owner))?;
+        let Some(StoredClaim { key: claim_key, record, .. }) = found else {
             let known = claims(tx, name)?
                 .map(|claims| claims.claims.iter().map(|claim| claim.owner.to_hex()).collect::<Vec<_>>().join(", "))
                 .unwrap_or_default();
@@ -226,11 +196,7 @@ pub(crate) fn trust(tx: &Transaction<'_>, name: &PackageName, owner: &PublicKey,
             .prepare_cached("SELECT record FROM packages WHERE id = ?1")?
             .query_row([package_id], |row| row.get(0))?;
         let previous_owner = current.owner.as_bytes().as_slice();
-        tx.prepare_cached(
-            "INSERT INTO claims (name, owner, sequence, seen, record)
-             VALUES (?1, ?2, ?3, (SELECT coalesce(max(seen), 0) + 1 FROM claims), ?4)",
-        )?
-        .execute(params![name.as_str(), previous_owner, current.sequence as i64, previous])?;
+        insert_claim(tx, name, previous_owner, current.sequence, &previous)?;
         tx.prepare_cached(
             "INSERT OR IGNORE INTO claim_manifests (name, owner, version, record)
              SELECT ?1, ?2, version, record FROM manifests WHERE package_id = ?3",
@@ -249,6 +215,43 @@ pub(crate) fn trust(tx: &Transaction<'_>, name: &PackageName, owner: &PublicKey,
     }
     tx.prepare_cached("UPDATE packages SET chosen = 1 WHERE id = ?1")?.execute([package_id])?;
     changes.record(name, owner);
+    Ok(())
+}
+
+/// A claim row: its key (the claim's first signer), its stored wire bytes and
+/// the index they hold.
+struct StoredClaim {
+    key: Vec<u8>,
+    record: Vec<u8>,
+    index: PackageIndex,
+}
+
+/// The first stored claim to `name` whose index `matches`.
+fn find_claim(
+    connection: &Connection,
+    name: &PackageName,
+    matches: impl Fn(&PackageIndex) -> bool,
+) -> Result<Option<StoredClaim>> {
+    let mut statement = connection.prepare_cached("SELECT owner, record FROM claims WHERE name = ?1")?;
+    let rows =
+        statement.query_map([name.as_str()], |row| Ok((row.get::<_, Vec<u8>>(0)?, row.get::<_, Vec<u8>>(1)?)))?;
+    for row in rows {
+        let (key, record) = row?;
+        let index = decode_trusted_index(&record)?;
+        if matches(&index) {
+            return Ok(Some(StoredClaim { key, record, index }));
+        }
+    }
+    Ok(None)
+}
+
+/// Adds a claim row, last in the order claims are shown.
+fn insert_claim(tx: &Transaction<'_>, name: &PackageName, key: &[u8], sequence: u64, record: &[u8]) -> Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO claims (name, owner, sequence, seen, record)
+         VALUES (?1, ?2, ?3, (SELECT coalesce(max(seen), 0) + 1 FROM claims), ?4)",
+    )?
+    .execute(params![name.as_str(), key, sequence as i64, record])?;
     Ok(())
 }
 

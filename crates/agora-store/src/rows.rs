@@ -27,12 +27,13 @@ pub(crate) fn load_package(tx: &Transaction<'_>, name: &PackageName) -> Result<O
         .prepare_cached("SELECT id, record FROM packages WHERE name = ?1")?
         .query_row([name.as_str()], |row| Ok((row.get(0)?, row.get(1)?)))
         .optional()?;
-    row.map(|(id, bytes)| {
-        let index = PackageIndex::from_trusted_bytes(&bytes)
-            .map_err(|error| Error::Corrupt(format!("stored package index: {error}")))?;
-        Ok((id, index))
-    })
-    .transpose()
+    row.map(|(id, bytes)| Ok((id, decode_trusted_index(&bytes)?))).transpose()
+}
+
+/// Decodes stored index bytes (a package's or a claim's) without re-checking the
+/// signature: they were verified before they were written.
+pub(crate) fn decode_trusted_index(bytes: &[u8]) -> Result<PackageIndex> {
+    PackageIndex::from_trusted_bytes(bytes).map_err(|error| Error::Corrupt(format!("stored package index: {error}")))
 }
 
 /// Inserts or replaces the index row and records the change; returns the
