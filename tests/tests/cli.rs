@@ -330,7 +330,19 @@ fn two_nodes_from_the_command_line() {
     let first_id = status["network"]["peer_id"].as_str().unwrap();
     assert!(peers.as_array().unwrap().iter().any(|p| p["peer_id"] == first_id && p["connected"] == true), "{peers}");
     let table = second.ok(&["status"]).stdout;
-    assert!(table.contains("peer id:") && table.contains("1 connected"), "{table}");
+    assert!(table.contains("peer id:") && table.contains("1 connected (1 direct, 0 relayed"), "{table}");
+
+    // On a single-host network (every listen address on loopback) the listen
+    // addresses are the external ones, and the DHT serves; nothing is relayed.
+    let network = &status["network"];
+    assert_eq!(network["reachability"], "public", "{network}");
+    assert_eq!(network["dht_mode"], "server", "{network}");
+    assert_eq!(network["external_addrs"], network["listen_addrs"], "{network}");
+    let to_first = peers.as_array().unwrap().iter().find(|p| p["peer_id"] == first_id).unwrap();
+    let kinds: Vec<&str> =
+        to_first["connections"].as_array().unwrap().iter().map(|c| c["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["direct"], "{to_first}");
+    assert!(table.contains("reachability:") && table.contains("public"), "{table}");
 }
 
 #[test]

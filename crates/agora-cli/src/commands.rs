@@ -712,8 +712,34 @@ async fn status(global: &Global) -> anyhow::Result<()> {
             for address in &network.listen_addrs {
                 rows.push(vec!["listening:".to_owned(), address.clone()]);
             }
-            rows.push(vec!["peers:".to_owned(), format!("{} connected", network.connected_peers.len())]);
-            rows.push(vec!["routing table:".to_owned(), network.routing_table_size.to_string()]);
+            rows.push(vec!["reachability:".to_owned(), network.reachability.clone()]);
+            for address in &network.external_addrs {
+                rows.push(vec!["external:".to_owned(), address.clone()]);
+            }
+            for address in &network.relay_addrs {
+                rows.push(vec!["via relay:".to_owned(), address.clone()]);
+            }
+            if !network.relay_reservations.is_empty() {
+                rows.push(vec!["reservations:".to_owned(), network.relay_reservations.join(", ")]);
+            }
+            rows.push(vec!["relaying:".to_owned(), if network.relaying { "yes" } else { "no" }.to_owned()]);
+            rows.push(vec![
+                "peers:".to_owned(),
+                format!(
+                    "{} connected ({} direct, {} relayed connections)",
+                    network.connected_peers.len(),
+                    network.direct_connections,
+                    network.relayed_connections
+                ),
+            ]);
+            rows.push(vec![
+                "hole punches:".to_owned(),
+                format!("{} of {} succeeded", network.hole_punch_successes, network.hole_punch_attempts),
+            ]);
+            rows.push(vec![
+                "routing table:".to_owned(),
+                format!("{} (dht {})", network.routing_table_size, network.dht_mode),
+            ]);
             rows.push(vec![
                 "dht:".to_owned(),
                 format!("{} records, {} provided", network.dht_records, network.dht_provided),
@@ -745,10 +771,12 @@ async fn peers(global: &Global) -> anyhow::Result<()> {
     ]];
     for peer in &peers {
         let banned = peer.standing.as_ref().is_some_and(|standing| standing.banned_until > 0);
-        let state = match (banned, peer.connected) {
-            (true, _) => "blocked",
-            (false, true) => "connected",
-            (false, false) => "known",
+        let relayed = !peer.connections.is_empty() && peer.connections.iter().all(|c| c.kind == "relayed");
+        let state = match (banned, peer.connected, relayed) {
+            (true, _, _) => "blocked",
+            (false, true, true) => "relayed",
+            (false, true, false) => "connected",
+            (false, false, _) => "known",
         };
         rows.push(vec![
             peer.peer_id.clone(),
@@ -756,7 +784,11 @@ async fn peers(global: &Global) -> anyhow::Result<()> {
             peer.standing.as_ref().map_or_else(|| "-".to_owned(), |standing| format!("{:.2}", standing.score)),
             peer.strikes.to_string(),
             if peer.last_seen == 0 { "-".to_owned() } else { date(peer.last_seen) },
-            peer.addresses.first().cloned().unwrap_or_default(),
+            peer.connections
+                .first()
+                .map(|connection| connection.address.clone())
+                .or_else(|| peer.addresses.first().cloned())
+                .unwrap_or_default(),
             peer.standing.as_ref().map(|standing| standing.reason.clone()).unwrap_or_default(),
         ]);
     }

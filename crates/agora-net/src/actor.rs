@@ -22,11 +22,12 @@ use libp2p::kad::store::{MemoryStore, MemoryStoreConfig, RecordStore};
 use libp2p::metrics::{Metrics, Recorder};
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport};
+use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::{ConnectionId, NetworkBehaviour, SwarmEvent};
 use libp2p::{
-    Multiaddr, PeerId, StreamProtocol, Swarm, allow_block_list, connection_limits, gossipsub, identify, kad, noise,
-    ping, tcp, yamux,
+    Multiaddr, PeerId, StreamProtocol, Swarm, allow_block_list, autonat, connection_limits, dcutr, gossipsub, identify,
+    kad, mdns, noise, ping, relay, tcp, upnp, yamux,
 };
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -40,6 +41,7 @@ use crate::protocol::{
     ARTIFACT_PROTOCOL, ChunkCodec, ChunkResponse, Incoming, MAX_ANNOUNCEMENT, SEARCH_PROTOCOL, SYNC_PROTOCOL,
     SearchCodec, SearchResponse, SyncCodec, SyncResponse,
 };
+use crate::reachability::single_host;
 use crate::records::{
     MAX_RECORD_SIZE, RecordKey, RecordValidator, Rejection, check_trusted_record, digest_of_provider_key, provider_key,
 };
@@ -59,6 +61,9 @@ const SEARCH_STREAMS: usize = 256;
 /// How often stale pending entries are swept.
 const SWEEP_INTERVAL: Duration = Duration::from_millis(500);
 
+mod traversal;
+use traversal::Traversal;
+
 #[derive(NetworkBehaviour)]
 pub(crate) struct Behaviour {
     blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
@@ -70,6 +75,20 @@ pub(crate) struct Behaviour {
     artifacts: request_response::Behaviour<ChunkCodec>,
     sync: request_response::Behaviour<SyncCodec>,
     search: request_response::Behaviour<SearchCodec>,
+    /// Relays for others while this node is publicly reachable.
+    relay: relay::Behaviour,
+    /// Reserves slots on relays, and dials through them.
+    relay_client: relay::client::Behaviour,
+    /// Upgrades relayed connections to direct ones (hole punching).
+    dcutr: dcutr::Behaviour,
+    /// Asks peers to dial back candidate addresses.
+    autonat_client: autonat::v2::client::Behaviour,
+    /// Dials back for peers that ask.
+    autonat_server: autonat::v2::server::Behaviour,
+    /// LAN discovery; off on a single-host network or when configured off.
+    mdns: Toggle<mdns::tokio::Behaviour>,
+    /// Port mapping on the router; off on a single-host network or when configured off.
+    upnp: Toggle<upnp::tokio::Behaviour>,
 }
 
 /// Starts the network: builds the swarm, listens, dials the bootstrap peers, and
@@ -82,10 +101,13 @@ pub async fn spawn(
         .map_err(|error| NetworkError::Listen(format!("bad identity seed: {error}")))?;
     let peer_id = keypair.public().to_peer_id();
     let mut swarm = build_swarm(&keypair, &config)?;
-    let metrics = config.metrics.as_ref().map(|registry| {
-        let mut registry = registry.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        Metrics::new(&mut registry)
-    });
+    let (metrics, traversal_metrics) = match config.metrics.as_ref() {
+        Some(registry) => {
+            let mut registry = registry.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            (Some(Metrics::new(&mut registry)), Some(traversal::TraversalMetrics::register(&mut registry)))
+        }
+        None => (None, None),
+    };
     let topic = gossipsub::IdentTopic::new(ANNOUNCE_TOPIC);
     swarm
         .behaviour_mut()
@@ -119,7 +141,7 @@ pub async fn spawn(
         max_pending: config.max_pending,
         request_timeout: config.request_timeout,
         query_timeout: config.query_timeout,
-        announce_listen_addrs: config.announce_listen_addrs,
+        traversal: Traversal::new(single_host(&config.listen), config.relay_server, traversal_metrics),
         metrics,
         peers: Peers::new(config.peers),
         connections_established,
@@ -135,6 +157,9 @@ pub async fn spawn(
     };
     for (peer, bare, _) in &bootstrap {
         actor.swarm.behaviour_mut().kad.add_address(peer, bare.clone());
+    }
+    for address in config.external_addresses {
+        actor.confirm_external(address);
     }
     let task = tokio::spawn(actor.run(command_receiver));
 
@@ -209,10 +234,22 @@ fn build_swarm(keypair: &Keypair, config: &NetworkConfig) -> Result<Swarm<Behavi
         .with_max_pending_outgoing(Some(64));
 
     let link = config.link;
+    let local_only = single_host(&config.listen);
+    let relay_limits = config.relay_limits;
+    let relay_config = relay::Config {
+        max_reservations: relay_limits.max_reservations,
+        max_circuits: relay_limits.max_circuits,
+        max_circuits_per_peer: relay_limits.max_circuits_per_peer,
+        max_circuit_bytes: relay_limits.max_circuit_bytes,
+        max_circuit_duration: relay_limits.max_circuit_duration,
+        ..relay::Config::default()
+    };
     let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair.clone())
         .with_tokio()
+        .with_quic()
         // TCP and in-process memory ports (`/memory/<n>`), each connection shaped by
         // `link` below Noise, then Noise and Yamux as `with_tcp` would set them up.
+        // QUIC brings its own encryption and multiplexing and is never shaped.
         .with_other_transport(|key| -> Result<_, Box<dyn std::error::Error + Send + Sync>> {
             Ok(tcp::tokio::Transport::new(tcp::Config::default().nodelay(true))
                 .or_transport(MemoryTransport::new())
@@ -222,16 +259,35 @@ fn build_swarm(keypair: &Keypair, config: &NetworkConfig) -> Result<Swarm<Behavi
                 .multiplex(yamux::Config::default()))
         })
         .map_err(|error| build_error(error.to_string()))?
-        .with_behaviour(|key| {
+        // `/dns4/…` and `/dns/…` addresses (in `--bootstrap`), from the system's resolver settings.
+        .with_dns()
+        .map_err(|error| build_error(format!("reading the system's DNS settings: {error}")))?
+        .with_relay_client(noise::Config::new, yamux::Config::default)
+        .map_err(|error| build_error(error.to_string()))?
+        .with_behaviour(|key, relay_client| {
             let mut kad =
                 kad::Behaviour::with_config(peer_id, MemoryStore::with_config(peer_id, store_config), kad_config);
-            kad.set_mode(Some(kad::Mode::Server));
+            // A client until an address is confirmed (see `reachability`).
+            kad.set_mode(Some(kad::Mode::Client));
+            let mut relay = relay::Behaviour::new(peer_id, relay_config);
+            relay.set_status(Some(relay::Status::Disable));
+            let mdns = match config.mdns && !local_only {
+                true => Some(mdns::tokio::Behaviour::new(mdns::Config::default(), peer_id)?),
+                false => None,
+            };
+            let upnp = (config.upnp && !local_only).then(upnp::tokio::Behaviour::default);
             Ok(Behaviour {
                 blocked: allow_block_list::Behaviour::default(),
                 limits: connection_limits::Behaviour::new(limits),
                 kad,
                 gossipsub: gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, gossip_config)?,
-                identify: identify::Behaviour::new(identify::Config::new(IDENTIFY_PROTOCOL.to_owned(), key.public())),
+                // Identify announces only confirmed external addresses, never
+                // bare listen addresses (private ones included).
+                identify: identify::Behaviour::new(
+                    identify::Config::new(IDENTIFY_PROTOCOL.to_owned(), key.public())
+                        .with_hide_listen_addrs(true)
+                        .with_push_listen_addr_updates(true),
+                ),
                 ping: ping::Behaviour::default(),
                 artifacts: request_response::Behaviour::with_codec(
                     ChunkCodec::default(),
@@ -250,6 +306,13 @@ fn build_swarm(keypair: &Keypair, config: &NetworkConfig) -> Result<Swarm<Behavi
                     [(SEARCH_PROTOCOL, ProtocolSupport::Full)],
                     request_config.with_max_concurrent_streams(SEARCH_STREAMS),
                 ),
+                relay,
+                relay_client,
+                dcutr: dcutr::Behaviour::new(peer_id),
+                autonat_client: autonat::v2::client::Behaviour::default(),
+                autonat_server: autonat::v2::server::Behaviour::default(),
+                mdns: Toggle::from(mdns),
+                upnp: Toggle::from(upnp),
             })
         })
         .map_err(|error| build_error(error.to_string()))?
@@ -291,7 +354,8 @@ struct Actor {
     max_pending: usize,
     request_timeout: Duration,
     query_timeout: Duration,
-    announce_listen_addrs: bool,
+    /// Reachability, relays, hole punching, open connections.
+    traversal: Traversal,
     /// libp2p's swarm and protocol metrics, when the node asked for them.
     metrics: Option<Metrics>,
     /// Connected peers, their last use, and which to trim.
@@ -539,6 +603,7 @@ impl Actor {
                 let store = kad.store_mut();
                 let dht_records = store.records().count();
                 let dht_provided = store.provided().count();
+                let traversal = self.traversal_status();
                 let _ = reply.send(Ok(NetworkStatus {
                     peer_id: local,
                     listen_addrs,
@@ -546,11 +611,13 @@ impl Actor {
                     routing_table_size,
                     dht_records,
                     dht_provided,
+                    traversal,
                 }));
             }
             Command::ConnectedPeers { reply } => {
                 let _ = reply.send(Ok(self.peers.iter().copied().collect()));
             }
+            Command::AwaitDirect { peer, wait, reply } => self.await_direct(peer, wait, reply),
             Command::StoreRecord { key, value } => self.store_record(key, value),
             Command::StopProviding { digest } => self.swarm.behaviour_mut().kad.stop_providing(&provider_key(&digest)),
             Command::Shutdown => {}
@@ -564,14 +631,13 @@ impl Actor {
         match event {
             SwarmEvent::NewListenAddr { listener_id, address } => {
                 tracing::info!(%address, "listening");
-                if self.announce_listen_addrs {
-                    self.swarm.add_external_address(address.clone());
-                }
+                self.on_listen_addr(&address);
                 if let Some(pending) = self.pending_listens.remove(&listener_id) {
                     let _ = pending.reply.send(Ok(address));
                 }
             }
             SwarmEvent::ListenerClosed { listener_id, reason, .. } => {
+                self.on_listener_closed(listener_id);
                 if let Some(pending) = self.pending_listens.remove(&listener_id) {
                     let _ = pending.reply.send(Err(NetworkError::Listen(format!("listener closed: {reason:?}"))));
                 }
@@ -583,6 +649,7 @@ impl Actor {
             }
             SwarmEvent::ConnectionEstablished { peer_id, connection_id, endpoint, num_established, .. } => {
                 self.connections_established.fetch_add(1, Ordering::Relaxed);
+                self.on_connection_opened(peer_id, connection_id, &endpoint);
                 if let Some(pending) = self.pending_dials.remove(&connection_id) {
                     let _ = pending.reply.send(Ok(peer_id));
                 }
@@ -595,10 +662,15 @@ impl Actor {
                     });
                 }
             }
-            SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } if self.peers.disconnected(&peer_id) => {
-                tracing::debug!(peer = %peer_id, "peer disconnected");
-                let _ = self.emit(NetworkEvent::PeerDisconnected { peer: peer_id });
+            SwarmEvent::ConnectionClosed { peer_id, connection_id, num_established, .. } => {
+                self.on_connection_closed(peer_id, connection_id, num_established);
+                if num_established == 0 && self.peers.disconnected(&peer_id) {
+                    tracing::debug!(peer = %peer_id, "peer disconnected");
+                    let _ = self.emit(NetworkEvent::PeerDisconnected { peer: peer_id });
+                }
             }
+            SwarmEvent::ExternalAddrConfirmed { address } => self.on_external_confirmed(&address),
+            SwarmEvent::ExternalAddrExpired { address } => self.on_external_expired(&address),
             SwarmEvent::OutgoingConnectionError { connection_id, peer_id, error } => {
                 if let Some(pending) = self.pending_dials.remove(&connection_id) {
                     let _ = pending.reply.send(Err(NetworkError::Dial(error.to_string())));
@@ -617,6 +689,8 @@ impl Actor {
                 BehaviourEvent::Gossipsub(event) => metrics.record(event),
                 BehaviourEvent::Identify(event) => metrics.record(event),
                 BehaviourEvent::Ping(event) => metrics.record(event),
+                BehaviourEvent::Relay(event) => metrics.record(event),
+                BehaviourEvent::Dcutr(event) => metrics.record(event),
                 _ => {}
             }
         }
@@ -644,6 +718,7 @@ impl Actor {
                         self.swarm.behaviour_mut().kad.add_address(&peer_id, address.clone());
                     }
                 }
+                self.on_identified(peer_id, &info.protocols, &info.listen_addrs);
                 let _ = self.emit(NetworkEvent::PeerIdentified { peer: peer_id, listen_addrs: info.listen_addrs });
             }
             BehaviourEvent::Identify(_) | BehaviourEvent::Ping(_) => {}
@@ -665,6 +740,15 @@ impl Actor {
                 });
                 self.after_exchange(outcome, "search");
             }
+            BehaviourEvent::AutonatClient(event) => self.on_autonat_client(event),
+            BehaviourEvent::AutonatServer(event) => {
+                tracing::debug!(client = %event.client, address = %event.tested_addr, ok = event.result.is_ok(), "dialed back (AutoNAT)");
+            }
+            BehaviourEvent::RelayClient(event) => self.on_relay_client(event),
+            BehaviourEvent::Relay(event) => tracing::debug!(?event, "relay"),
+            BehaviourEvent::Dcutr(event) => self.on_dcutr(event),
+            BehaviourEvent::Mdns(event) => self.on_mdns(event),
+            BehaviourEvent::Upnp(event) => self.on_upnp(event),
             BehaviourEvent::Blocked(never) => match never {},
             BehaviourEvent::Limits(never) => match never {},
         }
@@ -891,6 +975,7 @@ impl Actor {
     fn sweep(&mut self) {
         let now = Instant::now();
         self.trim_peers(now);
+        self.sweep_waiting(now);
         let expired = |deadline: Instant| deadline <= now;
         let timeout = |after: Duration| NetworkError::Timeout(after);
         fail_expired(&mut self.pending_listens, now, timeout(self.request_timeout));

@@ -31,9 +31,20 @@ pub struct NetworkConfig {
     /// How many peers stay connected once idle (below the hard
     /// `max_connections`): see [`PeerBudget`].
     pub peers: PeerBudget,
-    /// Treat listen addresses as externally reachable (true on a LAN or loopback;
-    /// provider records only carry such confirmed addresses).
-    pub announce_listen_addrs: bool,
+    /// Addresses this node is known to be reachable on (a server with a public
+    /// IP, a port forwarded by hand): confirmed from the start. Other addresses
+    /// become external only once confirmed (see [`crate::Reachability`]).
+    pub external_addresses: Vec<Multiaddr>,
+    /// Relay for others (Circuit Relay v2) while this node is publicly reachable.
+    pub relay_server: bool,
+    /// What one relayed circuit may use when this node relays.
+    pub relay_limits: RelayLimits,
+    /// Find peers on the LAN with mDNS. Never on a single-host network (every
+    /// listen address on loopback or in memory).
+    pub mdns: bool,
+    /// Ask the router to map a port (UPnP IGD) when it offers that; harmless
+    /// when it does not. Never on a single-host network.
+    pub upnp: bool,
     /// Capacity of the command channel.
     pub command_buffer: usize,
     /// Capacity of the event channel to the node.
@@ -69,7 +80,11 @@ impl NetworkConfig {
             max_connections: 256,
             max_connections_per_peer: 2,
             peers: PeerBudget::new(64),
-            announce_listen_addrs: true,
+            external_addresses: Vec::new(),
+            relay_server: true,
+            relay_limits: RelayLimits::default(),
+            mdns: true,
+            upnp: true,
             command_buffer: 256,
             event_buffer: 1024,
             max_pending: 4096,
@@ -94,11 +109,44 @@ impl fmt::Debug for NetworkConfig {
             .field("max_connections", &self.max_connections)
             .field("max_connections_per_peer", &self.max_connections_per_peer)
             .field("peers", &self.peers)
-            .field("announce_listen_addrs", &self.announce_listen_addrs)
+            .field("external_addresses", &self.external_addresses)
+            .field("relay_server", &self.relay_server)
+            .field("relay_limits", &self.relay_limits)
+            .field("mdns", &self.mdns)
+            .field("upnp", &self.upnp)
             .field("max_pending", &self.max_pending)
             .field("routing_refresh", &self.routing_refresh)
             .field("metrics", &self.metrics.is_some())
             .field("link", &self.link)
             .finish_non_exhaustive()
+    }
+}
+
+/// What a relay allows: sized for coordination (identify, DHT, hole punching)
+/// plus small transfers; artifacts larger than a circuit's byte limit wait for a
+/// direct connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RelayLimits {
+    /// Reservations held for peers behind NAT at once.
+    pub max_reservations: usize,
+    /// Circuits relayed at once.
+    pub max_circuits: usize,
+    /// Circuits relayed at once for one peer.
+    pub max_circuits_per_peer: usize,
+    /// Bytes one circuit may carry in each direction.
+    pub max_circuit_bytes: u64,
+    /// How long one circuit may stay open.
+    pub max_circuit_duration: Duration,
+}
+
+impl Default for RelayLimits {
+    fn default() -> Self {
+        Self {
+            max_reservations: 128,
+            max_circuits: 16,
+            max_circuits_per_peer: 4,
+            max_circuit_bytes: 1024 * 1024,
+            max_circuit_duration: Duration::from_secs(120),
+        }
     }
 }

@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::event::{AnnouncementId, Reply, Verdict};
 use crate::protocol::{ChunkRequest, ChunkResponse, SearchRequest, SearchResponse, SyncRequest, SyncResponse};
+use crate::reachability::Reachability;
 use crate::records::RecordKey;
 
 /// What can go wrong with a network operation.
@@ -64,6 +65,62 @@ pub struct NetworkStatus {
     pub dht_records: usize,
     /// Provider records for keys this node provides.
     pub dht_provided: usize,
+    /// Reachability, relays and connections.
+    pub traversal: TraversalStatus,
+}
+
+/// Whether others can dial this node, and how it is connected to its peers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraversalStatus {
+    /// What AutoNAT and the listeners established.
+    pub reachability: Reachability,
+    /// Confirmed addresses peers can dial directly.
+    pub external_addrs: Vec<Multiaddr>,
+    /// Confirmed relay circuit addresses (one per reservation accepted).
+    pub relay_addrs: Vec<Multiaddr>,
+    /// Relays this node holds (or is asking for) a reservation on.
+    pub reservations: Vec<PeerId>,
+    /// Whether this node relays for others now.
+    pub relaying: bool,
+    /// Whether Kademlia serves (server mode) or only asks (client mode).
+    pub kad_server: bool,
+    /// Every open connection.
+    pub connections: Vec<ConnectionInfo>,
+    /// Hole punches tried (DCUtR) since the task started.
+    pub hole_punch_attempts: u64,
+    /// Hole punches that ended in a direct connection.
+    pub hole_punch_successes: u64,
+}
+
+/// One open connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionInfo {
+    /// The peer at the other end.
+    pub peer: PeerId,
+    /// Its address (a `/p2p-circuit` address for a relayed connection).
+    pub address: Multiaddr,
+    /// Whether this node dialed it.
+    pub dialer: bool,
+    /// The relay it goes through; `None` for a direct connection.
+    pub relay: Option<PeerId>,
+}
+
+/// How a peer is connected, for a caller deciding whether to transfer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerPath {
+    /// At least one direct connection.
+    Direct,
+    /// Only through `relay`, which limits each circuit to these (when it said).
+    Relayed {
+        /// The relay.
+        relay: PeerId,
+        /// Bytes a circuit may carry (each direction).
+        max_bytes: Option<u64>,
+        /// How long a circuit may stay open.
+        max_duration: Option<Duration>,
+    },
+    /// No connection.
+    NotConnected,
 }
 
 /// What one record lookup cost, from Kademlia's query statistics. Kademlia asks
@@ -101,6 +158,7 @@ pub(crate) enum Command {
     Block { peer: PeerId, blocked: bool },
     Status { reply: Responder<NetworkStatus> },
     ConnectedPeers { reply: Responder<Vec<PeerId>> },
+    AwaitDirect { peer: PeerId, wait: Duration, reply: Responder<PeerPath> },
     Shutdown,
 }
 
@@ -127,6 +185,7 @@ impl Command {
             Self::Block { .. } => "block",
             Self::Status { .. } => "status",
             Self::ConnectedPeers { .. } => "connected_peers",
+            Self::AwaitDirect { .. } => "await_direct",
             Self::Shutdown => "shutdown",
         }
     }
@@ -267,18 +326,34 @@ impl NetworkHandle {
         self.call(|reply| Command::ConnectedPeers { reply }).await
     }
 
+    /// How `peer` is connected. While only through a relay, waits up to `wait`
+    /// for a direct connection (hole punching runs as soon as a relayed
+    /// connection opens), then answers with the path as it is.
+    pub async fn await_direct(&self, peer: PeerId, wait: Duration) -> Result<PeerPath, NetworkError> {
+        let within = self.call_timeout.max(wait + Duration::from_secs(5));
+        self.call_within(within, |reply| Command::AwaitDirect { peer, wait, reply }).await
+    }
+
     /// Asks the task to stop. It closes every connection and exits.
     pub async fn shutdown(&self) {
         self.tell(Command::Shutdown).await;
     }
 
     async fn call<T>(&self, command: impl FnOnce(Responder<T>) -> Command) -> Result<T, NetworkError> {
+        self.call_within(self.call_timeout, command).await
+    }
+
+    async fn call_within<T>(
+        &self,
+        within: Duration,
+        command: impl FnOnce(Responder<T>) -> Command,
+    ) -> Result<T, NetworkError> {
         let (reply, answer) = oneshot::channel();
         self.commands.send(command(reply)).await.map_err(|_| NetworkError::Closed)?;
-        match tokio::time::timeout(self.call_timeout, answer).await {
+        match tokio::time::timeout(within, answer).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(NetworkError::Closed),
-            Err(_) => Err(NetworkError::Timeout(self.call_timeout)),
+            Err(_) => Err(NetworkError::Timeout(within)),
         }
     }
 

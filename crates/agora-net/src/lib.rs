@@ -60,12 +60,13 @@ mod handle;
 mod link;
 mod peers;
 mod protocol;
+mod reachability;
 mod records;
 
 pub use actor::{ANNOUNCE_TOPIC, KAD_PROTOCOL, peer_address, spawn, split_peer};
-pub use config::NetworkConfig;
+pub use config::{NetworkConfig, RelayLimits};
 pub use event::{AnnouncementId, NetworkEvent, Reply, Verdict};
-pub use handle::{LookupStats, NetworkError, NetworkHandle, NetworkStatus};
+pub use handle::{ConnectionInfo, LookupStats, NetworkError, NetworkHandle, NetworkStatus, PeerPath, TraversalStatus};
 pub use libp2p::{Multiaddr, PeerId};
 pub use link::{LinkConditions, MAX_HELD_BYTES, MAX_LATENCY, RETRANSMISSION_PENALTY};
 pub use peers::PeerBudget;
@@ -75,6 +76,7 @@ pub use protocol::{
     MAX_SYNC_RESPONSE, SEARCH_PROTOCOL, SYNC_PROTOCOL, SearchCodec, SearchEntry, SearchRequest, SearchResponse,
     SyncCodec, SyncEntry, SyncRequest, SyncResponse, Wire,
 };
+pub use reachability::{MAX_RESERVATIONS, Reachability, is_local, is_private, is_relayed, relay_of, single_host};
 pub use records::{
     CheckedRecord, MAX_RECORD_SIZE, RecordKey, RecordValidator, Rejection, SignatureValidator, check_record,
     digest_of_provider_key, provider_key,

@@ -94,11 +94,27 @@ impl Default for StorageSettings {
 pub struct NetworkSettings {
     /// Run the network at all (false: an offline node serving its own catalog).
     pub enabled: bool,
-    /// Multiaddrs to listen on (`/ip4/…/tcp/…`, or `/memory/0` for an in-process
-    /// port). Flag: `--listen` (repeatable).
+    /// Multiaddrs to listen on (`/ip4/…/tcp/…`, `/ip4/…/udp/…/quic-v1`, or
+    /// `/memory/0` for an in-process port). Default: TCP and QUIC on every IPv4
+    /// interface, ports chosen by the OS. Flag: `--listen` (repeatable).
     pub listen: Vec<String>,
-    /// Peers to join through, each ending in `/p2p/<peer id>`. Flag: `--bootstrap`.
+    /// Peers to join through, each ending in `/p2p/<peer id>` (`/dns4/host/…`
+    /// names are resolved). Flag: `--bootstrap`.
     pub bootstrap: Vec<String>,
+    /// Addresses this node is known to be reachable on (a public server, a port
+    /// forwarded by hand): announced from the start. Without them an address is
+    /// announced only once a peer confirmed it by dialing back (AutoNAT).
+    pub external_addresses: Vec<String>,
+    /// Relay for peers behind NAT while this node is publicly reachable.
+    pub relay_server: bool,
+    /// Limits of the relay this node runs (when `relay_server`).
+    pub relay: RelaySettings,
+    /// Find peers on the local network with mDNS (never when every listen
+    /// address is on loopback).
+    pub mdns: bool,
+    /// Ask the router to forward a port (UPnP) when it offers that (never when
+    /// every listen address is on loopback).
+    pub upnp: bool,
     /// Deadline of one DHT lookup, in milliseconds.
     pub query_timeout_ms: u64,
     /// Deadline of one request to a peer, in milliseconds.
@@ -121,13 +137,60 @@ impl Default for NetworkSettings {
     fn default() -> Self {
         Self {
             enabled: true,
-            listen: vec!["/ip4/0.0.0.0/tcp/0".to_owned()],
+            listen: vec!["/ip4/0.0.0.0/tcp/0".to_owned(), "/ip4/0.0.0.0/udp/0/quic-v1".to_owned()],
             bootstrap: Vec::new(),
+            external_addresses: Vec::new(),
+            relay_server: true,
+            relay: RelaySettings::default(),
+            mdns: true,
+            upnp: true,
             query_timeout_ms: 10_000,
             request_timeout_ms: 10_000,
             catalog_sync: true,
             max_peers: 64,
             link: None,
+        }
+    }
+}
+
+/// What the relay a public node runs allows: enough for peers behind NAT to be
+/// found and hole-punched, and for small transfers; not a free proxy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RelaySettings {
+    /// Reservations held for peers behind NAT at once.
+    pub max_reservations: usize,
+    /// Circuits relayed at once (in all, and for one peer).
+    pub max_circuits: usize,
+    /// Circuits relayed at once for one peer.
+    pub max_circuits_per_peer: usize,
+    /// Bytes one circuit may carry each way.
+    pub max_circuit_bytes: u64,
+    /// Seconds one circuit may stay open.
+    pub max_circuit_secs: u64,
+}
+
+impl Default for RelaySettings {
+    fn default() -> Self {
+        let limits = agora_net::RelayLimits::default();
+        Self {
+            max_reservations: limits.max_reservations,
+            max_circuits: limits.max_circuits,
+            max_circuits_per_peer: limits.max_circuits_per_peer,
+            max_circuit_bytes: limits.max_circuit_bytes,
+            max_circuit_secs: limits.max_circuit_duration.as_secs(),
+        }
+    }
+}
+
+impl RelaySettings {
+    pub(crate) fn to_limits(&self) -> agora_net::RelayLimits {
+        agora_net::RelayLimits {
+            max_reservations: self.max_reservations,
+            max_circuits: self.max_circuits,
+            max_circuits_per_peer: self.max_circuits_per_peer,
+            max_circuit_bytes: self.max_circuit_bytes,
+            max_circuit_duration: Duration::from_secs(self.max_circuit_secs),
         }
     }
 }
@@ -221,9 +284,11 @@ impl Config {
         if self.cache.max_entries == 0 {
             return invalid("cache.max_entries must be greater than 0".into());
         }
-        for (field, addresses) in
-            [("network.listen", &self.network.listen), ("network.bootstrap", &self.network.bootstrap)]
-        {
+        for (field, addresses) in [
+            ("network.listen", &self.network.listen),
+            ("network.bootstrap", &self.network.bootstrap),
+            ("network.external_addresses", &self.network.external_addresses),
+        ] {
             for address in addresses {
                 let parsed: agora_net::Multiaddr = address.parse().map_err(|error| Error::Config {
                     origin: origin.to_owned(),
@@ -242,6 +307,14 @@ impl Config {
         }
         if !(8..=256).contains(&self.network.max_peers) {
             return invalid(format!("network.max_peers must be 8-256, found {}", self.network.max_peers));
+        }
+        let relay = &self.network.relay;
+        if [relay.max_reservations, relay.max_circuits, relay.max_circuits_per_peer].contains(&0)
+            || relay.max_circuit_bytes == 0
+            || relay.max_circuit_secs == 0
+            || relay.max_circuit_secs > u64::from(u32::MAX)
+        {
+            return invalid("network.relay limits must be greater than 0 (max_circuit_secs at most 4294967295)".into());
         }
         let transfer = &self.transfer;
         if !(1..=32).contains(&transfer.max_providers) || !(1..=64).contains(&transfer.requests_per_provider) {

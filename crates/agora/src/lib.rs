@@ -77,8 +77,8 @@ pub use agora_core::{
 pub use agora_net as net;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{
-    CacheSettings, Config, DEFAULT_API_ADDR, NetworkSettings, ReputationSettings, StorageSettings, TransferSettings,
-    default_data_dir,
+    CacheSettings, Config, DEFAULT_API_ADDR, NetworkSettings, RelaySettings, ReputationSettings, StorageSettings,
+    TransferSettings, default_data_dir,
 };
 pub use error::{Error, Result};
 pub use export::{Exported, export};
@@ -88,8 +88,8 @@ pub use network::NetworkSummary;
 #[doc(hidden)]
 pub use node::inspect_archive;
 pub use node::{
-    CacheCounters, Fetch, KeyRotation, Node, NodeBuilder, NodeStatus, PeerInfo, Published, StorageStatus,
-    api_token_path, identity_proof_message,
+    CacheCounters, Fetch, KeyRotation, Node, NodeBuilder, NodeStatus, PeerConnection, PeerInfo, Published,
+    StorageStatus, api_token_path, identity_proof_message,
 };
 pub use reputation::{PeerStanding, score, standing};
 pub use search::{QueryConfig, QueryHandle};

@@ -64,6 +64,36 @@ pub struct NetworkSummary {
     pub dht_records: usize,
     /// Provider records for keys this node provides.
     pub dht_provided: usize,
+    /// Whether peers can dial this node: `public`, `private` or `unknown`.
+    #[serde(default)]
+    pub reachability: String,
+    /// Confirmed addresses peers can dial directly, each ending in `/p2p/<peer id>`.
+    #[serde(default)]
+    pub external_addrs: Vec<String>,
+    /// Relay circuit addresses this node can be reached on (its reservations).
+    #[serde(default)]
+    pub relay_addrs: Vec<String>,
+    /// Relays this node holds (or asks for) a reservation on.
+    #[serde(default)]
+    pub relay_reservations: Vec<String>,
+    /// Whether this node relays for others.
+    #[serde(default)]
+    pub relaying: bool,
+    /// Kademlia's mode: `server` (answers DHT queries) or `client`.
+    #[serde(default)]
+    pub dht_mode: String,
+    /// Open direct connections.
+    #[serde(default)]
+    pub direct_connections: usize,
+    /// Open relayed connections.
+    #[serde(default)]
+    pub relayed_connections: usize,
+    /// Hole punches tried since the node started.
+    #[serde(default)]
+    pub hole_punch_attempts: u64,
+    /// Hole punches that gave a direct connection.
+    #[serde(default)]
+    pub hole_punch_successes: u64,
 }
 
 impl Network {
@@ -74,13 +104,28 @@ impl Network {
 
     pub(crate) async fn summary(&self) -> CoreResult<NetworkSummary> {
         let status = self.handle.status().await.map_err(|error| network_error("reading the network status", error))?;
+        let traversal = &status.traversal;
+        let addresses = |addresses: &[agora_net::Multiaddr]| -> Vec<String> {
+            addresses.iter().map(|a| peer_address(a, status.peer_id).to_string()).collect()
+        };
+        let relayed = traversal.connections.iter().filter(|connection| connection.relay.is_some()).count();
         Ok(NetworkSummary {
             peer_id: status.peer_id.to_string(),
-            listen_addrs: status.listen_addrs.iter().map(|a| peer_address(a, status.peer_id).to_string()).collect(),
+            listen_addrs: addresses(&status.listen_addrs),
             connected_peers: status.connected_peers.iter().map(ToString::to_string).collect(),
             routing_table_size: status.routing_table_size,
             dht_records: status.dht_records,
             dht_provided: status.dht_provided,
+            reachability: traversal.reachability.to_string(),
+            external_addrs: addresses(&traversal.external_addrs),
+            relay_addrs: addresses(&traversal.relay_addrs),
+            relay_reservations: traversal.reservations.iter().map(ToString::to_string).collect(),
+            relaying: traversal.relaying,
+            dht_mode: if traversal.kad_server { "server" } else { "client" }.to_owned(),
+            direct_connections: traversal.connections.len() - relayed,
+            relayed_connections: relayed,
+            hole_punch_attempts: traversal.hole_punch_attempts,
+            hole_punch_successes: traversal.hole_punch_successes,
         })
     }
 

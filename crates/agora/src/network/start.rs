@@ -24,6 +24,11 @@ pub(crate) async fn start(services: &Arc<Services>, identity_seed: [u8; 32]) -> 
     let mut config = NetworkConfig::new(identity_seed);
     config.listen = parse(&settings.listen)?;
     config.bootstrap = parse(&settings.bootstrap)?;
+    config.external_addresses = parse(&settings.external_addresses)?;
+    config.relay_server = settings.relay_server;
+    config.relay_limits = settings.relay.to_limits();
+    config.mdns = settings.mdns;
+    config.upnp = settings.upnp;
     config.query_timeout = Duration::from_millis(settings.query_timeout_ms);
     config.request_timeout = Duration::from_millis(settings.request_timeout_ms);
     config.metrics = Some(services.metrics.registry());

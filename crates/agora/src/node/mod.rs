@@ -23,7 +23,7 @@ use agora_store::Store;
 pub use self::builder::NodeBuilder;
 pub use self::fetch::Fetch;
 pub use self::registry::{KeyRotation, Published, inspect_archive};
-pub use self::status::{CacheCounters, NodeStatus, PeerInfo, StorageStatus};
+pub use self::status::{CacheCounters, NodeStatus, PeerConnection, PeerInfo, StorageStatus};
 use crate::local::LocalRegistry;
 use crate::lock::DataDirLock;
 use crate::network::Network;

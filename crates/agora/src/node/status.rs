@@ -78,6 +78,22 @@ pub struct PeerInfo {
     pub strikes: u32,
     /// Its reputation.
     pub standing: Option<PeerStanding>,
+    /// Open connections to it, direct ones first.
+    #[serde(default)]
+    pub connections: Vec<PeerConnection>,
+}
+
+/// One open connection to a peer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerConnection {
+    /// `direct` or `relayed`.
+    pub kind: String,
+    /// The peer's address on it (a `/p2p-circuit` address when relayed).
+    pub address: String,
+    /// The relay it goes through, when relayed.
+    pub relay: Option<String>,
+    /// Whether this node dialed it.
+    pub outbound: bool,
 }
 
 impl Node {
@@ -124,9 +140,26 @@ impl Node {
         let now = self.services().unix_now();
         let connected: std::collections::HashSet<String> =
             status.connected_peers.iter().map(ToString::to_string).collect();
+        let connections = |peer: &str| -> Vec<PeerConnection> {
+            let mut connections: Vec<PeerConnection> = status
+                .traversal
+                .connections
+                .iter()
+                .filter(|connection| connection.peer.to_string() == peer)
+                .map(|connection| PeerConnection {
+                    kind: if connection.relay.is_some() { "relayed" } else { "direct" }.to_owned(),
+                    address: connection.address.to_string(),
+                    relay: connection.relay.map(|relay| relay.to_string()),
+                    outbound: connection.dialer,
+                })
+                .collect();
+            connections.sort_by_key(|connection| connection.relay.is_some());
+            connections
+        };
         let mut peers: Vec<PeerInfo> = known
             .into_iter()
             .map(|peer| PeerInfo {
+                connections: connections(&peer.peer_id),
                 connected: connected.contains(&peer.peer_id),
                 strikes: peer.invalid.min(u64::from(u32::MAX)) as u32,
                 standing: Some(crate::reputation::standing(&peer, now)),
@@ -138,6 +171,7 @@ impl Node {
         for peer in &status.connected_peers {
             if !peers.iter().any(|known| known.peer_id == peer.to_string()) {
                 peers.push(PeerInfo {
+                    connections: connections(&peer.to_string()),
                     peer_id: peer.to_string(),
                     connected: true,
                     addresses: Vec::new(),
