@@ -676,6 +676,9 @@ impl Actor {
                     let _ = pending.reply.send(Err(NetworkError::Dial(error.to_string())));
                 }
                 tracing::debug!(peer = ?peer_id, %error, "outgoing connection failed");
+                if let Some(peer) = peer_id {
+                    self.on_dial_failed(peer);
+                }
             }
             SwarmEvent::Behaviour(event) => self.on_behaviour_event(event),
             _ => {}

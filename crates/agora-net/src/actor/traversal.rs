@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use libp2p::core::ConnectedPoint;
 use libp2p::core::transport::ListenerId;
 use libp2p::multiaddr::Protocol;
-use libp2p::swarm::ConnectionId;
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use libp2p::swarm::{ConnectionId, DialError};
 use libp2p::{Multiaddr, PeerId, autonat, dcutr, kad, mdns, relay, upnp};
 
 use prometheus_client::metrics::counter::Counter;
@@ -110,6 +111,8 @@ pub(crate) struct Traversal {
     hole_punch_successes: u64,
     /// Callers waiting for a direct connection to a peer.
     waiting: Vec<(PeerId, Pending<PeerPath>)>,
+    /// Connected peers hole punching failed for (no use waiting for them).
+    unpunchable: std::collections::HashSet<PeerId>,
     /// When the node records metrics.
     metrics: Option<TraversalMetrics>,
 }
@@ -129,6 +132,7 @@ impl Traversal {
             hole_punch_attempts: 0,
             hole_punch_successes: 0,
             waiting: Vec::new(),
+            unpunchable: std::collections::HashSet::new(),
             metrics,
         }
     }
@@ -281,19 +285,17 @@ impl Actor {
                 tracing::debug!(%peer, "closing a relayed connection: a direct one is open");
                 self.swarm.close_connection(id);
             }
-            let (answered, waiting) = std::mem::take(&mut self.traversal.waiting)
-                .into_iter()
-                .partition::<Vec<_>, _>(|(waiting_for, _)| *waiting_for == peer);
-            self.traversal.waiting = waiting;
-            for (_, pending) in answered {
-                let _ = pending.reply.send(Ok(PeerPath::Direct));
-            }
+            self.traversal.unpunchable.remove(&peer);
+            self.answer_waiting(peer);
         }
         self.traversal.publish();
     }
 
     pub(super) fn on_connection_closed(&mut self, peer: PeerId, connection: ConnectionId, remaining: u32) {
         self.traversal.links.remove(&connection);
+        if remaining == 0 {
+            self.traversal.unpunchable.remove(&peer);
+        }
         if remaining == 0 && self.traversal.relays.remove(&peer).is_some() {
             self.traversal.reservations.remove(&peer);
             self.reserve_relays();
@@ -369,7 +371,14 @@ impl Actor {
                 self.traversal.hole_punch_successes += 1;
                 tracing::info!(peer = %event.remote_peer_id, "hole punched: direct connection");
             }
-            Err(error) => tracing::info!(peer = %event.remote_peer_id, %error, "hole punching failed"),
+            Err(error) => {
+                tracing::info!(peer = %event.remote_peer_id, %error, "hole punching failed");
+                let peer = event.remote_peer_id;
+                if self.traversal.links.values().any(|link| link.peer == peer) {
+                    self.traversal.unpunchable.insert(peer);
+                }
+                self.answer_waiting(peer);
+            }
         }
     }
 
@@ -388,8 +397,8 @@ impl Actor {
             }
         }
         for (peer, address) in to_dial {
-            let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(peer)
-                .condition(libp2p::swarm::dial_opts::PeerCondition::DisconnectedAndNotDialing)
+            let opts = DialOpts::peer_id(peer)
+                .condition(PeerCondition::DisconnectedAndNotDialing)
                 .addresses(vec![address])
                 .build();
             let _ = self.swarm.dial(opts);
@@ -414,13 +423,50 @@ impl Actor {
     /// if none comes.
     pub(super) fn await_direct(&mut self, peer: PeerId, wait: Duration, reply: Responder<PeerPath>) {
         match self.traversal.path(&peer) {
-            path @ (PeerPath::Direct | PeerPath::NotConnected) => {
+            path @ PeerPath::Direct => {
                 let _ = reply.send(Ok(path));
             }
-            PeerPath::Relayed { .. } if self.traversal.waiting.len() >= self.max_pending => {
+            path @ PeerPath::Relayed { .. } if self.traversal.unpunchable.contains(&peer) => {
+                let _ = reply.send(Ok(path));
+            }
+            _ if self.traversal.waiting.len() >= self.max_pending => {
                 let _ = reply.send(Err(crate::NetworkError::Busy("waits for a direct connection")));
             }
+            PeerPath::NotConnected => {
+                // Dial with the addresses the behaviours know (Kademlia's, from a
+                // provider lookup); a relayed connection then gets hole punched.
+                let opts = DialOpts::peer_id(peer).condition(PeerCondition::DisconnectedAndNotDialing).build();
+                match self.swarm.dial(opts) {
+                    Ok(()) => self.traversal.waiting.push((peer, Pending::new(wait, reply))),
+                    Err(DialError::DialPeerConditionFalse(_)) => {
+                        self.traversal.waiting.push((peer, Pending::new(wait, reply)));
+                    }
+                    Err(error) => {
+                        tracing::debug!(%peer, %error, "cannot dial a peer to transfer from");
+                        let _ = reply.send(Ok(PeerPath::NotConnected));
+                    }
+                }
+            }
             PeerPath::Relayed { .. } => self.traversal.waiting.push((peer, Pending::new(wait, reply))),
+        }
+    }
+
+    /// A dial to `peer` failed: if it has no connection at all, its waiters learn it.
+    pub(super) fn on_dial_failed(&mut self, peer: PeerId) {
+        if self.traversal.path(&peer) == PeerPath::NotConnected {
+            self.answer_waiting(peer);
+        }
+    }
+
+    /// Answers everyone waiting for `peer` with its path as it is now.
+    fn answer_waiting(&mut self, peer: PeerId) {
+        let (answered, waiting) = std::mem::take(&mut self.traversal.waiting)
+            .into_iter()
+            .partition::<Vec<_>, _>(|(waiting_for, _)| *waiting_for == peer);
+        self.traversal.waiting = waiting;
+        let path = self.traversal.path(&peer);
+        for (_, pending) in answered {
+            let _ = pending.reply.send(Ok(path));
         }
     }
 

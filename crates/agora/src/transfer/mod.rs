@@ -18,6 +18,7 @@
 //! requests) and does not read artifacts out (the store's readers do).
 
 mod driver;
+mod paths;
 mod progress;
 mod scheduler;
 mod staging;
@@ -134,6 +135,21 @@ async fn transfer(
         .await
         .map_err(crate::blocking::join_error)??
     };
+    // Providers reachable only through a relay serve only what fits its limit.
+    let verified_bytes: u64 =
+        verified.iter().filter_map(|index| info.chunk_range(*index)).map(|(_, len)| u64::from(len)).sum();
+    let left = info.size.saturating_sub(verified_bytes);
+    let (providers, refused) = paths::usable(handle, providers, left).await;
+    if providers.is_empty() && !refused.is_empty() {
+        let staging = staging.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            if !staging.any_verified() {
+                staging.discard();
+            }
+        })
+        .await;
+        return Err(CoreError::Unavailable { what: what(), reason: Unavailable::NoProvider(refused.join("; ")) });
+    }
     let settings = &services.config.transfer;
     let chunk_timeout = std::time::Duration::from_millis(settings.chunk_timeout_ms.max(1));
     let scheduler = ChunkScheduler::new(
@@ -146,8 +162,7 @@ async fn transfer(
             chunk_timeout,
         },
     );
-    let resumed_bytes: u64 =
-        verified.iter().filter_map(|index| info.chunk_range(*index)).map(|(_, len)| u64::from(len)).sum();
+    let resumed_bytes = info.size - left;
     let resumed = scheduler.chunks_resumed();
     progress.send_modify(|p| {
         p.chunks_done = resumed;
