@@ -58,6 +58,8 @@ const GET_QUORUM: usize = 3;
 const PROVIDERS_WANTED: usize = 8;
 /// Concurrent search streams on one connection (request-response's default is 100).
 const SEARCH_STREAMS: usize = 256;
+/// How long a dial and its upgrade (Noise, Yamux) may take.
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often stale pending entries are swept.
 const SWEEP_INTERVAL: Duration = Duration::from_millis(500);
 
@@ -317,6 +319,11 @@ fn build_swarm(keypair: &Keypair, config: &NetworkConfig) -> Result<Swarm<Behavi
         })
         .map_err(|error| build_error(error.to_string()))?
         .with_swarm_config(|swarm_config| swarm_config.with_idle_connection_timeout(config.idle_connection_timeout))
+        // Shorter than the 10 s AutoNAT v2 gives a dial-back: behind a router that
+        // drops unsolicited packets (rather than refusing them) the dial-back must
+        // fail before the request times out, or the probe ends with no verdict and
+        // the node never learns it is private.
+        .with_connection_timeout(CONNECTION_TIMEOUT)
         .build();
     Ok(swarm)
 }
