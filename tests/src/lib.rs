@@ -10,6 +10,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod net;
+pub mod netns;
 pub mod rogue;
 
 use std::net::SocketAddr;
@@ -58,6 +59,9 @@ pub struct TestNode {
     child: Option<Child>,
     root: tempfile::TempDir,
     api: SocketAddr,
+    /// The network namespace the node and its CLI commands run in (see
+    /// [`netns`]); `None`: the host's, listening on 127.0.0.1 only.
+    netns: Option<String>,
 }
 
 impl TestNode {
@@ -77,7 +81,28 @@ impl TestNode {
     /// [`TestNode::launch`] it).
     pub fn unstarted() -> Self {
         let root = tempfile::tempdir().expect("temp dir");
-        Self { child: None, root, api: "127.0.0.1:0".parse().unwrap() }
+        Self { child: None, root, api: "127.0.0.1:0".parse().unwrap(), netns: None }
+    }
+
+    /// A node that will run in network namespace `netns`, listening on TCP and
+    /// QUIC on all its interfaces; its CLI commands run there too (its API is on
+    /// that namespace's loopback, so [`TestNode::url`] does not reach it).
+    pub fn unstarted_in(netns: &str) -> Self {
+        let mut node = Self::unstarted();
+        node.netns = Some(netns.to_owned());
+        node
+    }
+
+    /// The command that runs `agora`: in the node's namespace, if it has one.
+    fn agora_command(&self) -> Command {
+        match &self.netns {
+            Some(netns) => {
+                let mut command = Command::new("ip");
+                command.args(["netns", "exec", netns]).arg(agora_bin());
+                command
+            }
+            None => Command::new(agora_bin()),
+        }
     }
 
     /// (Re)starts the node process on the same data dir.
@@ -95,11 +120,20 @@ impl TestNode {
         let record = self.data_dir().join("api.json");
         let _ = std::fs::remove_file(&record);
         let log = std::fs::File::create(self.root.path().join("node.log")).unwrap();
-        let child = Command::new(agora_bin())
+        // Listen addresses in `extra` replace the default ones.
+        let listen: &[&str] = match self.netns {
+            _ if extra.contains(&"--listen") => &[],
+            None => &["--listen", "/ip4/127.0.0.1/tcp/0"],
+            Some(_) => &["--listen", "/ip4/0.0.0.0/tcp/0", "--listen", "/ip4/0.0.0.0/udp/0/quic-v1"],
+        };
+        // `ip netns exec` execs the program: the child's pid is the node's.
+        let child = self
+            .agora_command()
             .arg("node")
             .arg("--data-dir")
             .arg(self.data_dir())
-            .args(["--api", "127.0.0.1:0", "--listen", "/ip4/127.0.0.1/tcp/0"])
+            .args(["--api", "127.0.0.1:0"])
+            .args(listen)
             .args(extra)
             .env("RUST_LOG", "info")
             .env_remove("AGORA_API")
@@ -254,7 +288,7 @@ impl TestNode {
 
     /// An `agora` command pointed at this node, run in the scratch directory.
     pub fn agora(&self) -> Command {
-        let mut command = Command::new(agora_bin());
+        let mut command = self.agora_command();
         command.arg("--data-dir").arg(self.data_dir()).current_dir(self.scratch()).env_remove("AGORA_API");
         command
     }

@@ -78,7 +78,9 @@ impl NetworkConfig {
             request_timeout: Duration::from_secs(10),
             query_timeout: Duration::from_secs(10),
             max_connections: 256,
-            max_connections_per_peer: 2,
+            // A direct connection, a relayed one while hole punching replaces it,
+            // and an AutoNAT dial-back.
+            max_connections_per_peer: 3,
             peers: PeerBudget::new(64),
             external_addresses: Vec::new(),
             relay_server: true,

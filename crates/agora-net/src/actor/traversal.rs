@@ -174,6 +174,13 @@ impl Traversal {
         }
     }
 
+    /// Whether `peer` has a direct connection and no relayed one still open
+    /// (requests spread over every open connection, a closing one included).
+    fn only_direct(&self, peer: &PeerId) -> bool {
+        let mut links = self.links.values().filter(|link| link.peer == *peer).peekable();
+        links.peek().is_some() && links.all(|link| link.relay.is_none())
+    }
+
     fn remember_limit(&mut self, relay: PeerId, bytes: Option<u64>, duration: Option<Duration>) {
         if self.limits.len() >= MAX_KNOWN_RELAYS && !self.limits.contains_key(&relay) {
             return;
@@ -281,12 +288,16 @@ impl Actor {
                 .filter(|(_, link)| link.peer == peer && link.relay.is_some())
                 .map(|(id, _)| *id)
                 .collect();
+            let closing = !relayed.is_empty();
             for id in relayed {
                 tracing::debug!(%peer, "closing a relayed connection: a direct one is open");
                 self.swarm.close_connection(id);
             }
             self.traversal.unpunchable.remove(&peer);
-            self.answer_waiting(peer);
+            // Waiters hear of it once the relayed connections are gone.
+            if !closing {
+                self.answer_waiting(peer);
+            }
         }
         self.traversal.publish();
     }
@@ -295,6 +306,9 @@ impl Actor {
         self.traversal.links.remove(&connection);
         if remaining == 0 {
             self.traversal.unpunchable.remove(&peer);
+        }
+        if self.traversal.only_direct(&peer) {
+            self.answer_waiting(peer);
         }
         if remaining == 0 && self.traversal.relays.remove(&peer).is_some() {
             self.traversal.reservations.remove(&peer);
@@ -392,7 +406,9 @@ impl Actor {
             }
             tracing::debug!(%peer, %address, "found on the LAN (mDNS)");
             self.swarm.behaviour_mut().kad.add_address(&peer, address.clone());
-            if !self.peers.contains(&peer) && !to_dial.iter().any(|(known, _)| *known == peer) {
+            // Both ends discover each other; only the one with the smaller peer
+            // id dials, so they share one connection.
+            if local < peer && !self.peers.contains(&peer) && !to_dial.iter().any(|(known, _)| *known == peer) {
                 to_dial.push((peer, address));
             }
         }
@@ -423,7 +439,7 @@ impl Actor {
     /// if none comes.
     pub(super) fn await_direct(&mut self, peer: PeerId, wait: Duration, reply: Responder<PeerPath>) {
         match self.traversal.path(&peer) {
-            path @ PeerPath::Direct => {
+            path @ PeerPath::Direct if self.traversal.only_direct(&peer) => {
                 let _ = reply.send(Ok(path));
             }
             path @ PeerPath::Relayed { .. } if self.traversal.unpunchable.contains(&peer) => {
@@ -447,7 +463,10 @@ impl Actor {
                     }
                 }
             }
-            PeerPath::Relayed { .. } => self.traversal.waiting.push((peer, Pending::new(wait, reply))),
+            // Relayed, or direct with a relayed connection still closing.
+            PeerPath::Relayed { .. } | PeerPath::Direct => {
+                self.traversal.waiting.push((peer, Pending::new(wait, reply)));
+            }
         }
     }
 
