@@ -102,7 +102,8 @@ pub async fn spawn(
     let keypair = Keypair::ed25519_from_bytes(config.identity_seed)
         .map_err(|error| NetworkError::Listen(format!("bad identity seed: {error}")))?;
     let peer_id = keypair.public().to_peer_id();
-    let mut swarm = build_swarm(&keypair, &config)?;
+    let local_only = single_host(&config.listen);
+    let mut swarm = build_swarm(&keypair, &config, local_only)?;
     let (metrics, traversal_metrics) = match config.metrics.as_ref() {
         Some(registry) => {
             let mut registry = registry.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -143,7 +144,7 @@ pub async fn spawn(
         max_pending: config.max_pending,
         request_timeout: config.request_timeout,
         query_timeout: config.query_timeout,
-        traversal: Traversal::new(single_host(&config.listen), config.relay_server, traversal_metrics),
+        traversal: Traversal::new(local_only, config.relay_server, traversal_metrics),
         metrics,
         peers: Peers::new(config.peers),
         connections_established,
@@ -202,7 +203,9 @@ pub fn split_peer(address: &Multiaddr) -> Result<(PeerId, Multiaddr), NetworkErr
     }
 }
 
-fn build_swarm(keypair: &Keypair, config: &NetworkConfig) -> Result<Swarm<Behaviour>, NetworkError> {
+/// The swarm for `config`; `local_only` (every listen address on loopback or in
+/// memory) leaves mDNS and UPnP out.
+fn build_swarm(keypair: &Keypair, config: &NetworkConfig, local_only: bool) -> Result<Swarm<Behaviour>, NetworkError> {
     let peer_id = keypair.public().to_peer_id();
     let build_error = |error: String| NetworkError::Listen(format!("building the swarm: {error}"));
     let gossip_config = gossipsub::ConfigBuilder::default()
@@ -236,7 +239,6 @@ fn build_swarm(keypair: &Keypair, config: &NetworkConfig) -> Result<Swarm<Behavi
         .with_max_pending_outgoing(Some(64));
 
     let link = config.link;
-    let local_only = single_host(&config.listen);
     let relay_limits = config.relay_limits;
     let relay_config = relay::Config {
         max_reservations: relay_limits.max_reservations,

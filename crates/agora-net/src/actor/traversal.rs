@@ -20,21 +20,12 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use super::{Actor, Pending};
+use super::{Actor, Pending, split_peer};
 use crate::handle::{ConnectionInfo, PeerPath, Responder, TraversalStatus};
 use crate::reachability::{Addresses, Reachability, is_relayed, relay_of};
 
 /// Relays whose announced limits are remembered at most (one per relay peer).
 const MAX_KNOWN_RELAYS: usize = 64;
-
-/// One open connection.
-#[derive(Debug, Clone)]
-pub(crate) struct Link {
-    peer: PeerId,
-    address: Multiaddr,
-    dialer: bool,
-    relay: Option<PeerId>,
-}
 
 /// What a relay said one circuit may use (libp2p's `Limit` cannot be named).
 #[derive(Debug, Clone, Copy)]
@@ -99,7 +90,7 @@ pub(crate) struct Traversal {
     kad_server: bool,
     relaying: bool,
     /// Open connections, by id (bounded by the swarm's connection limit).
-    links: HashMap<ConnectionId, Link>,
+    links: HashMap<ConnectionId, ConnectionInfo>,
     /// Connected peers that offer the relay protocol, with an address to reach
     /// them on directly.
     relays: HashMap<PeerId, Multiaddr>,
@@ -277,7 +268,7 @@ impl Actor {
         let address = endpoint.get_remote_address().clone();
         let relay = relay_of(&address);
         let direct = relay.is_none();
-        self.traversal.links.insert(connection, Link { peer, address, dialer: endpoint.is_dialer(), relay });
+        self.traversal.links.insert(connection, ConnectionInfo { peer, address, dialer: endpoint.is_dialer(), relay });
         if direct {
             // A direct connection makes a relayed one redundant: close it, so
             // requests (which libp2p spreads over a peer's connections) go direct.
@@ -329,7 +320,7 @@ impl Actor {
             .links
             .values()
             .find(|link| link.peer == peer && link.dialer && link.relay.is_none())
-            .map(|link| strip_peer(&link.address));
+            .map(|link| split_peer(&link.address).map_or_else(|_| link.address.clone(), |(_, bare)| bare));
         let address = dialed.or_else(|| listen.iter().find(|address| !is_relayed(address)).cloned());
         if let Some(address) = address {
             self.traversal.relays.insert(peer, address);
@@ -363,11 +354,10 @@ impl Actor {
                     self.traversal.remember_limit(relay_peer_id, limit.data_in_bytes(), limit.duration());
                 }
             }
-            relay::client::Event::InboundCircuitEstablished { src_peer_id, limit } => {
+            // Inbound circuits come through our reservations: their limits are
+            // the ones those relays announced.
+            relay::client::Event::InboundCircuitEstablished { src_peer_id, .. } => {
                 tracing::debug!(peer = %src_peer_id, "inbound relayed connection");
-                // Inbound circuits come through our reservations: their limits
-                // are the ones those relays announced.
-                let _ = limit;
             }
         }
     }
@@ -479,39 +469,28 @@ impl Actor {
 
     /// Answers everyone waiting for `peer` with its path as it is now.
     fn answer_waiting(&mut self, peer: PeerId) {
-        let (answered, waiting) = std::mem::take(&mut self.traversal.waiting)
-            .into_iter()
-            .partition::<Vec<_>, _>(|(waiting_for, _)| *waiting_for == peer);
-        self.traversal.waiting = waiting;
-        let path = self.traversal.path(&peer);
-        for (_, pending) in answered {
-            let _ = pending.reply.send(Ok(path));
-        }
+        self.answer_waiting_where(|waiting_for, _| *waiting_for == peer);
     }
 
     /// Answers the waits whose deadline passed with the path as it is.
     pub(super) fn sweep_waiting(&mut self, now: Instant) {
-        let (expired, waiting) = std::mem::take(&mut self.traversal.waiting)
+        self.answer_waiting_where(|_, pending| pending.deadline <= now);
+    }
+
+    /// Answers (with each peer's path as it is now) and forgets the waits `which` picks.
+    fn answer_waiting_where(&mut self, which: impl Fn(&PeerId, &Pending<PeerPath>) -> bool) {
+        let (answered, waiting) = std::mem::take(&mut self.traversal.waiting)
             .into_iter()
-            .partition::<Vec<_>, _>(|(_, pending)| pending.deadline <= now);
+            .partition::<Vec<_>, _>(|(peer, pending)| which(peer, pending));
         self.traversal.waiting = waiting;
-        for (peer, pending) in expired {
+        for (peer, pending) in answered {
             let _ = pending.reply.send(Ok(self.traversal.path(&peer)));
         }
     }
 
     pub(super) fn traversal_status(&self) -> TraversalStatus {
         let traversal = &self.traversal;
-        let mut connections: Vec<ConnectionInfo> = traversal
-            .links
-            .values()
-            .map(|link| ConnectionInfo {
-                peer: link.peer,
-                address: link.address.clone(),
-                dialer: link.dialer,
-                relay: link.relay,
-            })
-            .collect();
+        let mut connections: Vec<ConnectionInfo> = traversal.links.values().cloned().collect();
         connections.sort_by_key(|connection| (connection.peer, connection.relay.is_some()));
         TraversalStatus {
             reachability: traversal.addresses.reachability(),
@@ -525,13 +504,4 @@ impl Actor {
             hole_punch_successes: traversal.hole_punch_successes,
         }
     }
-}
-
-/// `address` without a trailing `/p2p/<peer>`.
-fn strip_peer(address: &Multiaddr) -> Multiaddr {
-    let mut bare = address.clone();
-    if matches!(bare.iter().last(), Some(Protocol::P2p(_))) {
-        bare.pop();
-    }
-    bare
 }

@@ -141,13 +141,10 @@ async fn transfer(
     let left = info.size.saturating_sub(verified_bytes);
     let (providers, refused) = paths::usable(handle, providers, left).await;
     if providers.is_empty() && !refused.is_empty() {
-        let staging = staging.clone();
-        let _ = tokio::task::spawn_blocking(move || {
-            if !staging.any_verified() {
-                staging.discard();
-            }
-        })
-        .await;
+        // Nothing verified: nothing worth resuming (as when the download fails).
+        if verified.is_empty() {
+            staging.discard();
+        }
         return Err(CoreError::Unavailable { what: what(), reason: Unavailable::NoProvider(refused.join("; ")) });
     }
     let settings = &services.config.transfer;
