@@ -2,7 +2,7 @@
 //! [`Addresses`] policy what the swarm reports and applies its answers
 //! (Kademlia's mode, the relay server's status, relay reservations), keeps the
 //! table of open connections (direct or relayed, and a relay's limits), counts
-//! hole punches, and answers [`Command::Path`](crate::handle::Command) callers
+//! hole punches, and answers [`NetworkHandle::await_direct`](crate::NetworkHandle::await_direct) callers
 //! waiting for a direct connection.
 
 use std::collections::HashMap;
