@@ -281,6 +281,38 @@ impl TestNode {
         status["network"]["listen_addrs"][0].as_str().expect("the node listens").to_owned()
     }
 
+    /// The body of `GET <path>` on the node's HTTP API (from inside its network
+    /// namespace, if it has one), e.g. `/metrics`.
+    pub fn get(&self, path: &str) -> String {
+        let request = || {
+            use std::io::{Read as _, Write as _};
+            let mut stream = std::net::TcpStream::connect(self.api).expect("connecting to the node's API");
+            stream.set_read_timeout(Some(Duration::from_secs(30))).expect("read timeout");
+            write!(stream, "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", self.api)
+                .expect("sending the request");
+            let mut response = String::new();
+            stream.read_to_string(&mut response).expect("reading the response");
+            response
+        };
+        let response = match &self.netns {
+            Some(netns) => netns::within(netns, request),
+            None => request(),
+        };
+        let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+        assert!(head.starts_with("HTTP/1.1 200"), "GET {path}: {head}");
+        body.to_owned()
+    }
+
+    /// The `network` part of `agora status --json`.
+    pub fn network(&self) -> serde_json::Value {
+        self.json(&["status"])["network"].clone()
+    }
+
+    /// The node's peer id.
+    pub fn peer_id(&self) -> String {
+        self.network()["peer_id"].as_str().expect("status has a peer id").to_owned()
+    }
+
     /// The node's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.root.path().join("node.log")).unwrap_or_default()

@@ -19,6 +19,9 @@
 use std::io::Write as _;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use crate::{TestNode, wait_until};
 
 /// How a home router maps its LAN's connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,6 +138,72 @@ impl Lab {
     }
 }
 
+/// [`Lab::two_homes`] with its nodes running: the public node (its addresses
+/// declared, as a server's are) and one node per home, each bootstrapped from
+/// the public node and holding a relay reservation on it.
+#[derive(Debug)]
+pub struct Homes {
+    /// The public node, 203.0.113.10, TCP and QUIC on port 4001.
+    pub public: TestNode,
+    /// The node at home 1.
+    pub publisher: TestNode,
+    /// The node at home 2.
+    pub fetcher: TestNode,
+    /// Dropped last: the namespaces outlive the nodes in them.
+    pub lab: Lab,
+    bootstrap: String,
+    lan2: String,
+}
+
+/// How long a reservation may take once a home node runs.
+const RESERVATION_DEADLINE: Duration = Duration::from_secs(60);
+
+impl Homes {
+    /// Builds the topology and starts the three nodes; `public_config` is
+    /// appended to the public node's `config.toml` (after its `[network]`
+    /// table, so it may add keys to it or open `[network.relay]`).
+    pub fn start(nat: Nat, public_config: &str) -> Self {
+        let (lab, public_ns, [lan1, lan2]) = Lab::two_homes(nat);
+        let mut public = TestNode::unstarted_in(&public_ns);
+        std::fs::create_dir_all(public.data_dir()).expect("public data dir");
+        std::fs::write(
+            public.data_dir().join("config.toml"),
+            format!(
+                "[network]\nexternal_addresses = [\"/ip4/{PUBLIC_IP}/tcp/4001\", \"/ip4/{PUBLIC_IP}/udp/4001/quic-v1\"]\n{public_config}"
+            ),
+        )
+        .expect("public config");
+        public.launch(&["--listen", "/ip4/0.0.0.0/tcp/4001", "--listen", "/ip4/0.0.0.0/udp/4001/quic-v1"]);
+        let bootstrap = format!("/ip4/{PUBLIC_IP}/tcp/4001/p2p/{}", public.peer_id());
+        let mut publisher = TestNode::unstarted_in(&lan1);
+        publisher.launch(&["--bootstrap", &bootstrap]);
+        let fetcher = Self::home_node(&lan2, &bootstrap);
+        Self::wait_for_reservation(&publisher);
+        Self { public, publisher, fetcher, lab, bootstrap, lan2 }
+    }
+
+    /// Replaces the fetcher with a fresh node (new identity, empty data dir) at
+    /// home 2, holding a reservation: one that has never met the publisher.
+    pub fn new_fetcher(&mut self) {
+        self.fetcher.stop();
+        self.fetcher = Self::home_node(&self.lan2, &self.bootstrap);
+    }
+
+    fn home_node(namespace: &str, bootstrap: &str) -> TestNode {
+        let mut node = TestNode::unstarted_in(namespace);
+        node.launch(&["--bootstrap", bootstrap]);
+        Self::wait_for_reservation(&node);
+        node
+    }
+
+    fn wait_for_reservation(node: &TestNode) {
+        let reserved = wait_until(RESERVATION_DEADLINE, || {
+            node.network()["relay_addrs"].as_array().is_some_and(|a| !a.is_empty())
+        });
+        assert!(reserved, "no relay reservation: {}\n{}", node.network(), node.log());
+    }
+}
+
 impl Drop for Lab {
     fn drop(&mut self) {
         for namespace in self.namespaces.iter().rev() {
@@ -154,6 +223,27 @@ fn router_rules(masquerade: &str) -> String {
          type filter hook input priority filter; policy accept;\n    iifname \"wan\" ct state established,related accept\n    \
          iifname \"wan\" drop\n  }}\n}}\n"
     )
+}
+
+/// Runs `work` on a thread inside network namespace `namespace`: the sockets it
+/// opens are that namespace's (a test reaching a node's HTTP API there).
+pub fn within<T: Send>(namespace: &str, work: impl FnOnce() -> T + Send) -> T {
+    use std::os::fd::AsFd as _;
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let handle = std::fs::File::open(format!("/run/netns/{namespace}"))
+                    .unwrap_or_else(|e| panic!("opening network namespace {namespace}: {e}"));
+                rustix::thread::move_into_link_name_space(
+                    handle.as_fd(),
+                    Some(rustix::thread::LinkNameSpaceType::Network),
+                )
+                .unwrap_or_else(|e| panic!("entering network namespace {namespace}: {e}"));
+                work()
+            })
+            .join()
+            .expect("the thread in the namespace panicked")
+    })
 }
 
 fn nft(namespace: &str, rules: &str) {

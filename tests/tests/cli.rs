@@ -736,3 +736,17 @@ fn read_request(stream: &mut TcpStream) -> Vec<u8> {
         }
     }
 }
+
+#[test]
+fn a_bootstrap_address_may_name_its_host() {
+    let first = TestNode::start();
+    let address = first.listen_address();
+    let named = address.replacen("/ip4/127.0.0.1/", "/dns4/localhost/", 1);
+    assert_ne!(named, address);
+    let second = TestNode::start_with(&["--bootstrap", &named]);
+    let first_id = first.peer_id();
+    let met = agora_tests::wait_until(std::time::Duration::from_secs(30), || {
+        second.network()["connected_peers"].to_string().contains(&first_id)
+    });
+    assert!(met, "the DNS bootstrap address was not dialled:\n{}", second.log());
+}

@@ -11,7 +11,7 @@
 
 use std::time::{Duration, Instant};
 
-use agora_tests::netns::{Lab, Nat, PUBLIC_IP};
+use agora_tests::netns::{Homes, Lab, Nat};
 use agora_tests::{TestNode, manifest, noise, wait_until, write_package};
 use serde_json::Value;
 
@@ -19,43 +19,6 @@ use serde_json::Value;
 const DEADLINE: Duration = Duration::from_secs(60);
 /// The package's size: bigger than the relay's default 1 MiB circuit limit.
 const SIZE: usize = 2_000_000;
-
-struct Homes {
-    _lab: Lab,
-    public: TestNode,
-    publisher: TestNode,
-    fetcher: TestNode,
-}
-
-fn network(node: &TestNode) -> Value {
-    node.json(&["status"])["network"].clone()
-}
-
-/// The public node (its addresses declared, as a server's are), and one node
-/// per home, each bootstrapped from it and holding a relay reservation on it.
-fn homes(nat: Nat) -> Homes {
-    let (lab, public_ns, [lan1, lan2]) = Lab::two_homes(nat);
-    let mut public = TestNode::unstarted_in(&public_ns);
-    std::fs::create_dir_all(public.data_dir()).unwrap();
-    std::fs::write(
-        public.data_dir().join("config.toml"),
-        format!(
-            "[network]\nexternal_addresses = [\"/ip4/{PUBLIC_IP}/tcp/4001\", \"/ip4/{PUBLIC_IP}/udp/4001/quic-v1\"]\n"
-        ),
-    )
-    .unwrap();
-    public.launch(&["--listen", "/ip4/0.0.0.0/tcp/4001", "--listen", "/ip4/0.0.0.0/udp/4001/quic-v1"]);
-    let bootstrap = format!("/ip4/{PUBLIC_IP}/tcp/4001/p2p/{}", network(&public)["peer_id"].as_str().unwrap());
-    let mut publisher = TestNode::unstarted_in(&lan1);
-    publisher.launch(&["--bootstrap", &bootstrap]);
-    let mut fetcher = TestNode::unstarted_in(&lan2);
-    fetcher.launch(&["--bootstrap", &bootstrap]);
-    for node in [&publisher, &fetcher] {
-        let reserved = wait_until(DEADLINE, || network(node)["relay_addrs"].as_array().is_some_and(|a| !a.is_empty()));
-        assert!(reserved, "no relay reservation: {}\n{}", network(node), node.log());
-    }
-    Homes { _lab: lab, public, publisher, fetcher }
-}
 
 /// Publishes a `SIZE`-byte package on the publisher and waits until the
 /// fetcher's search finds it; returns its bytes.
@@ -73,15 +36,15 @@ fn publish(homes: &Homes, name: &str) -> Vec<u8> {
 
 #[test]
 fn a_node_at_home_fetches_from_a_node_at_another_home_over_a_hole_punched_connection() {
-    let homes = homes(Nat::PortPreserving);
+    let homes = Homes::start(Nat::PortPreserving, "");
     // Behind NAT: private, a DHT client, no address announced but the relayed one.
-    let publisher = network(&homes.publisher);
+    let publisher = homes.publisher.network();
     assert_eq!(publisher["reachability"], "private", "{publisher}");
     assert_eq!(publisher["dht_mode"], "client", "{publisher}");
     assert_eq!(publisher["external_addrs"], Value::Array(Vec::new()), "{publisher}");
     let announced = format!("{} {}", publisher["external_addrs"], publisher["relay_addrs"]);
     assert!(!announced.contains("/ip4/192.168."), "a private address was announced: {publisher}");
-    let public = network(&homes.public);
+    let public = homes.public.network();
     assert_eq!(public["reachability"], "public", "{public}");
     assert_eq!(public["dht_mode"], "server", "{public}");
     assert_eq!(public["relaying"], true, "{public}");
@@ -100,18 +63,27 @@ fn a_node_at_home_fetches_from_a_node_at_another_home_over_a_hole_punched_connec
     assert_eq!(kinds, ["direct"], "the fetch did not run over a direct connection: {to_publisher}");
     let address = to_publisher["connections"][0]["address"].as_str().unwrap();
     assert!(address.starts_with("/ip4/203.0.113.1/"), "not the publisher's router: {address}");
-    let fetcher = network(&homes.fetcher);
+    let fetcher = homes.fetcher.network();
     assert!(
         fetcher["hole_punch_successes"].as_u64().unwrap() >= 1
-            || network(&homes.publisher)["hole_punch_successes"].as_u64().unwrap() >= 1,
+            || homes.publisher.network()["hole_punch_successes"].as_u64().unwrap() >= 1,
         "{fetcher}"
     );
+    // The same as gauges and counters on /metrics.
+    let metrics = homes.fetcher.get("/metrics");
+    for line in ["agora_net_reachability{state=\"private\"} 1", "agora_net_connections{kind=\"direct\"} "] {
+        assert!(metrics.contains(line), "no `{line}` in /metrics:\n{metrics}");
+    }
+    let punched = homes.fetcher.get("/metrics") + &homes.publisher.get("/metrics");
+    assert!(punched.contains("agora_net_hole_punch_successes_total 1"), "{punched}");
+    let public = homes.public.get("/metrics");
+    assert!(public.contains("agora_net_relaying 1"), "{public}");
     eprintln!("fetched {SIZE} bytes across two NATs over a hole-punched connection in {took:?}");
 }
 
 #[test]
 fn past_symmetric_nats_a_fetch_bigger_than_the_relay_limit_fails_naming_it_and_leaves_nothing() {
-    let homes = homes(Nat::Symmetric);
+    let homes = Homes::start(Nat::Symmetric, "");
     publish(&homes, "too-big-for-relay");
     let error = homes.fetcher.fails(&["fetch", "too-big-for-relay", "-o", "got"]);
     assert!(error.contains("relay limit is 1048576 bytes"), "{error}");
@@ -122,20 +94,42 @@ fn past_symmetric_nats_a_fetch_bigger_than_the_relay_limit_fails_naming_it_and_l
 }
 
 #[test]
+fn past_symmetric_nats_a_fetch_within_the_relay_limit_completes_over_the_relay() {
+    // A relay whose circuits carry 8 MiB: enough for the 2 MB package.
+    let homes = Homes::start(Nat::Symmetric, "[network.relay]\nmax_circuit_bytes = 8388608\n");
+    let bytes = publish(&homes, "over-the-relay");
+    homes.fetcher.ok(&["fetch", "over-the-relay", "-o", "got"]);
+    assert_eq!(std::fs::read(homes.fetcher.scratch().join("got/blob.bin")).unwrap(), bytes);
+    let publisher_id = homes.publisher.peer_id();
+    let peers = homes.fetcher.json(&["peers"]);
+    let to_publisher = peers.as_array().unwrap().iter().find(|p| p["peer_id"] == publisher_id.as_str()).unwrap();
+    let connections = to_publisher["connections"].as_array().unwrap();
+    assert!(!connections.is_empty(), "{to_publisher}");
+    for connection in connections {
+        assert_eq!(connection["kind"], "relayed", "a direct connection through a symmetric NAT? {to_publisher}");
+        assert_eq!(connection["relay"], homes.public.peer_id().as_str(), "{to_publisher}");
+    }
+    let table = homes.fetcher.ok(&["peers"]).stdout;
+    assert!(table.contains("relayed"), "`agora peers` does not show the relayed peer:\n{table}");
+    let fetcher = homes.fetcher.network();
+    assert_eq!(fetcher["hole_punch_successes"], 0, "{fetcher}");
+}
+
+#[test]
 fn two_nodes_on_one_lan_find_each_other_by_mdns_without_bootstrap() {
     let (_lab, hosts) = Lab::one_lan(2);
     let mut first = TestNode::unstarted_in(&hosts[0]);
     first.launch(&[]);
     let mut second = TestNode::unstarted_in(&hosts[1]);
     second.launch(&[]);
-    let first_id = network(&first)["peer_id"].as_str().unwrap().to_owned();
-    let met = wait_until(DEADLINE, || network(&second)["connected_peers"].to_string().contains(&first_id));
+    let first_id = first.network()["peer_id"].as_str().unwrap().to_owned();
+    let met = wait_until(DEADLINE, || second.network()["connected_peers"].to_string().contains(&first_id));
     assert!(met, "mDNS did not connect them:\n{}", second.log());
     // Each confirms the other can dial its LAN address (AutoNAT), so the DHT
     // serves on the LAN.
     for node in [&first, &second] {
-        let serving = wait_until(DEADLINE, || network(node)["dht_mode"] == "server");
-        assert!(serving, "{}\n{}", network(node), node.log());
+        let serving = wait_until(DEADLINE, || node.network()["dht_mode"] == "server");
+        assert!(serving, "{}\n{}", node.network(), node.log());
     }
     let dir = first.scratch().join("pkg");
     write_package(&dir, &manifest("on-the-lan", "1.0.0", "found by mdns"), &[("a.txt", b"lan bytes")]);

@@ -7,13 +7,18 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     let all = args.iter().all(|a| a.starts_with("--"));
     let command =
         if args.is_empty() { "cargo xtask bench".to_owned() } else { format!("cargo xtask bench {}", args.join(" ")) };
+    // The `nat` scenario runs the release `agora` binary in network namespaces.
+    crate::cargo(&["build", "--release", "--quiet", "-p", "agora-cli"])?;
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| std::path::PathBuf::from("target"), Into::into);
+    let agora = std::path::absolute(target.join("release").join(format!("agora{}", std::env::consts::EXE_SUFFIX)))?;
     let mut cargo_args = vec!["run", "--release", "--quiet", "-p", "agora-bench", "--"];
     cargo_args.extend(args.iter().map(String::as_str));
     cargo_args.extend(["--out", "target/bench"]);
     if all && !quick {
         cargo_args.extend(["--docs", "docs/BENCHMARKS.md"]);
     }
-    crate::cargo_with_env(&cargo_args, &[("AGORA_BENCH_COMMAND", &command)])
+    let agora = agora.to_string_lossy();
+    crate::cargo_with_env(&cargo_args, &[("AGORA_BENCH_COMMAND", &command), ("AGORA_BIN", &agora)])
 }
 
 /// `cargo xtask sim --nodes N | --sweep 10,50,100 [--tcp] [--latency MS] [--loss FRACTION] [--catalog-sync]`:

@@ -18,7 +18,7 @@ use scenarios::Scale;
 use sim::SimOptions;
 
 const SCENARIOS: &[&str] =
-    &["search", "throughput", "propagation", "dht", "transfer", "concurrency", "sync", "gossip", "start"];
+    &["search", "throughput", "propagation", "dht", "transfer", "concurrency", "sync", "gossip", "start", "nat"];
 
 fn main() -> anyhow::Result<()> {
     let all: Vec<String> = std::env::args().skip(1).collect();
@@ -104,6 +104,7 @@ fn main() -> anyhow::Result<()> {
                 "sync" => scenarios::sync::run(scale).await,
                 "gossip" => scenarios::gossip::run(scale).await,
                 "start" => scenarios::start::run(scale).await,
+                "nat" => scenarios::nat::run(scale).await,
                 _ => unreachable!("checked above"),
             }
         })?;

@@ -2,6 +2,7 @@
 
 pub(crate) mod concurrency;
 pub(crate) mod gossip;
+pub(crate) mod nat;
 pub(crate) mod network;
 pub(crate) mod search;
 pub(crate) mod start;
