@@ -277,8 +277,7 @@ impl TestNode {
     /// The first address the node listens on, with `/p2p/<peer id>`: what another
     /// node passes to `--bootstrap`.
     pub fn listen_address(&self) -> String {
-        let status = self.json(&["status"]);
-        status["network"]["listen_addrs"][0].as_str().expect("the node listens").to_owned()
+        self.network()["listen_addrs"][0].as_str().expect("the node listens").to_owned()
     }
 
     /// The body of `GET <path>` on the node's HTTP API (from inside its network

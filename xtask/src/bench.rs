@@ -7,8 +7,11 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     let all = args.iter().all(|a| a.starts_with("--"));
     let command =
         if args.is_empty() { "cargo xtask bench".to_owned() } else { format!("cargo xtask bench {}", args.join(" ")) };
-    // The `nat` scenario runs the release `agora` binary in network namespaces.
-    crate::cargo(&["build", "--release", "--quiet", "-p", "agora-cli"])?;
+    // The `nat` scenario (in a run of every scenario too) runs the release
+    // `agora` binary in network namespaces.
+    if all || args.iter().any(|a| a == "nat") {
+        crate::cargo(&["build", "--release", "--quiet", "-p", "agora-cli"])?;
+    }
     let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| std::path::PathBuf::from("target"), Into::into);
     let agora = std::path::absolute(target.join("release").join(format!("agora{}", std::env::consts::EXE_SUFFIX)))?;
     let mut cargo_args = vec!["run", "--release", "--quiet", "-p", "agora-bench", "--"];
