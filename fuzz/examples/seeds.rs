@@ -116,6 +116,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         seeds.add("query", text.as_bytes().to_vec());
     }
 
+    for (top, cargo_toml, request) in sample_crates() {
+        let tar = crate_tar(top, cargo_toml)?;
+        seeds.add("cargo_publish", Input::encode(1, &tar));
+        let body = serde_json::from_str::<agora::cargo::PublishRequest>(request)?.to_body(&agora_fuzz::gzip(&tar));
+        seeds.add("cargo_publish", Input::encode(0, &body));
+    }
+
     seeds.write(&corpus)
 }
 
@@ -265,4 +272,84 @@ fn sample_packages() -> Vec<(&'static str, Vec<(String, Vec<u8>)>)> {
             ],
         ),
     ]
+}
+
+/// `.crate` files to seed `cargo_publish` with: top directory, normalized
+/// `Cargo.toml` and the publish request cargo sends for it. The smallest, one
+/// with every kind of dependency and both feature syntaxes, an old one (`[project]`,
+/// underscored tables, no edition).
+fn sample_crates() -> Vec<(&'static str, &'static str, &'static str)> {
+    vec![
+        (
+            "a-0.1.0",
+            "[package]\nname = \"a\"\nversion = \"0.1.0\"\ndescription = \"x\"\n",
+            r#"{"name":"a","vers":"0.1.0","deps":[],"features":{},"description":"x"}"#,
+        ),
+        (
+            "Fuzz-Crate-0.3.1",
+            r#"[package]
+edition = "2021"
+rust-version = "1.70"
+name = "Fuzz-Crate"
+version = "0.3.1"
+authors = ["A. Author <a@example.org>"]
+description = "every kind of dependency"
+keywords = ["fuzz"]
+categories = ["development-tools::testing"]
+license = "MIT"
+links = "z"
+
+[dependencies.serde]
+version = "1.0.100"
+features = ["derive"]
+optional = true
+
+[build-dependencies.cc]
+version = ">=1.0, <2"
+
+[dev-dependencies.tempfile]
+version = "3"
+
+[features]
+default = ["std"]
+json = ["dep:serde", "rng?/serde"]
+std = []
+
+[target."cfg(unix)".dependencies.rng]
+version = "0.8"
+package = "rand"
+default-features = false
+"#,
+            r#"{"name":"Fuzz-Crate","vers":"0.3.1","deps":[
+{"optional":true,"default_features":true,"name":"serde","features":["derive"],"version_req":"^1.0.100","target":null,"kind":"normal","registry":"https://github.com/rust-lang/crates.io-index","explicit_name_in_toml":null},
+{"optional":false,"default_features":true,"name":"tempfile","features":[],"version_req":"^3","target":null,"kind":"dev","registry":null,"explicit_name_in_toml":null},
+{"optional":false,"default_features":true,"name":"cc","features":[],"version_req":">=1.0, <2","target":null,"kind":"build","registry":null,"explicit_name_in_toml":null},
+{"optional":false,"default_features":false,"name":"rand","features":[],"version_req":"^0.8","target":"cfg(unix)","kind":"normal","registry":null,"explicit_name_in_toml":"rng"}],
+"features":{"default":["std"],"json":["dep:serde","rng?/serde"],"std":[]},"authors":["A. Author <a@example.org>"],
+"description":"every kind of dependency","keywords":["fuzz"],"categories":["development-tools::testing"],
+"license":"MIT","links":"z","rust_version":"1.70","badges":{}}"#,
+        ),
+        (
+            "old-0.1.0",
+            "[project]\nname = \"old\"\nversion = \"0.1.0\"\n[dev_dependencies]\nlog = \"0.3\"\n\
+             [target.x86_64-pc-windows-gnu.dependencies]\nwinapi = \"0.2\"\n",
+            r#"{"name":"old","vers":"0.1.0","deps":[
+{"name":"log","version_req":"^0.3","kind":"dev"},{"name":"winapi","version_req":"^0.2","target":"x86_64-pc-windows-gnu"}]}"#,
+        ),
+    ]
+}
+
+/// A tar as `cargo package` writes it: `<top>/Cargo.toml` and a source file.
+fn crate_tar(top: &str, cargo_toml: &str) -> Result<Vec<u8>, Box<dyn std::error::Error>> {
+    let mut builder = tar::Builder::new(Vec::new());
+    for (path, contents) in [("Cargo.toml", cargo_toml.as_bytes()), ("src/lib.rs", b"pub fn f() {}\n".as_slice())] {
+        let mut header = tar::Header::new_gnu();
+        header.set_path(format!("{top}/{path}"))?;
+        header.set_size(contents.len() as u64);
+        header.set_mode(0o644);
+        header.set_mtime(0);
+        header.set_cksum();
+        builder.append(&header, contents)?;
+    }
+    Ok(builder.into_inner()?)
 }

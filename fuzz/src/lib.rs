@@ -20,7 +20,8 @@ pub mod signed;
 use std::io::{self, Read, Write};
 
 use agora_core::{
-    ArtifactInfo, Manifest, PackageIndex, PackageMetadata, Publisher, SecretKey, SignedManifest, SignedPackageIndex,
+    ArtifactInfo, CrateDependency, CrateEntry, CrateName, DependencyKind, Manifest, PackageIndex, PackageMetadata,
+    Publisher, SecretKey, SignedManifest, SignedPackageIndex,
 };
 
 /// The seed of [`fuzz_key`].
@@ -116,9 +117,35 @@ pub fn full_metadata() -> PackageMetadata {
     metadata
 }
 
+/// A crate entry using every field: a renamed, optional, target-specific, build
+/// and dev dependency, features old and new (`dep:`, `?/`), `links`,
+/// `rust_version`.
+pub fn full_crate_entry() -> CrateEntry {
+    let mut entry = CrateEntry::new(crate_name("Fuzz-Crate"));
+    let mut serde = CrateDependency::new("serde", "^1.0.100");
+    serde.features = vec!["derive".into()];
+    serde.optional = true;
+    let mut rng = CrateDependency::new("rng", "0.8");
+    rng.package = Some("rand".into());
+    rng.default_features = false;
+    rng.target = Some("cfg(unix)".into());
+    let mut cc = CrateDependency::new("cc", ">=1.0, <2");
+    cc.kind = DependencyKind::Build;
+    cc.registry = Some("https://github.com/rust-lang/crates.io-index".into());
+    let mut tempfile = CrateDependency::new("tempfile", "3");
+    tempfile.kind = DependencyKind::Dev;
+    entry.deps = vec![serde, rng, cc, tempfile];
+    entry.features.insert("default".into(), vec!["std".into()]);
+    entry.features.insert("std".into(), vec![]);
+    entry.features.insert("json".into(), vec!["dep:serde".into(), "rng?/serde".into()]);
+    entry.links = Some("z".into());
+    entry.rust_version = Some("1.70".into());
+    entry
+}
+
 /// A few signed publications by [`fuzz_key`]: the smallest, one with every field,
 /// one with several chunks and a successor index listing three versions, one of
-/// them yanked.
+/// them yanked, and a crate (a v3 manifest).
 pub fn sample_publications() -> Vec<(SignedManifest, SignedPackageIndex)> {
     let publisher = Publisher::new(fuzz_key());
     let mut out = Vec::new();
@@ -160,6 +187,12 @@ pub fn sample_publications() -> Vec<(SignedManifest, SignedPackageIndex)> {
             }
         }
     }
+    let entry = full_crate_entry();
+    let mut metadata = PackageMetadata::new(entry.name.package_name(), version("0.3.1"), "a crate");
+    metadata.keywords = vec!["fuzz".into()];
+    if let Ok(pair) = publisher.publish_crate(metadata, artifact(b"crate", 4096), Some(5), entry, None, 13) {
+        out.push(pair);
+    }
     out
 }
 
@@ -171,6 +204,7 @@ pub fn manifest_for(metadata: PackageMetadata, content: &[u8]) -> Manifest {
         published_at: 0,
         publisher: fuzz_key().public_key(),
         unpacked_size: None,
+        cargo: None,
     }
 }
 
@@ -199,5 +233,12 @@ fn requirement(text: &str) -> agora_core::VersionReq {
     match agora_core::VersionReq::parse(text) {
         Ok(requirement) => requirement,
         Err(error) => panic!("a sample requirement: {error}"),
+    }
+}
+
+fn crate_name(text: &str) -> CrateName {
+    match CrateName::parse(text) {
+        Ok(name) => name,
+        Err(error) => panic!("a sample crate name: {error}"),
     }
 }

@@ -9,6 +9,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod cargo;
 pub mod net;
 pub mod netns;
 pub mod rogue;
@@ -283,23 +284,36 @@ impl TestNode {
     /// The body of `GET <path>` on the node's HTTP API (from inside its network
     /// namespace, if it has one), e.g. `/metrics`.
     pub fn get(&self, path: &str) -> String {
+        let response = self.request("GET", path, &[], b"");
+        assert_eq!(response.status, 200, "GET {path}: {}", response.body);
+        response.body
+    }
+
+    /// One HTTP/1.1 request to the node's API (from inside its network
+    /// namespace, if it has one): `headers` as `(name, value)`, `body` sent with
+    /// its `Content-Length`.
+    pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> HttpResponse {
         let request = || {
             use std::io::{Read as _, Write as _};
             let mut stream = std::net::TcpStream::connect(self.api).expect("connecting to the node's API");
-            stream.set_read_timeout(Some(Duration::from_secs(30))).expect("read timeout");
-            write!(stream, "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", self.api)
-                .expect("sending the request");
-            let mut response = String::new();
-            stream.read_to_string(&mut response).expect("reading the response");
+            stream.set_read_timeout(Some(Duration::from_secs(60))).expect("read timeout");
+            let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n", self.api);
+            for (name, value) in headers {
+                head.push_str(&format!("{name}: {value}\r\n"));
+            }
+            head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+            stream.write_all(head.as_bytes()).expect("sending the request");
+            // The node may answer (and close) before reading all of a refused body.
+            let _ = stream.write_all(body);
+            let mut response = Vec::new();
+            let _ = stream.read_to_end(&mut response);
             response
         };
         let response = match &self.netns {
             Some(netns) => netns::within(netns, request),
             None => request(),
         };
-        let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-        assert!(head.starts_with("HTTP/1.1 200"), "GET {path}: {head}");
-        body.to_owned()
+        HttpResponse::parse(&response)
     }
 
     /// The `network` part of `agora status --json`.
@@ -361,6 +375,64 @@ impl Drop for TestNode {
             let _ = child.wait();
         }
     }
+}
+
+/// A raw HTTP response: status, headers (names lowercase), body as text.
+#[derive(Debug, Clone)]
+pub struct HttpResponse {
+    /// The status code (0 if the response had no status line).
+    pub status: u16,
+    /// The headers, names lowercased.
+    pub headers: Vec<(String, String)>,
+    /// The body, chunked encoding undone.
+    pub body: String,
+}
+
+impl HttpResponse {
+    fn parse(response: &[u8]) -> Self {
+        let split = response.windows(4).position(|window| window == b"\r\n\r\n");
+        let (head, raw_body) = match split {
+            Some(at) => (&response[..at], &response[at + 4..]),
+            None => (response, &[][..]),
+        };
+        let head = String::from_utf8_lossy(head);
+        let mut lines = head.split("\r\n");
+        let status = lines.next().and_then(|line| line.split(' ').nth(1)).and_then(|code| code.parse().ok());
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|line| line.split_once(':'))
+            .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_owned()))
+            .collect();
+        let chunked = headers.iter().any(|(name, value)| name == "transfer-encoding" && value.contains("chunked"));
+        let body = if chunked { dechunk(raw_body) } else { raw_body.to_vec() };
+        Self { status: status.unwrap_or(0), headers, body: String::from_utf8_lossy(&body).into_owned() }
+    }
+
+    /// The value of header `name` (lowercase), if present.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str())
+    }
+
+    /// The body as JSON (panics if it is not).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|error| panic!("not JSON ({error}): {}", self.body))
+    }
+}
+
+/// A chunked body's content.
+fn dechunk(mut body: &[u8]) -> Vec<u8> {
+    let mut content = Vec::new();
+    while let Some(end) = body.windows(2).position(|window| window == b"\r\n") {
+        let size = std::str::from_utf8(&body[..end]).ok().and_then(|size| usize::from_str_radix(size.trim(), 16).ok());
+        let rest = &body[end + 2..];
+        match size {
+            Some(size) if size > 0 && rest.len() >= size => {
+                content.extend_from_slice(&rest[..size]);
+                body = rest[size..].strip_prefix(b"\r\n").unwrap_or(&rest[size..]);
+            }
+            _ => break,
+        }
+    }
+    content
 }
 
 /// What a finished command printed.

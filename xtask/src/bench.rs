@@ -7,9 +7,9 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     let all = args.iter().all(|a| a.starts_with("--"));
     let command =
         if args.is_empty() { "cargo xtask bench".to_owned() } else { format!("cargo xtask bench {}", args.join(" ")) };
-    // The `nat` scenario (in a run of every scenario too) runs the release
-    // `agora` binary in network namespaces.
-    if all || args.iter().any(|a| a == "nat") {
+    // The `nat` and `cargo` scenarios (in a run of every scenario too) run the
+    // release `agora` binary (in network namespaces, for `nat`).
+    if all || args.iter().any(|a| a == "nat" || a == "cargo") {
         crate::cargo(&["build", "--release", "--quiet", "-p", "agora-cli"])?;
     }
     let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| std::path::PathBuf::from("target"), Into::into);

@@ -29,11 +29,12 @@ use crate::project_root;
 const DEFAULT_SECONDS: u64 = 15;
 /// libFuzzer's memory limit per target process.
 const RSS_LIMIT_MB: u64 = 2048;
-/// Longest input for the archive targets (a small package archive) and for the rest.
+/// Longest input for the archive targets (a small package archive or `.crate`) and
+/// for the rest.
 const MAX_LEN_ARCHIVE: usize = 64 * 1024;
 const MAX_LEN_OTHER: usize = 16 * 1024;
 /// Targets that take archives.
-const ARCHIVE_TARGETS: &[&str] = &["archive", "unpack"];
+const ARCHIVE_TARGETS: &[&str] = &["archive", "unpack", "cargo_publish"];
 /// A single input running longer than this is a failure (a hang).
 const INPUT_TIMEOUT_SECS: u64 = 30;
 /// The target triple cargo-fuzz builds for (its default).

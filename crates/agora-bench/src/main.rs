@@ -17,8 +17,19 @@ use std::path::PathBuf;
 use scenarios::Scale;
 use sim::SimOptions;
 
-const SCENARIOS: &[&str] =
-    &["search", "throughput", "propagation", "dht", "transfer", "concurrency", "sync", "gossip", "start", "nat"];
+const SCENARIOS: &[&str] = &[
+    "search",
+    "throughput",
+    "propagation",
+    "dht",
+    "transfer",
+    "concurrency",
+    "sync",
+    "gossip",
+    "start",
+    "nat",
+    "cargo",
+];
 
 fn main() -> anyhow::Result<()> {
     let all: Vec<String> = std::env::args().skip(1).collect();
@@ -105,6 +116,7 @@ fn main() -> anyhow::Result<()> {
                 "gossip" => scenarios::gossip::run(scale).await,
                 "start" => scenarios::start::run(scale).await,
                 "nat" => scenarios::nat::run(scale).await,
+                "cargo" => scenarios::cargo::run(scale).await,
                 _ => unreachable!("checked above"),
             }
         })?;

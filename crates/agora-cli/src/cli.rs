@@ -122,6 +122,28 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: OwnerCommand,
     },
+    /// Use the node from cargo: its Cargo registry and crates.io mirror.
+    Cargo {
+        #[command(subcommand)]
+        command: CargoCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum CargoCommand {
+    /// Publish existing `.crate` files as they are (e.g. from
+    /// ~/.cargo/registry/cache/*/), each index line derived from the crate's own
+    /// Cargo.toml. Directories are searched for `*.crate` files.
+    Import {
+        /// `.crate` files or directories holding them.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Print the `.cargo/config.toml` that makes cargo use this node: as an
+    /// extra registry named `agora`, and as a mirror replacing crates.io.
+    Config,
+    /// Print the node's current API token (cargo's credential provider runs this).
+    Token,
 }
 
 #[derive(Debug, Subcommand)]

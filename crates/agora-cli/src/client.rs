@@ -208,11 +208,27 @@ impl Client {
         }
     }
 
+    /// The URL of `path`. A crate's package name (`crates/serde`) is one path
+    /// segment, so its `/` is escaped; no other package name has one.
     fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        match path.strip_prefix("/v1/packages/crates/") {
+            Some(rest) => format!("http://{}/v1/packages/crates%2F{rest}", self.addr),
+            None => format!("http://{}{path}", self.addr),
+        }
     }
 
-    fn token(&self) -> anyhow::Result<String> {
+    /// The API address this client talks to.
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The data dir whose node this client talks to.
+    pub(crate) fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// The node's current API token, read from its data dir.
+    pub(crate) fn token(&self) -> anyhow::Result<String> {
         let path = agora::api_token_path(&self.data_dir);
         std::fs::read_to_string(&path).map(|token| token.trim().to_owned()).map_err(|_| {
             anyhow!(

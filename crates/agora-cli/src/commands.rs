@@ -58,6 +58,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo { nodes } => crate::demo::run(nodes, global.json).await,
         Command::Key { command } => key(&global, command).await,
         Command::Owner { command } => owner(&global, command).await,
+        Command::Cargo { command } => crate::cargo_commands::run(&global, command).await,
     }
 }
 
@@ -466,7 +467,11 @@ async fn fetch_into(
     let (_, signed) = resolve(&client, spec, false).await?;
     let manifest = signed.manifest();
     let (name, version) = (manifest.name().clone(), manifest.version().clone());
-    let dest = output.unwrap_or_else(|| PathBuf::from(format!("{name}-{version}")));
+    // A crate (`crates/serde`) unpacks to `serde-1.0.0`, as cargo names it.
+    let dest = output.unwrap_or_else(|| {
+        let base = name.crate_canonical().unwrap_or(name.as_str());
+        PathBuf::from(format!("{base}-{version}"))
+    });
     let parent = match dest.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
         _ => PathBuf::from("."),

@@ -5,6 +5,7 @@
 //! holds argument parsing, the HTTP server and client, and terminal output.
 
 mod api;
+mod cargo_commands;
 mod cli;
 mod client;
 mod commands;

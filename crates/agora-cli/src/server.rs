@@ -40,6 +40,8 @@ use crate::api::{
     PackageBody, PinBody, StatusBody, TrustBody, YankBody,
 };
 
+mod cargo;
+
 /// Shared state of the API handlers.
 #[derive(Debug)]
 pub(crate) struct ApiState {
@@ -72,11 +74,14 @@ pub(crate) fn router(state: Arc<ApiState>) -> Router {
         .route("/v1/key/export", post(export_key))
         .route("/v1/key/import", post(import_key))
         .route("/v1/key/rotate", post(rotate_key))
+        .route("/v1/cargo/crates", post(import_crate))
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such API route; see `agora --help`")
         })
         // Inner to outer: the token, JSON errors, the identity header, the Host check.
         .layer(from_fn_with_state(state.clone(), require_token))
+        // Cargo's routes check the token as cargo sends it, and answer in cargo's error form.
+        .nest("/cargo", cargo::router(state.clone()))
         .layer(from_fn(json_errors))
         .layer(from_fn_with_state(state.clone(), identity_header))
         .layer(from_fn_with_state(state.clone(), refuse_other_hosts))
@@ -167,6 +172,9 @@ async fn json_errors(request: Request, next: Next) -> Response {
         let message = if text.is_empty() { status.canonical_reason().unwrap_or("error").to_lowercase() } else { text };
         ApiError::new(status, code_for_status(status), message)
     };
+    if path.starts_with("/cargo/") {
+        return cargo::CargoError::from(error).into_response();
+    }
     error.into_response()
 }
 
@@ -257,6 +265,13 @@ impl From<agora::Error> for ApiError {
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", error.to_string())
             }
             agora::Error::Archive(_) => Self::new(StatusCode::BAD_REQUEST, "invalid_archive", error.to_string()),
+            agora::Error::Cargo(agora::cargo::CargoError::TooLarge { .. }) => {
+                Self::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", error.to_string())
+            }
+            agora::Error::Cargo(agora::cargo::CargoError::NearDuplicate { .. }) => {
+                Self::new(StatusCode::CONFLICT, "near_duplicate", error.to_string())
+            }
+            agora::Error::Cargo(_) => Self::new(StatusCode::BAD_REQUEST, "invalid_crate", error.to_string()),
             agora::Error::KeyOwnsPackages { .. } => {
                 Self::new(StatusCode::CONFLICT, "key_owns_packages", error.to_string())
             }
@@ -284,6 +299,25 @@ fn authorize(state: &ApiState, headers: &HeaderMap) -> ApiResult<()> {
         ));
     }
     Ok(())
+}
+
+/// The node's upload limit (`max_artifact_size`); an upload whose declared
+/// length is over it is refused before any of it is read.
+fn upload_limit(state: &ApiState, headers: &HeaderMap) -> ApiResult<u64> {
+    let limit = state.node.config().max_artifact_size;
+    match content_length(headers).filter(|length| *length > limit) {
+        Some(length) => Err(too_large(length, limit)),
+        None => Ok(limit),
+    }
+}
+
+fn too_large(size: u64, limit: u64) -> ApiError {
+    agora::core::Error::ArtifactTooLarge { size, limit }.into()
+}
+
+/// The `Content-Length` a request declares, if any (and a number).
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -561,14 +595,8 @@ async fn publish(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Json<agora::Published>> {
-    let limit = state.node.config().max_artifact_size;
-    let too_large = |size: u64| ApiError::from(agora::core::Error::ArtifactTooLarge { size, limit });
-    if let Some(length) =
-        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok())
-        && length > limit
-    {
-        return Err(too_large(length));
-    }
+    let limit = upload_limit(&state, &headers)?;
+    let too_large = |size: u64| too_large(size, limit);
     // Stream the upload into a temp file, never holding it whole in memory.
     let internal = |error: std::io::Error| {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("upload: {error}"))
@@ -595,6 +623,21 @@ async fn publish(
     let published = state.node.publish_archive(ArtifactData::File(path.to_path_buf())).await?;
     drop(path);
     Ok(Json(published))
+}
+
+/// `agora cargo import`: one `.crate` file as the body (at most
+/// `max_artifact_size` bytes), published as it is.
+async fn import_crate(
+    State(state): State<Arc<ApiState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Json<agora::Published>> {
+    let limit = upload_limit(&state, &headers)?;
+    let too_large = |size: u64| too_large(size, limit);
+    let body = axum::body::to_bytes(body, usize::try_from(limit).unwrap_or(usize::MAX))
+        .await
+        .map_err(|_| too_large(limit.saturating_add(1)))?;
+    Ok(Json(state.node.import_crate(body.to_vec()).await?))
 }
 
 /// Makes the node hold the artifact (downloading it from peers if needed) and

@@ -5,7 +5,9 @@
 //! version, the signed [`PackageIndex`] of one name, the rules that connect them
 //! (the owner key owns a name on first sight, versions are immutable, only the owner
 //! yanks, sequences grow), search [`Query`]s, and the [`Registry`] trait every
-//! backend implements.
+//! backend implements. Crates live in a namespace of their own (`crates/<name>`),
+//! and a crate's manifest carries its [`CrateEntry`]: what cargo's index says
+//! about that version.
 //!
 //! It deliberately does no I/O: no files, no sockets, no database, no async runtime.
 //! Storage lives in `agora-store`, caching in `agora-cache`, composition in `agora`.
@@ -36,6 +38,7 @@
 //! ```
 
 mod artifact;
+mod cargo;
 mod claims;
 mod crypto;
 mod encoding;
@@ -49,6 +52,11 @@ mod reader;
 mod registry;
 
 pub use artifact::{ArtifactData, ArtifactHasher, ArtifactInfo};
+pub use cargo::{
+    CrateDependency, CrateEntry, CrateName, CrateNameError, DependencyKind, MAX_CRATE_DEPENDENCIES,
+    MAX_CRATE_ENTRY_SIZE, MAX_CRATE_FEATURES, MAX_CRATE_NAME_LEN, MAX_CRATE_STRING, MAX_CRATE_TARGET,
+    MAX_FEATURE_VALUES,
+};
 pub use claims::{Claim, Equivocation, MAX_COMPETING_CLAIMS, NameClaims};
 pub use crypto::{DecodeError, Digest, PublicKey, SecretKey, Signature};
 pub use error::{Error, ErrorKind, ErrorSource, Result, Unavailable};
@@ -56,7 +64,7 @@ pub use index::{
     IndexChange, MAX_OWNER_CHANGES, MAX_OWNERS, OwnerChange, PackageIndex, SignedPackageIndex, VersionEntry,
 };
 pub use manifest::{Manifest, PackageMetadata, SignedManifest};
-pub use name::{NameError, PackageName, VersionError};
+pub use name::{CRATE_PREFIX, NameError, PackageName, VersionError};
 pub use publisher::{Publication, Publisher};
 pub use query::{Query, SearchHit, SearchResults, SearchScope};
 pub use reader::ArtifactReader;

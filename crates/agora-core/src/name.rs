@@ -1,4 +1,9 @@
 //! Package names and version parsing.
+//!
+//! A [`PackageName`] lives in one of two namespaces: native Agora packages
+//! (`serde-helpers`) and crates (`crates/serde_json`, the prefix [`CRATE_PREFIX`]
+//! then the crate's canonical name, see `crate::cargo`). A native name can never
+//! contain `/`, so the two never collide.
 
 use std::fmt;
 use std::str::FromStr;
@@ -34,9 +39,15 @@ pub(crate) const MAX_NAME_LEN: usize = 64;
 /// The longest version string accepted.
 pub(crate) const MAX_VERSION_LEN: usize = 64;
 
-/// A validated package name: 1–64 characters of lowercase ASCII letters, digits,
-/// `-` and `_`, starting with a letter. [`PackageName::parse`] is the only way to
-/// build one, so code holding a `PackageName` never re-checks it.
+/// The prefix of every package name in the crate namespace.
+pub const CRATE_PREFIX: &str = "crates/";
+
+/// A validated package name. A native name is 1–64 characters of lowercase ASCII
+/// letters, digits, `-` and `_`, starting with a letter. A crate's name is
+/// [`CRATE_PREFIX`] followed by its canonical name: 1–64 characters of lowercase
+/// ASCII letters, digits and `_`, starting with a letter (a crate name
+/// lowercased, with `-` turned into `_`). [`PackageName::parse`] is the only way
+/// to build one, so code holding a `PackageName` never re-checks it.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PackageName(String);
 
@@ -44,6 +55,12 @@ impl PackageName {
     /// Checks `input` against the naming rules.
     pub fn parse(input: &str) -> Result<Self, NameError> {
         let invalid = |reason| Err(NameError { name: input.chars().take(80).collect(), reason });
+        if let Some(canonical) = input.strip_prefix(CRATE_PREFIX) {
+            return match check_crate_canonical(canonical) {
+                Ok(()) => Ok(Self(input.to_owned())),
+                Err(reason) => invalid(reason),
+            };
+        }
         let Some(first) = input.chars().next() else {
             return invalid("a name cannot be empty");
         };
@@ -63,6 +80,40 @@ impl PackageName {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// Whether this is a crate's name (`crates/<canonical>`), not a native package's.
+    pub fn is_crate(&self) -> bool {
+        self.0.starts_with(CRATE_PREFIX)
+    }
+
+    /// The canonical crate name after [`CRATE_PREFIX`], for a crate's name.
+    pub fn crate_canonical(&self) -> Option<&str> {
+        self.0.strip_prefix(CRATE_PREFIX)
+    }
+
+    /// The package name of a crate whose canonical name is `canonical`, which the
+    /// caller's own parsing guarantees follows the rules (a `CrateName`'s).
+    pub(crate) fn for_crate(canonical: &str) -> Self {
+        debug_assert!(check_crate_canonical(canonical).is_ok(), "`{canonical}` is not a canonical crate name");
+        Self(format!("{CRATE_PREFIX}{canonical}"))
+    }
+}
+
+/// Checks the part of a crate's package name after [`CRATE_PREFIX`].
+fn check_crate_canonical(canonical: &str) -> Result<(), &'static str> {
+    let Some(first) = canonical.chars().next() else {
+        return Err("a crate's canonical name cannot be empty");
+    };
+    if canonical.len() > MAX_NAME_LEN {
+        return Err("a crate's canonical name is at most 64 characters");
+    }
+    if !first.is_ascii_lowercase() {
+        return Err("a crate's canonical name starts with a lowercase ASCII letter");
+    }
+    if !canonical.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
+        return Err("a crate's canonical name holds only lowercase ASCII letters, digits and `_`");
+    }
+    Ok(())
 }
 
 pub(crate) fn parse_version(input: &str) -> Result<Version, VersionError> {
@@ -131,6 +182,28 @@ mod tests {
     }
 
     #[test]
+    fn crate_names_are_a_namespace_of_their_own() {
+        for good in ["crates/serde", "crates/serde_json", "crates/a1", &format!("crates/{}", "a".repeat(64))] {
+            let name = PackageName::parse(good).unwrap();
+            assert!(name.is_crate(), "{good}");
+            assert_eq!(name.crate_canonical(), good.strip_prefix(CRATE_PREFIX));
+        }
+        let bad_crates =
+            ["crates/", "crates/serde-json", "crates/Serde", "crates/1a", "crates/_a", "crates/a/b", "crates/a.b"];
+        for bad in bad_crates.into_iter().chain([format!("crates/{}", "a".repeat(65)).as_str()]) {
+            assert!(PackageName::parse(bad).is_err(), "{bad}");
+        }
+        for other_prefix in ["crate/serde", "crates-x/serde", "Crates/serde", "/crates/serde", "npm/left-pad"] {
+            assert!(PackageName::parse(other_prefix).is_err(), "{other_prefix}");
+        }
+        let native = PackageName::parse("crates").unwrap();
+        assert!(!native.is_crate());
+        assert_eq!(native.crate_canonical(), None);
+        let error = PackageName::parse("crates/serde-json").unwrap_err().to_string();
+        assert!(error.contains("only lowercase ASCII letters, digits and `_`"), "{error}");
+    }
+
+    #[test]
     fn errors_say_what_is_wrong() {
         let error = PackageName::parse("Hello").unwrap_err().to_string();
         assert_eq!(error, "invalid package name `Hello`: a name starts with a lowercase ASCII letter");
@@ -154,11 +227,17 @@ mod tests {
         }
 
         #[test]
-        fn any_string_parses_only_if_it_follows_the_rules(input in "\\PC{0,70}") {
-            let follows_rules = !input.is_empty()
-                && input.len() <= 64
-                && input.starts_with(|c: char| c.is_ascii_lowercase())
-                && input.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+        fn any_string_parses_only_if_it_follows_the_rules(input in "(crates/)?\\PC{0,70}") {
+            let follows_rules = match input.strip_prefix(CRATE_PREFIX) {
+                Some(canonical) => !canonical.is_empty()
+                    && canonical.len() <= 64
+                    && canonical.starts_with(|c: char| c.is_ascii_lowercase())
+                    && canonical.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
+                None => !input.is_empty()
+                    && input.len() <= 64
+                    && input.starts_with(|c: char| c.is_ascii_lowercase())
+                    && input.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_'),
+            };
             prop_assert_eq!(PackageName::parse(&input).is_ok(), follows_rules);
         }
 

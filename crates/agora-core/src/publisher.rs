@@ -5,8 +5,8 @@
 //! the receiving side, used by every backend before it stores anything.
 
 use crate::{
-    ArtifactData, ArtifactInfo, Error, Manifest, OwnerChange, PackageIndex, PackageMetadata, PublicKey, Result,
-    SecretKey, SignedManifest, SignedPackageIndex, Version, VersionEntry,
+    ArtifactData, ArtifactInfo, CrateEntry, Error, Manifest, OwnerChange, PackageIndex, PackageMetadata, PublicKey,
+    Result, SecretKey, SignedManifest, SignedPackageIndex, Version, VersionEntry,
 };
 
 /// Everything a registry needs to accept a new version.
@@ -128,7 +128,42 @@ impl Publisher {
         current: Option<&PackageIndex>,
         now: u64,
     ) -> Result<(SignedManifest, SignedPackageIndex)> {
-        let manifest = Manifest { metadata, artifact, published_at: now, publisher: self.public_key(), unpacked_size };
+        self.publish_manifest(self.manifest(metadata, artifact, unpacked_size, None, now), current, now)
+    }
+
+    /// [`Publisher::publish_unpacked`] for a crate: `metadata.name` is the crate's
+    /// package name (`entry.name.package_name()`), and `entry` is signed with the
+    /// manifest (a v3 manifest), so any node can serve its cargo index line.
+    pub fn publish_crate(
+        &self,
+        metadata: PackageMetadata,
+        artifact: ArtifactInfo,
+        unpacked_size: Option<u64>,
+        entry: CrateEntry,
+        current: Option<&PackageIndex>,
+        now: u64,
+    ) -> Result<(SignedManifest, SignedPackageIndex)> {
+        self.publish_manifest(self.manifest(metadata, artifact, unpacked_size, Some(entry), now), current, now)
+    }
+
+    /// The unsigned manifest of a publication by this publisher at `now`.
+    fn manifest(
+        &self,
+        metadata: PackageMetadata,
+        artifact: ArtifactInfo,
+        unpacked_size: Option<u64>,
+        cargo: Option<CrateEntry>,
+        now: u64,
+    ) -> Manifest {
+        Manifest { metadata, artifact, published_at: now, publisher: self.public_key(), unpacked_size, cargo }
+    }
+
+    fn publish_manifest(
+        &self,
+        manifest: Manifest,
+        current: Option<&PackageIndex>,
+        now: u64,
+    ) -> Result<(SignedManifest, SignedPackageIndex)> {
         manifest.validate()?;
         let entry = VersionEntry {
             version: manifest.version().clone(),
@@ -256,6 +291,35 @@ mod tests {
         assert_eq!(index2.index().sequence, 2);
         // Replaying the first publication on top of the second is refused.
         assert!(Publication::check(&first, &index1, Some(index2.index())).is_err());
+    }
+
+    #[test]
+    fn a_crate_is_published_with_its_entry_and_its_spellings_share_an_owner() {
+        let owner = Publisher::new(SecretKey::generate());
+        let crate_metadata = |spelling: &str, version: &str| {
+            let entry = crate::cargo::tests::sample_entry(spelling);
+            (PackageMetadata::new(entry.name.package_name(), version.parse().unwrap(), "a crate"), entry)
+        };
+        let (metadata_one, entry) = crate_metadata("Serde-JSON", "1.0.0");
+        let (manifest, index) =
+            owner.publish_crate(metadata_one, artifact("a"), Some(10), entry.clone(), None, 10).unwrap();
+        Publication::check(&manifest, &index, None).unwrap();
+        assert_eq!(manifest.manifest().cargo.as_ref(), Some(&entry));
+        assert_eq!(index.index().name.as_str(), "crates/serde_json");
+        // `serde_json` is the same package: another key cannot take it.
+        let thief = Publisher::new(SecretKey::generate());
+        let (metadata_two, entry) = crate_metadata("serde_json", "1.0.1");
+        assert!(matches!(
+            thief.publish_crate(metadata_two.clone(), artifact("b"), None, entry.clone(), Some(index.index()), 11),
+            Err(Error::NotOwner { .. })
+        ));
+        let (next, next_index) =
+            owner.publish_crate(metadata_two, artifact("b"), None, entry, Some(index.index()), 11).unwrap();
+        Publication::check(&next, &next_index, Some(index.index())).unwrap();
+        // A crate's name without an entry, or an entry on a native name, is refused.
+        let (metadata_three, entry) = crate_metadata("serde_json", "1.0.2");
+        assert!(owner.publish(metadata_three, artifact("c"), Some(next_index.index()), 12).is_err());
+        assert!(owner.publish_crate(metadata("1.0.0"), artifact("d"), None, entry, None, 12).is_err());
     }
 
     #[test]

@@ -19,6 +19,7 @@ fn manifest(key: &SecretKey) -> Manifest {
         published_at: 1,
         publisher: key.public_key(),
         unpacked_size: None,
+        cargo: None,
     }
 }
 

@@ -1,7 +1,8 @@
 //! DHT record keys and record validation.
 //!
 //! Keys: `/agora/v1/index/<name>` holds a `SignedPackageIndex`,
-//! `/agora/v1/manifest/<name>/<version>` a `SignedManifest`. Provider records live
+//! `/agora/v1/manifest/<name>/<version>` a `SignedManifest` (a crate's name has a
+//! `/` of its own: `/agora/v1/manifest/crates/serde/1.0.0`). Provider records live
 //! under the multihash of the artifact's SHA-256 (`0x12 0x20` + 32 bytes), as every
 //! libp2p implementation expects.
 
@@ -36,7 +37,8 @@ impl RecordKey {
             return PackageName::parse(name).ok().map(Self::Index);
         }
         let rest = text.strip_prefix(MANIFEST_PREFIX)?;
-        let (name, version_text) = rest.split_once('/')?;
+        // A crate's name holds a `/` (`crates/serde`); a version never does.
+        let (name, version_text) = rest.rsplit_once('/')?;
         let name = PackageName::parse(name).ok()?;
         let version = agora_core::parse_version(version_text).ok()?;
         // Only the canonical spelling is a key, so one version has one key.
@@ -180,6 +182,24 @@ mod tests {
     use agora_core::{ArtifactInfo, PackageMetadata, Publisher, SecretKey};
 
     use super::*;
+
+    #[test]
+    fn keys_round_trip_for_native_packages_and_crates() {
+        for name in ["serde-helpers", "crates/serde_json", "crates"] {
+            let name: PackageName = name.parse().unwrap();
+            let version: Version = "1.0.0-beta.1+build.5".parse().unwrap();
+            for key in [RecordKey::Index(name.clone()), RecordKey::Manifest(name.clone(), version)] {
+                assert_eq!(RecordKey::from_kad(&key.to_kad()), Some(key.clone()), "{key}");
+            }
+        }
+        assert_eq!(
+            RecordKey::Manifest("crates/serde".parse().unwrap(), "1.0.0".parse().unwrap()).to_string(),
+            "/agora/v1/manifest/crates/serde/1.0.0"
+        );
+        for bad in ["/agora/v1/index/crates/Serde", "/agora/v1/manifest/a/b/1.0.0", "/agora/v1/manifest/crates/x/1.0"] {
+            assert_eq!(RecordKey::from_kad(&kad::RecordKey::new(&bad)), None, "{bad}");
+        }
+    }
 
     #[test]
     fn trusted_records_skip_only_the_signature() {

@@ -26,7 +26,7 @@
 //! registry or the store, and it does not resolve dependencies. It is synchronous; call
 //! it from `spawn_blocking` in async code.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::fs::{self, File};
@@ -40,6 +40,8 @@ use flate2::write::GzEncoder;
 use flate2::{Compression, GzBuilder};
 use serde::Deserialize;
 use tar::{EntryType, Header};
+
+use crate::bounded::BoundedReader;
 
 /// The name of the manifest file at the root of every package.
 pub const MANIFEST_FILE: &str = "agora.toml";
@@ -750,20 +752,20 @@ fn is_executable(_metadata: &fs::Metadata) -> bool {
 #[derive(Debug, Default)]
 struct Fault {
     source: Option<io::Error>,
-    over_limit: bool,
 }
 
 /// Classifies `io::Error`s that come out of the archive reader.
 #[derive(Debug, Clone)]
 struct Faults {
     shared: Rc<RefCell<Fault>>,
+    over_limit: Rc<Cell<bool>>,
     limit: u64,
 }
 
 impl Faults {
     fn classify(&self, error: &io::Error) -> ArchiveError {
         let mut fault = self.shared.borrow_mut();
-        if fault.over_limit {
+        if self.over_limit.get() {
             ArchiveError::TooLarge { limit: self.limit }
         } else if let Some(source) = fault.source.take() {
             ArchiveError::ReadArchive { source }
@@ -792,34 +794,6 @@ impl<R: Read> Read for SourceReader<R> {
     }
 }
 
-/// Yields at most `remaining` bytes of the uncompressed stream, then fails if there is
-/// more.
-struct BoundedReader<R> {
-    inner: R,
-    remaining: u64,
-    shared: Rc<RefCell<Fault>>,
-}
-
-impl<R: Read> Read for BoundedReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if buf.is_empty() {
-            return Ok(0);
-        }
-        if self.remaining == 0 {
-            let mut probe = [0u8; 1];
-            if self.inner.read(&mut probe)? == 0 {
-                return Ok(0);
-            }
-            self.shared.borrow_mut().over_limit = true;
-            return Err(io::Error::other("archive size limit reached"));
-        }
-        let max = usize::try_from(self.remaining).unwrap_or(usize::MAX).min(buf.len());
-        let read = self.inner.read(&mut buf[..max])?;
-        self.remaining -= read as u64;
-        Ok(read)
-    }
-}
-
 type ArchiveReader<R> = BoundedReader<GzDecoder<io::BufReader<io::Chain<io::Cursor<Vec<u8>>, SourceReader<R>>>>>;
 
 /// The first two bytes of every gzip stream.
@@ -844,7 +818,8 @@ struct CheckedEntry {
 /// Opens a gzip tar stream, bounded to `limit` uncompressed bytes.
 fn open_archive<R: Read>(reader: R, limit: u64) -> Result<(tar::Archive<ArchiveReader<R>>, Faults), ArchiveError> {
     let shared = Rc::new(RefCell::new(Fault::default()));
-    let faults = Faults { shared: Rc::clone(&shared), limit };
+    let over_limit = Rc::new(Cell::new(false));
+    let faults = Faults { shared: Rc::clone(&shared), over_limit: Rc::clone(&over_limit), limit };
     let mut source = SourceReader { inner: reader, shared: Rc::clone(&shared) };
     let magic = read_magic(&mut source).map_err(|error| faults.classify(&error))?;
     if magic.is_empty() {
@@ -858,7 +833,7 @@ fn open_archive<R: Read>(reader: R, limit: u64) -> Result<(tar::Archive<ArchiveR
     // One gzip member only (`bufread::GzDecoder` stops at the end of the first), read
     // through our own buffer so that whatever follows it can be seen and refused.
     let compressed = io::BufReader::with_capacity(COPY_BUFFER, io::Cursor::new(magic).chain(source));
-    let stream = BoundedReader { inner: GzDecoder::new(compressed), remaining: limit, shared };
+    let stream = BoundedReader::new(GzDecoder::new(compressed), limit, over_limit);
     Ok((tar::Archive::new(stream), faults))
 }
 
@@ -1007,7 +982,7 @@ fn check_nothing_after<R: Read>(mut stream: ArchiveReader<R>, faults: &Faults) -
             return Err(trailing("data after the tar end-of-archive"));
         }
     }
-    let mut rest = stream.inner.into_inner();
+    let mut rest = stream.into_inner().into_inner();
     let after = io::BufRead::fill_buf(&mut rest).map_err(|error| faults.classify(&error))?;
     if !after.is_empty() {
         return Err(trailing("data after the end of its gzip stream (a second gzip member or appended bytes)"));

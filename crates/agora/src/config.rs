@@ -37,6 +37,19 @@ pub struct Config {
     pub reputation: ReputationSettings,
     /// Local artifact storage.
     pub storage: StorageSettings,
+    /// The Cargo registry gateway.
+    pub cargo: CargoSettings,
+}
+
+/// The Cargo gateway (`/cargo/…` on the API).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CargoSettings {
+    /// Publisher keys (hex, as `agora key show` prints them) whose crates appear
+    /// in this node's crates.io mirror (`/cargo/mirror/…`), besides the node's
+    /// own publisher key, which is always trusted. Crates owned by anyone else
+    /// are served only by the extra registry (`/cargo/index/`).
+    pub trusted_publishers: Vec<agora_core::PublicKey>,
 }
 
 /// How transfers run.
@@ -219,6 +232,7 @@ impl Default for Config {
             transfer: TransferSettings::default(),
             reputation: ReputationSettings::default(),
             storage: StorageSettings::default(),
+            cargo: CargoSettings::default(),
         }
     }
 }

@@ -21,6 +21,9 @@ pub enum Error {
     /// A package directory or archive was unusable.
     #[error(transparent)]
     Archive(#[from] ArchiveError),
+    /// A cargo publish request or `.crate` file was unusable.
+    #[error(transparent)]
+    Cargo(#[from] crate::cargo::CargoError),
     /// The configuration was unusable.
     #[error("configuration error in {origin}: {message}")]
     Config { origin: String, message: String },
@@ -69,6 +72,7 @@ impl From<Error> for agora_core::Error {
             Error::Registry(error) => error,
             Error::Store(error) => error.into(),
             Error::Archive(error) => agora_core::Error::InvalidManifest(error.to_string()),
+            Error::Cargo(error) => agora_core::Error::InvalidManifest(error.to_string()),
             error @ Error::Io { .. } => agora_core::Error::io(error),
             other => agora_core::Error::Internal(other.to_string()),
         }

@@ -6,7 +6,9 @@
 //! reputation, record validator, catalog writer, clock, metrics, tracked tasks)
 //! plus, when enabled, its network. It also offers [`LocalRegistry`] (the store
 //! as a [`Registry`]) and the [`archive`] functions that turn package
-//! directories into deterministic archives and back.
+//! directories into deterministic archives and back, and the [`cargo`] functions
+//! that turn cargo's publish requests and `.crate` files into crate
+//! publications and signed manifests into cargo's index lines.
 //!
 //! Artifacts come out of a registry as [`ArtifactReader`]s that verify every
 //! chunk as it is read ([`export`] writes one to a file); [`Node::fetch`]
@@ -49,6 +51,8 @@
 
 pub mod archive;
 mod blocking;
+mod bounded;
+pub mod cargo;
 mod clock;
 mod config;
 mod error;
@@ -77,8 +81,8 @@ pub use agora_core::{
 pub use agora_net as net;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{
-    CacheSettings, Config, DEFAULT_API_ADDR, NetworkSettings, RelaySettings, ReputationSettings, StorageSettings,
-    TransferSettings, default_data_dir,
+    CacheSettings, CargoSettings, Config, DEFAULT_API_ADDR, NetworkSettings, RelaySettings, ReputationSettings,
+    StorageSettings, TransferSettings, default_data_dir,
 };
 pub use error::{Error, Result};
 pub use export::{Exported, export};
@@ -88,8 +92,8 @@ pub use network::NetworkSummary;
 #[doc(hidden)]
 pub use node::inspect_archive;
 pub use node::{
-    CacheCounters, Fetch, KeyRotation, Node, NodeBuilder, NodeStatus, PeerConnection, PeerInfo, Published,
-    StorageStatus, api_token_path, identity_proof_message,
+    CacheCounters, CrateIndexFile, CrateView, Fetch, KeyRotation, Node, NodeBuilder, NodeStatus, PeerConnection,
+    PeerInfo, Published, StorageStatus, api_token_path, identity_proof_message,
 };
 pub use reputation::{PeerStanding, score, standing};
 pub use search::{QueryConfig, QueryHandle};

@@ -1,5 +1,6 @@
 //! The scenarios. Each returns a [`crate::report::Scenario`].
 
+pub(crate) mod cargo;
 pub(crate) mod concurrency;
 pub(crate) mod gossip;
 pub(crate) mod nat;

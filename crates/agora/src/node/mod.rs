@@ -9,6 +9,7 @@
 //! get the services (a fetch's own task holds a `Node` handle while it runs).
 
 mod builder;
+mod cargo;
 mod fetch;
 mod registry;
 mod status;
@@ -21,6 +22,7 @@ use agora_core::{PackageName, PublicKey, Publisher, Query, Result as CoreResult,
 use agora_store::Store;
 
 pub use self::builder::NodeBuilder;
+pub use self::cargo::{CrateIndexFile, CrateView};
 pub use self::fetch::Fetch;
 pub use self::registry::{KeyRotation, Published, inspect_archive};
 pub use self::status::{CacheCounters, NodeStatus, PeerConnection, PeerInfo, StorageStatus};

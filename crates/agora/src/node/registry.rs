@@ -51,17 +51,8 @@ impl Node {
         };
         let _guard = self.inner.publish_lock.lock().await;
         let current = self.current_index(&metadata.name).await?;
-        if let Some(existing) = current.as_ref().and_then(|index| index.entry(&metadata.version)) {
-            if existing.digest == info.digest {
-                let manifest = self.registry().get_version(&metadata.name, &metadata.version).await?;
-                return Ok(Published { manifest, created: false });
-            }
-            return Err(CoreError::VersionExists {
-                name: metadata.name,
-                version: metadata.version,
-                existing: existing.digest,
-            }
-            .into());
+        if let Some(published) = self.already_published(current.as_ref(), &metadata, info.digest).await? {
+            return Ok(published);
         }
         let (manifest, index) = self.publisher().publish_unpacked(
             metadata,
@@ -135,7 +126,32 @@ impl Node {
         Ok(KeyRotation { old: old.public_key(), new: public, packages })
     }
 
-    async fn current_index(&self, name: &PackageName) -> Result<Option<PackageIndex>> {
+    /// Publishing `metadata`'s version with `digest` again: `Some` (nothing to
+    /// do) when `current` lists it with the same digest, `None` when it is new.
+    ///
+    /// # Errors
+    ///
+    /// [`CoreError::VersionExists`] when the version exists with other bytes.
+    pub(super) async fn already_published(
+        &self,
+        current: Option<&PackageIndex>,
+        metadata: &agora_core::PackageMetadata,
+        digest: agora_core::Digest,
+    ) -> Result<Option<Published>> {
+        let Some(existing) = current.and_then(|index| index.entry(&metadata.version)) else { return Ok(None) };
+        if existing.digest != digest {
+            return Err(CoreError::VersionExists {
+                name: metadata.name.clone(),
+                version: metadata.version.clone(),
+                existing: existing.digest,
+            }
+            .into());
+        }
+        let manifest = self.registry().get_version(&metadata.name, &metadata.version).await?;
+        Ok(Some(Published { manifest, created: false }))
+    }
+
+    pub(super) async fn current_index(&self, name: &PackageName) -> Result<Option<PackageIndex>> {
         match self.get_package(name).await {
             Ok(index) => Ok(Some(index.into_index())),
             Err(CoreError::PackageNotFound(_)) => Ok(None),
