@@ -193,6 +193,15 @@ fn yank_search_near_duplicates_and_tokens_work_as_cargo_expects() {
     cargo.ok(&dir, &["yank", "--registry", "agora", "--undo", "agora_demo_util@0.1.0"]);
     cargo.ok(&fresh, &["generate-lockfile"]);
 
+    // Agora's own CLI sees the crate in its namespace, and fetches the .crate
+    // file cargo downloads.
+    let info = node.json(&["info", "crates/agora_demo_util"]);
+    assert_eq!(info["index"]["index"]["name"], "crates/agora_demo_util", "{info}");
+    assert_eq!(info["manifest"]["manifest"]["cargo"]["name"], "agora_demo_util", "{info}");
+    node.ok(&["fetch", "crates/agora_demo_util@0.1.0"]);
+    let fetched = std::fs::read(dir.join("agora_demo_util-0.1.0.crate")).unwrap();
+    assert_eq!(Digest::of(&fetched).to_hex(), packaged_digest(&cargo, "agora_demo_util", "0.1.0"));
+
     // Search by name and by description.
     for words in ["agora_demo_util", "helpers gateway"] {
         let found = cargo.ok(&dir, &["search", "--registry", "agora", words]);

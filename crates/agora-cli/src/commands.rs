@@ -467,17 +467,26 @@ async fn fetch_into(
     let (_, signed) = resolve(&client, spec, false).await?;
     let manifest = signed.manifest();
     let (name, version) = (manifest.name().clone(), manifest.version().clone());
-    // A crate (`crates/serde`) unpacks to `serde-1.0.0`, as cargo names it.
-    let dest = output.unwrap_or_else(|| {
-        let base = name.crate_canonical().unwrap_or(name.as_str());
-        PathBuf::from(format!("{base}-{version}"))
+    // A crate (`crates/serde`) is saved as the `.crate` file cargo would
+    // download (`serde-1.0.0.crate`, the name as its publisher spelled it);
+    // unpacking it is cargo's job.
+    let crate_name = manifest.cargo.as_ref().map(|entry| entry.name.to_string());
+    let dest = output.unwrap_or_else(|| match &crate_name {
+        Some(crate_name) => PathBuf::from(format!("{crate_name}-{version}.crate")),
+        None => PathBuf::from(format!("{name}-{version}")),
     });
     let parent = match dest.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
         _ => PathBuf::from("."),
     };
     // Refuse before anything is downloaded: a non-empty destination, too little space.
-    archive::check_unpack_destination(&dest)?;
+    if crate_name.is_some() {
+        if dest.exists() {
+            bail!("{} already exists; pass another path with -o", dest.display());
+        }
+    } else {
+        archive::check_unpack_destination(&dest)?;
+    }
     std::fs::create_dir_all(&parent).with_context(|| format!("creating {}", parent.display()))?;
     check_free_space(&parent, manifest.artifact.size)?;
 
@@ -515,6 +524,22 @@ async fn fetch_into(
             manifest.artifact.digest,
             received.digest
         );
+    }
+    if crate_name.is_some() {
+        temp.persist_noclobber(&dest).map_err(|error| anyhow!("saving {}: {}", dest.display(), error.error))?;
+        if global.json {
+            return print_json(&json!({
+                "name": name, "version": version, "digest": manifest.artifact.digest, "size": manifest.artifact.size,
+                "file": dest,
+            }));
+        }
+        println!(
+            "Fetched {name}@{version} ({}, sha256 {}) into {}",
+            size(manifest.artifact.size),
+            manifest.artifact.digest,
+            dest.display()
+        );
+        return Ok(());
     }
     let file = Cancellable { inner: temp.reopen().context("reopening the download")?, cancel };
     let target = dest.clone();

@@ -97,6 +97,14 @@ pub(crate) async fn run(global: &Global, args: &NodeArgs) -> anyhow::Result<()> 
     }
     eprintln!("press Ctrl-C to stop");
 
+    // No Nagle delay: on a kept-alive connection (cargo keeps them), the last
+    // small segment of a reply would otherwise wait for the client's delayed
+    // ACK, some 40 ms per response.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |stream| {
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%error, "could not set TCP_NODELAY on an API connection");
+        }
+    });
     let served = axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await;
     node.shutdown().await;
     let _ = tokio::fs::remove_file(&record_path).await;
