@@ -192,6 +192,11 @@ fn yank_search_near_duplicates_and_tokens_work_as_cargo_expects() {
     assert!(!refused.success && refused.stderr.contains("yanked"), "{refused}");
     cargo.ok(&dir, &["yank", "--registry", "agora", "--undo", "agora_demo_util@0.1.0"]);
     cargo.ok(&fresh, &["generate-lockfile"]);
+    let added = dir.join("added");
+    write_consumer(&added, "", "fn main() {}\n");
+    cargo.ok(&added, &["add", "--registry", "agora", "agora_demo_util"]);
+    let manifest = std::fs::read_to_string(added.join("Cargo.toml")).unwrap();
+    assert!(manifest.contains("agora_demo_util = { version = \"0.1.0\", registry = \"agora\" }"), "{manifest}");
 
     // Agora's own CLI sees the crate in its namespace, and fetches the .crate
     // file cargo downloads.
